@@ -1,0 +1,122 @@
+"""skim.py: the shared encoder loop (masking = pruning) and Transkimmer's pieces."""
+import pytest
+import torch
+
+from skim import SkimConfig, SkimOutput, Transkimmer, gumbel_keep, skim_forward, skim_loss
+from transformer import CONFIGS, BertForTask
+
+TINY = CONFIGS["tiny"]
+
+
+def make_batch(B=3, T=11, lengths=(11, 8, 4)):
+    ids = torch.randint(5, TINY.vocab_size, (B, T))
+    mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
+    ids[mask == 0] = 0
+    types = torch.zeros_like(ids)
+    types[:, 5:] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types * mask}
+
+
+def skimming_model(kind="classification"):
+    """A tiny model whose predictors skim some tokens, not all, differently per example."""
+    model = BertForTask(TINY, kind, num_labels=3).eval()
+    strategy = Transkimmer(TINY, SkimConfig(init_mean=1.0, init_std=0.3)).eval()
+    return model, strategy
+
+
+# ----------------------------------------------------------------------------------------------
+# Masking in training equals pruning at inference
+
+
+@pytest.mark.parametrize("kind", ["classification", "span"])
+def test_masked_forward_equals_pruned_forward_at_every_position(kind):
+    model, strategy = skimming_model(kind)
+    batch = make_batch()
+    masked = skim_forward(model, strategy, batch, prune=False)
+    pruned = skim_forward(model, strategy, batch, prune=True)
+    # the test is only meaningful if decisions differ between examples and layers
+    assert torch.equal(masked.exit_layer, pruned.exit_layer)
+    kept = pruned.tokens_per_layer
+    assert (kept[:, -1] < batch["attention_mask"].sum(1)).all(), "nothing was skimmed"
+    assert (kept[:, -1] > 1).any(), "everything was skimmed"
+    assert len({tuple(r) for r in (kept / batch["attention_mask"].sum(1, keepdim=True)).tolist()}) > 1
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-5, rtol=0)
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
+
+
+def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
+    model, strategy = skimming_model()
+    batch = make_batch()
+    together = skim_forward(model, strategy, batch, prune=True)
+    for b in range(3):
+        n = int(batch["attention_mask"][b].sum())
+        alone = skim_forward(model, strategy, {k: v[b:b + 1, :n] for k, v in batch.items()}, prune=True)
+        assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n])
+        torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
+
+
+def test_cls_is_always_kept_and_pads_never():
+    model = BertForTask(TINY).eval()
+    strategy = Transkimmer(TINY, SkimConfig(init_mean=-5.0)).eval()  # wants to skim everything
+    batch = make_batch()
+    for prune in (False, True):
+        out = skim_forward(model, strategy, batch, prune=prune)
+        assert (out.tokens_per_layer == 1).all(), "only [CLS] should survive"
+        assert (out.exit_layer[:, 0] == TINY.num_hidden_layers).all()
+        assert (out.exit_layer[batch["attention_mask"] == 0] == -1).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation, gradients, the loss
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_at_initialisation_nothing_is_skimmed_and_output_equals_plain_encoder(prune):
+    model = BertForTask(TINY, "span").eval()
+    strategy = Transkimmer(TINY).eval()  # Eq. (9): keep bias +5, skip bias −5
+    batch = make_batch()
+    out = skim_forward(model, strategy, batch, prune=prune)
+    lengths = batch["attention_mask"].sum(1)
+    assert torch.equal(out.tokens_per_layer, lengths[:, None].expand(-1, TINY.num_hidden_layers))
+    with torch.no_grad():
+        plain = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(out.hidden[valid], plain[valid], atol=1e-5, rtol=0)
+
+
+def test_gumbel_masks_are_exactly_zero_or_one_with_a_soft_gradient():
+    logits = torch.randn(4, 9, 2, requires_grad=True)
+    keep = gumbel_keep(logits, tau=1.0)
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    (keep * torch.arange(9.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_gradients_reach_every_predictor_in_training():
+    model = BertForTask(TINY).train()
+    strategy = Transkimmer(TINY, SkimConfig(tau=1.0)).train()
+    batch = make_batch()
+    out = skim_forward(model, strategy, batch)
+    assert len(out.masks) == TINY.num_hidden_layers and out.masks[0].requires_grad
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 1]))
+    (loss + 0.5 * skim_loss(out, batch["attention_mask"])).backward()
+    for i, p in enumerate(strategy.predictors):
+        assert p.out.bias.grad is not None and p.out.bias.grad.abs().sum() > 0, f"predictor {i}"
+        assert p.fc.weight.grad.abs().sum() > 0, f"predictor {i}"
+
+
+def test_skim_loss_matches_a_hand_worked_example():
+    # two layers, two examples of real lengths 5 and 4 (the second has one pad)
+    m0 = torch.tensor([[1, 1, 0, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.float32)
+    m1 = torch.tensor([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.float32)
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    out = SkimOutput(None, None, None, None, None, masks=[m0, m1])
+    # layer 0: 4/5 and 4/4; layer 1: 2/5 and 1/4; mean of the four = (0.8 + 1 + 0.4 + 0.25) / 4
+    assert skim_loss(out, attention_mask).item() == pytest.approx(2.45 / 4, abs=1e-7)
+
+
+def test_predictor_overhead_is_counted_like_flops_py():
+    from flops import skim_predictor_flops
+    strategy = Transkimmer(TINY)
+    assert strategy.overhead_flops(TINY, 10) == skim_predictor_flops(TINY, 10)
