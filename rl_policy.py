@@ -44,7 +44,7 @@ class PolicyConfig:
     distill: bool = True  # stage 3 learns from the fine-tuned model's soft labels (authors' code, T = 1)
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
-        layers = self.layers or (1, num_layers // 2)
+        layers = self.layers or tuple(sorted({1, num_layers // 2}))  # one module when L // 2 = 1
         assert all(0 <= i < num_layers for i in layers) and list(layers) == sorted(set(layers)), (
             f"policy layers must be increasing indices in 0..{num_layers - 1}, got {layers}")
         return tuple(layers)
@@ -146,8 +146,18 @@ def residual_scores(model: BertForTask, batch: dict, loss_fn, l: int, r: int) ->
 
     H_i is the input of layer i (H_0 the embeddings). loss_fn(logits, batch) -> scalar (summed
     over the batch, so each example's scores are its own). Returns (B, T), 0 at pads."""
-    states = model.bert(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), all_layers=True)
-    loss = loss_fn(model.logits(states[-1]), batch)
-    (grad,) = torch.autograd.grad(loss, states[r])  # ∂loss/∂H_r, (B, T, C)
-    score = (grad * (states[r] - states[l]).detach()).sum(-1).abs()  # (B, T)
-    return score * batch["attention_mask"]
+    bert, mask = model.bert, batch["attention_mask"]
+    assert 0 <= l < r <= len(bert.layers), f"need 0 <= l < r <= L, got l = {l}, r = {r}"
+    with torch.enable_grad():  # works for a frozen model too: the gradient is taken w.r.t. H_r only
+        h = bert.embed(batch["input_ids"], batch.get("token_type_ids"))  # H_0, (B, T, C)
+        for i, layer in enumerate(bert.layers[:r]):
+            h_l = h if i == l else h_l if i > l else None
+            h = layer(h, mask)
+        h_r = h.detach().requires_grad_()  # H_r, the leaf we differentiate against
+        h = h_r
+        for layer in bert.layers[r:]:
+            h = layer(h, mask)
+        loss = loss_fn(model.logits(h), batch)
+        (grad,) = torch.autograd.grad(loss, h_r)  # ∂loss/∂H_r, (B, T, C)
+    score = (grad * (h_r - h_l).detach()).sum(-1).abs()  # (B, T)
+    return score * mask

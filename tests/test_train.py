@@ -1,0 +1,98 @@
+"""train.py end to end on the smoke preset: every method, resuming, evaluation, bad input."""
+import json
+
+import pytest
+import torch
+
+import train
+from transformer import BertModel, read_safetensors
+
+FAST = ["--preset", "smoke", "--train-subset", "160", "--eval-subset", "40", "--epochs", "1", "--rl-epochs", "1",
+        "--case-study", "5"]
+
+
+def run(tmp_path, *args, name="run"):
+    return train.main([*FAST, "--out-dir", str(tmp_path / name), *args])
+
+
+@pytest.mark.parametrize("method", train.METHODS)
+def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, method):
+    results = run(tmp_path, "--method", method)
+    folder = tmp_path / "run"
+    for name in ("config.json", "log.txt", "results.json", "kept_tokens.svg", "case_study.html",
+                 "ckpt/config.json", "ckpt/model.safetensors", "ckpt/vocab.txt"):
+        assert (folder / name).is_file(), name
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["metrics"]["accuracy"] == results["metrics"]["accuracy"]
+    assert set(saved["flops"]) == {"none", "batch", "sequence"}
+    assert len(saved["kept_per_layer"]) == 2 and 0 < saved["kept"] <= 1
+    if method == "baseline":
+        assert saved["flops"]["none"]["speedup"] == 1.0
+    assert "<svg" in (folder / "kept_tokens.svg").read_text()
+    assert (folder / "case_study.html").read_text().count("<p>") == 5 + 1  # legend + 5 examples
+    # the checkpoint is a Hugging Face-style folder: our loader reads its encoder back
+    encoder = BertModel.from_pretrained(folder / "ckpt")
+    tensors = read_safetensors(folder / "ckpt" / "model.safetensors")
+    torch.testing.assert_close(encoder.emb.tok.weight, tensors["bert.embeddings.word_embeddings.weight"], atol=0, rtol=0)
+    prefix = {"baseline": None, "transkimmer": "skim.", "trbert": "policy."}[method]
+    assert prefix is None or any(k.startswith(prefix) for k in tensors)
+
+
+def test_transformers_reads_our_checkpoint_folder(tmp_path):
+    import transformers
+    run(tmp_path, "--method", "baseline", "--epochs", "0.2")
+    ours = BertModel.from_pretrained(tmp_path / "run" / "ckpt")
+    ref = transformers.BertForSequenceClassification.from_pretrained(str(tmp_path / "run" / "ckpt")).eval()
+    ids = torch.tensor([[2, 10, 20, 30, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), ref.bert(ids).last_hidden_state, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method,stop", [("transkimmer", 4), ("trbert", 13)])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, method, stop):
+    run(tmp_path, "--method", method, name="straight")
+    stopped = run(tmp_path, "--method", method, "--stop-after-steps", str(stop), name="resumed")
+    assert stopped == {"stopped": True}
+    run(tmp_path, "--method", method, "--resume", name="resumed")
+    a = read_safetensors(tmp_path / "straight" / "ckpt" / "model.safetensors")
+    b = read_safetensors(tmp_path / "resumed" / "ckpt" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resuming"
+
+
+def test_eval_only_reproduces_the_final_evaluation(tmp_path):
+    trained = run(tmp_path, "--method", "transkimmer")
+    again = run(tmp_path, "--method", "transkimmer", "--eval-only")
+    assert again["metrics"] == trained["metrics"]
+    assert again["kept_per_layer"] == trained["kept_per_layer"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "-1"], "--epochs must be positive"),
+    (["--task", "nope"], "unknown task 'nope'"),
+    (["--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not a folder"),
+    (["--model", "random-huge"], "known shapes are"),
+    (["--method", "trbert", "--policy-layers", "1,x"], "comma-separated layer indices"),
+    (["--resume"], "no checkpoint"),
+])
+def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, *args)
+    assert message in str(e.value.code) + capsys.readouterr().err
+    assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_model_that_cannot_be_found_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKIMBERT_HUB", "http://127.0.0.1:9")
+    with pytest.raises(SystemExit, match="--model someone/missing-bert: could not download"):
+        train.main(["--task", "sst2", "--model", "someone/missing-bert", "--out-dir", str(tmp_path / "r")])
+
+
+def test_missing_data_folder_for_a_real_task_is_a_clear_error(tmp_path, minilm_dir, monkeypatch):
+    monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path / "cache"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="error: .*SST-2"):
+        train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(empty), "--out-dir", str(tmp_path / "r")])
