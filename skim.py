@@ -151,14 +151,17 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     L = len(bert.layers)
     valid = batch["attention_mask"].bool()  # (B, T)
     pos = valid.flatten().nonzero().squeeze(1)  # (N,) flat position b·T + t of each packed row
-    x = h.reshape(B * T, C)[pos]  # (N, C)
+    x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but ~3× faster on a CPU
     lengths = valid.sum(1)  # (B,)
+    varlen = VarLen.from_lengths(lengths)
     out = h.new_zeros(B * T, C)
     exit_layer = torch.where(valid, L, -1).flatten()  # (B·T,)
     tokens, scored = lengths.new_zeros(B, L), lengths.new_zeros(B, L)
     extras = {}
+    # Every tensor operation here costs ~10 µs of Python and dispatch whatever its size, as much as
+    # a layer's matmuls on a few dozen tokens: the bookkeeping below is kept to a few operations per
+    # layer, and the index tensors are rebuilt only when tokens leave.
     for i, layer in enumerate(bert.layers):
-        varlen = VarLen.from_lengths(lengths)
         if strategy is not None and i in strategy.layers:
             alive = varlen.key_mask()  # (B, T_i): survivors packed left, [CLS] at position 0
             keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), batch)
@@ -166,13 +169,14 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
                 keep, extras[i] = keep
             keep = keep.bool() & alive
             keep[:, 0] = True  # [CLS] always stays
-            keep = varlen.unpad(keep)  # (N_i,)
             scored[:, i] = lengths
-            gone = ~keep
-            out[pos[gone]] = x[gone]  # Eq. (3): forwarded with the state they had entering layer i
-            exit_layer[pos[gone]] = i
-            x, pos = x[keep], pos[keep]
-            lengths = torch.bincount(pos // T, minlength=B)
+            lengths = keep.sum(1)  # (B,)
+            keep = varlen.unpad(keep)  # (N_i,)
+            rows, left = keep.nonzero().squeeze(1), (~keep).nonzero().squeeze(1)  # packed rows staying, leaving
+            gone = pos[left]  # flat positions of the tokens leaving here
+            out[gone] = x.index_select(0, left)  # Eq. (3): forwarded with the state they had entering layer i
+            exit_layer[gone] = i
+            x, pos = x.index_select(0, rows), pos[rows]
             varlen = VarLen.from_lengths(lengths)
         tokens[:, i] = lengths
         x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
@@ -247,6 +251,41 @@ class Transkimmer(SkimStrategy):
 
     def overhead_flops(self, config, n):
         return skim_predictor_flops(config, n)
+
+
+class ClsAttentionSkim(SkimStrategy):
+    """A third strategy, as a worked example of the interface: keep the tokens that [CLS] attends
+    to most (the signal PoWER-BERT and LTP build on), a fixed share per layer, with no training.
+
+    Before layer i, [CLS]'s attention to each token is computed with layer i's own query and key
+    projections, averaged over heads; each sequence keeps the top ⌈keep·n⌉ of its tokens. Works on
+    any fine-tuned model: `skim_forward(model, ClsAttentionSkim(model.bert, keep=0.7), batch)`."""
+
+    def __init__(self, bert, keep: float = 0.7, layers: tuple[int, ...] = ()):
+        super().__init__()
+        assert 0 < keep <= 1, f"keep must be in (0, 1], got {keep}"
+        self.keep, self.bert = keep, [bert]  # in a list: the encoder's weights are not ours to save
+        self.layers = layers or tuple(range(1, len(bert.layers)))
+
+    def decide(self, i, h, alive, batch):
+        attn = self.bert[0].layers[i].attn
+        B, T, C = h.shape
+        q = attn.query(h[:, :1]).view(B, 1, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, 1, hs)
+        k = attn.key(h).view(B, T, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, T, hs)
+        scores = (q @ k.transpose(-2, -1)).squeeze(2) / attn.hs ** 0.5  # (B, nh, T)
+        received = scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)  # (B, T)
+        received[:, 0] = float("inf")  # [CLS] is kept anyway: let it count towards the share
+        k_keep = torch.ceil(self.keep * alive.sum(1)).long()  # (B,)
+        rank = received.argsort(1, descending=True).argsort(1)  # 0 = most attended
+        keep = (rank < k_keep[:, None]) & (alive > 0)  # (B, T)
+        return keep.to(h.dtype) if self.training else keep
+
+    def overhead_flops(self, config, n):
+        # per token: its key projection (2d²) and its score against [CLS]'s query (2d). Keys are
+        # recomputed rather than shared with the layer, so the encoder stays unaware of us.
+        # Left out: [CLS]'s one query projection per sequence (2d², not a per-token cost).
+        d = config.hidden_size
+        return n * (2 * d * d + 2 * d)
 
 
 def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -120,3 +120,21 @@ def test_predictor_overhead_is_counted_like_flops_py():
     from flops import skim_predictor_flops
     strategy = Transkimmer(TINY)
     assert strategy.overhead_flops(TINY, 10) == skim_predictor_flops(TINY, 10)
+
+
+# ----------------------------------------------------------------------------------------------
+# A strategy written against the interface alone
+
+
+def test_cls_attention_strategy_keeps_its_share_and_masked_equals_pruned():
+    from skim import ClsAttentionSkim
+    model = BertForTask(TINY).eval()
+    strategy = ClsAttentionSkim(model.bert, keep=0.5, layers=(1,)).eval()
+    batch = make_batch()
+    pruned = skim_forward(model, strategy, batch, prune=True)
+    masked = skim_forward(model, strategy, batch, prune=False)
+    lengths = batch["attention_mask"].sum(1)
+    assert pruned.tokens_per_layer[:, 1].tolist() == torch.ceil(0.5 * lengths).long().tolist()
+    assert torch.equal(masked.exit_layer, pruned.exit_layer)
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
+    assert "bert" not in dict(strategy.named_modules()), "the strategy must not own the encoder"
