@@ -325,6 +325,7 @@ def evaluate(cfg: TrainConfig, task: data.Task, model, strategy, examples, featu
     kept_per_layer = (np.array(tokens) / np.array(lengths)[:, None]).mean(0)
     return {
         "metrics": metrics,
+        "num_features": len(rows),
         "kept_per_layer": kept_per_layer.round(4).tolist(),  # mean share of each example's tokens
         "kept": float(np.sum(tokens) / (L * np.sum(lengths))),  # share of token-layers computed
         "flops": {p: {"baseline_gflops": s.baseline_gflops, "method_gflops": s.method_gflops,

@@ -96,3 +96,16 @@ def test_missing_data_folder_for_a_real_task_is_a_clear_error(tmp_path, minilm_d
     empty.mkdir()
     with pytest.raises(SystemExit, match="error: .*SST-2"):
         train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(empty), "--out-dir", str(tmp_path / "r")])
+
+
+def test_torchrun_with_two_processes_trains_and_gathers_metrics_over_all_ranks(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py", *FAST,
+           "--method", "transkimmer", "--train-subset", "128", "--eval-subset", "37", "--threads", "1", "--out-dir", str(out)]
+    done = subprocess.run(cmd, cwd=train.Path(train.__file__).parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_features"] == 37  # each rank evaluated a part; all 37 came back
+    assert "2 processes" in (out / "log.txt").read_text()
