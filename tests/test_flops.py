@@ -204,3 +204,42 @@ def test_predictor_and_policy_shapes_match_flop_counter_mode_exactly(name):
         h = torch.randn(1, n, d)  # (1, n, C)
         assert measured_flops(lambda: predictor(h)) == flops.skim_predictor_flops(cfg, n)
         assert measured_flops(lambda: policy(h)) == flops.policy_flops(cfg, n)
+
+
+# ----------------------------------------------------------------------------------------------
+# End to end: the real skimmed forward, predictor or policy included
+
+
+@pytest.mark.parametrize("method", ["baseline", "transkimmer", "trbert", "cls-attention"])
+@pytest.mark.parametrize("name", ["tiny", "all-MiniLM-L6-v2"])
+def test_pruned_skim_forward_matches_flop_counter_mode_exactly(name, method):
+    """FlopCounterMode around skim_forward(prune=True) on one example: the encoder on the tokens each
+    layer really kept, plus the scorer on the tokens it scored, plus pooler and classifier."""
+    from rl_policy import TRBertPolicy
+    from skim import ClsAttentionSkim, SkimConfig, Transkimmer, skim_forward
+    from transformer import BertForTask
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(CONFIGS[name], attn_impl="eager")
+    model = BertForTask(cfg, "classification", num_labels=3).eval()
+    strategy = {"baseline": None,
+                "transkimmer": Transkimmer(cfg, SkimConfig(init_mean=0.2, init_std=0.3)),
+                "trbert": TRBertPolicy(cfg),
+                "cls-attention": ClsAttentionSkim(model.bert, keep=0.6)}[method]
+    if strategy is not None:
+        strategy.eval()
+    if method == "trbert":
+        for net in strategy.nets.values():
+            nn.init.normal_(net.fc2.weight, 0, 2.0)  # select some tokens, not all
+    for n in (9, 23):
+        batch = {"input_ids": torch.randint(5, cfg.vocab_size, (1, n)), "attention_mask": torch.ones(1, n, dtype=torch.long)}
+        with FlopCounterMode(display=False) as counter:
+            out = skim_forward(model, strategy, batch, prune=True)
+        kept = out.tokens_per_layer[0].tolist()
+        L, d = cfg.num_hidden_layers, cfg.hidden_size
+        cost = [strategy.overhead_flops(cfg, 1) if strategy is not None and i in strategy.layers else 0 for i in range(L)]
+        expected = flops.example_flops(cfg, n, kept, cost) + 2 * d * d + 2 * d * 3  # + pooler + classifier
+        if method == "cls-attention":  # its one [CLS] query projection per layer, left out of its per-token cost
+            expected += len(strategy.layers) * 2 * d * d
+        if method != "baseline":
+            assert kept[-1] < n, "nothing was skimmed: the test would not test skimming"
+        assert counter.get_total_flops() == expected, (method, n, kept)
