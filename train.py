@@ -62,7 +62,7 @@ class TrainConfig:
     model: str = _f("bert-base-uncased", "model-hub name or local folder; 'random-tiny' etc. builds an untrained model of a transformer.CONFIGS shape")
     data_dir: str | None = _f(None, "local folder with the task's files (else the cache, else a download)")
     out_dir: str | None = _f(None, "run folder (default runs/<task>-<method>)")
-    preset: str | None = _f(None, "'smoke': tiny model on the synthetic task, about a minute on a CPU", choices=(None, "smoke"))
+    preset: str | None = _f(None, "'smoke': tiny model on the synthetic task, about a minute on a CPU", choices=("smoke",))
     # data
     max_length: int | None = _f(None, "tokens per input (default: the task's, Transkimmer Table 2)")
     train_subset: int = _f(0, "train on the first N examples of a fixed shuffle (0 = all)")
@@ -105,7 +105,7 @@ PRESETS = {
     # a tiny model (2 layers, width 32) on the synthetic task: every method in about a minute on a CPU
     "smoke": dict(task="synthetic", model="random-tiny", epochs=3, batch_size=16, lr=3e-3, skim_lr=1e-3, skim_weight=0.1,
                   tau=1.0, train_subset=1600, eval_subset=200, log_every=20, length_penalty=0.5, num_samples=4,
-                  rl_epochs=1),
+                  rl_epochs=1, threads=1),  # one thread: a tiny model gains nothing from more, and a busy machine hurts
 }
 
 
@@ -706,9 +706,11 @@ def case_study_html(features, exit_layers, tokenizer, L: int, cfg: TrainConfig) 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(argv)
+    threads = torch.get_num_threads()
     try:
         return train(cfg)
     finally:
+        torch.set_num_threads(threads)  # --threads is this run's setting, not the caller's
         if dist.is_initialized():
             dist.destroy_process_group()
 
