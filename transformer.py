@@ -99,32 +99,36 @@ class VarLen(NamedTuple):
     """B sequences of different lengths laid end to end as N = Σ lengths rows.
 
     Projections and the FFN act on packed rows (N, C) and cost exactly the real tokens; only
-    attention needs the sequences apart, so it scatters them into a (B, T_max) grid and back.
+    attention needs the sequences apart: on a CPU it runs on each sequence's rows in turn
+    (`sizes`), on a GPU it scatters them into a (B, T_max) grid and back (`pad`, `unpad`).
     """
 
     lengths: torch.Tensor  # (B,) long, every entry ≥ 1
     index: torch.Tensor  # (N,) long: packed row -> position in the flattened (B·T_max) grid
     t_max: int
+    sizes: list[int]  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
 
     @staticmethod
     def from_lengths(lengths: torch.Tensor) -> "VarLen":
-        t_max = int(lengths.max())
-        starts = torch.arange(len(lengths), device=lengths.device) * t_max  # (B,)
-        # row r of sequence b sits at b·T_max + (r - first row of b)
-        offsets = torch.cumsum(lengths, 0) - lengths  # (B,) first packed row of each sequence
-        seq = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)  # (N,)
-        pos = torch.arange(len(seq), device=lengths.device) - offsets[seq]  # (N,)
-        return VarLen(lengths, starts[seq] + pos, t_max)
+        sizes = lengths.tolist()
+        t_max = max(sizes)
+        real = torch.arange(t_max, device=lengths.device) < lengths[:, None]  # (B, T_max): the key mask
+        # packed rows are the real grid cells in row-major order: sequence 0 first, then 1, ...
+        return VarLen(lengths, real.flatten().nonzero().squeeze(1), t_max, sizes)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *) -> (B, T_max, *), zeros where a sequence has ended."""
+        if len(self.sizes) == 1:  # one sequence fills its grid: a view, no copy
+            return x.unsqueeze(0)
         grid = x.new_zeros(len(self.lengths) * self.t_max, *x.shape[1:])
         grid[self.index] = x
         return grid.view(len(self.lengths), self.t_max, *x.shape[1:])
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T_max, *) -> (N, *)."""
-        return x.reshape(-1, *x.shape[2:])[self.index]
+        if len(self.sizes) == 1:
+            return x.squeeze(0)
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)  # as [index], ~3× faster on a CPU
 
     def key_mask(self) -> torch.Tensor:
         """(B, T_max) bool, True at real tokens."""
@@ -177,12 +181,15 @@ class SelfAttention(nn.Module):
         """h: (B, T, C), or (N, C) packed with `varlen`. key_mask: (B, T) bool or float, 1 = may be
         attended. Returns the attention output (after the output projection), shaped like h."""
         q, k, v = self.query(h), self.key(h), self.value(h)  # each (B, T, C) or (N, C)
+        p_drop = self.p_drop if self.training else 0.0
+        # several packed sequences on a CPU: attend within each (one sequence: pad is a view)
+        if varlen is not None and len(varlen.sizes) > 1 and self.impl == "sdpa" and h.device.type == "cpu":
+            return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
             q, k, v = varlen.pad(q), varlen.pad(k), varlen.pad(v)  # (B, T_max, C)
-            key_mask = varlen.key_mask()
+            key_mask = None if len(varlen.sizes) == 1 else varlen.key_mask()  # one sequence: no pads
         B, T, C = q.shape
         q, k, v = (x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v))  # (B, nh, T, hs)
-        p_drop = self.p_drop if self.training else 0.0
         if self.impl == "sdpa" and (key_mask is None or not key_mask.requires_grad):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
@@ -192,6 +199,22 @@ class SelfAttention(nn.Module):
         if varlen is not None:
             ctx = varlen.unpad(ctx)  # (N, C)
         return self.out(ctx)
+
+    def _per_sequence(self, q, k, v, sizes, p_drop):
+        """Packed q, k, v (N, C) -> context (N, C), attending within each sequence.
+
+        On a CPU one attention call per sequence is cheaper than one call on a padded grid: the
+        grid costs B·T_max² scores where the sequences need Σ n², plus three scatters and a
+        gather, while a call costs only microseconds of Python (attention of one MiniLM layer on
+        32 IMDB reviews, 1 thread: 78 ms looping over them against 277 ms on the grid). A GPU prefers
+        one large call: each small one would pay a kernel launch and leave the device idle."""
+        ctx = []
+        for qs, ks, vs in zip(q.split(sizes), k.split(sizes), v.split(sizes)):  # each (n, C)
+            n = len(qs)
+            qs, ks, vs = (x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs))  # (1, nh, n, hs)
+            out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=p_drop)  # (1, nh, n, hs)
+            ctx.append(out.transpose(1, 2).reshape(n, -1))  # (n, C)
+        return torch.cat(ctx)  # (N, C)
 
     def _eager(self, q, k, v, key_mask, p_drop):
         """Attention in explicit matmuls. A float key_mask m weights the keys:
@@ -268,10 +291,18 @@ class BertModel(nn.Module):
         Returns the final hidden states (B, T, C); with all_layers, the list of L + 1 states
         (embeddings first), for layer-by-layer comparison."""
         h = self.embed(input_ids, token_type_ids)
-        states = [h]
+        if attention_mask is not None:
+            # Convert once for all L layers rather than in each; a mask that hides nothing is
+            # dropped, so sdpa runs its unmasked kernel (transformers does the same).
+            attention_mask = None if attention_mask.all() else attention_mask.bool()
+        # Keep the L + 1 states only when asked: holding them all costs L times the memory of one,
+        # and a heap that grows and shrinks by that much each call makes the OS hand out fresh
+        # pages every time (bert-base, 32×128: ~100k page faults per forward, ~8% of its time).
+        states = [h] if all_layers else None
         for layer in self.layers:
             h = layer(h, attention_mask)
-            states.append(h)
+            if all_layers:
+                states.append(h)
         return states if all_layers else h
 
     def pool(self, h: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,312 @@
+"""Speed benchmarks: our encoder against transformers, and real token pruning against its FLOPs.
+
+    python bench.py encoder   # ours vs transformers.BertModel, same weights, batch×length 32×128 and 1×128
+    python bench.py skim      # plain encoder (padded, packed, transformers) vs Transkimmer and TR-BERT
+
+`encoder` loads the same weights into our `transformer.BertModel` and into `transformers.BertModel`
+(the released all-MiniLM-L6-v2, and a random bert-base-size model) and compares tokens/s.
+`skim` runs all-MiniLM-L6-v2 on SST-2 dev and a fixed IMDB test subset at batch 1 and 32: the
+plain encoder padded (BertForTask), packed (skim_forward without a strategy: no pad is computed)
+and in transformers, then Transkimmer and TR-BERT with real pruning. Their decisions follow a fixed
+pattern (`FixedTranskimmer`, `FixedTRBert`: the real predictor or policy runs and is paid for, then
+each sequence keeps a fixed share of its tokens), so the pattern is aggressive and repeatable;
+`--checkpoint RUN` adds the trained decisions of a train.py run. Each row sets its wall-clock
+speedup beside its FLOPs speedup (flops.py, predictor or policy included), both against the
+packed baseline: FLOPs "no padding" counts real tokens, which is what the packed baseline computes.
+
+How: one process, fp32, eval mode, no_grad, `--threads` (default 2). Each round runs every input
+through every setting in turn (the order rotating), and tables show the median over rounds, so a
+busy spell on a shared machine slows every setting alike: trust the ratios, not the tokens/s.
+Tests: tests/test_bench.py.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import data
+import flops
+from rl_policy import PolicyConfig, TRBertPolicy
+from skim import Transkimmer, skim_forward
+from transformer import (CONFIGS, BertForTask, BertModel, VarLen, load_encoder_weights, read_checkpoint,
+                         read_config, resolve_model_dir, write_safetensors)
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing and printing
+
+
+def interleaved(settings: dict, inputs: list, rounds: int) -> dict[str, float]:
+    """Median over `rounds` of the seconds each setting spends on all `inputs`.
+
+    settings: name -> function(input). Within a round each input goes through every setting
+    before the next input, starting from a different setting each time, so neither drift nor a
+    neighbour's burst of work favours one setting. One untimed warm-up call each comes first."""
+    for fn in settings.values():
+        fn(inputs[0])
+    names = list(settings)
+    totals = {name: [] for name in names}
+    for r in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for j, x in enumerate(inputs):
+            shift = (r + j) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                settings[name](x)
+                spent[name] += time.perf_counter() - start
+        for name in names:
+            totals[name].append(spent[name])
+    return {name: statistics.median(t) for name, t in totals.items()}
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    print(f"\n{title}")
+    cells = [header] + [[c if isinstance(c, str) else f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in row]
+                        for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for k, row in enumerate(cells):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. encoder: ours against transformers, same weights
+
+
+def model_pair(size: str, folder: Path):
+    """(ours, theirs) with the same weights: the released MiniLM, or a random bert-base-size model
+    that transformers initialises and our loader reads back from a safetensors folder."""
+    import transformers
+
+    if size == "bert-base":
+        theirs = transformers.BertModel(transformers.BertConfig())  # random, bert-base-uncased shape
+        write_safetensors(theirs.state_dict(), folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps(CONFIGS["bert-base-uncased"].to_dict()))
+    else:
+        folder = resolve_model_dir(MINILM)
+        theirs = transformers.BertModel.from_pretrained(str(folder))
+    return BertModel.from_pretrained(folder).eval(), theirs.eval()
+
+
+def bench_encoder(args) -> None:
+    rows = []
+    for size in ("MiniLM-L6", "bert-base"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours, theirs = model_pair(size, Path(tmp))
+        for B, T in ((32, 128), (1, 128)):
+            ids = torch.randint(1000, ours.config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
+            mask = torch.ones_like(ids)
+            settings = {"ours": lambda _: ours(ids, mask),
+                        "theirs": lambda _: theirs(input_ids=ids, attention_mask=mask).last_hidden_state}
+            torch.testing.assert_close(settings["ours"](0), settings["theirs"](0), atol=1e-4, rtol=0)
+            calls = 32 // B  # every round covers 32×128 tokens per setting, whatever the shape
+            secs = interleaved(settings, [0] * calls, args.rounds)
+            tps = {k: calls * B * T / s for k, s in secs.items()}
+            rows.append([size, f"{B}×{T}", tps["ours"], tps["theirs"], tps["ours"] / tps["theirs"]])
+    print_table(f"encoder throughput (tokens/s), fp32, {torch.get_num_threads()} threads, "
+                f"median of {args.rounds} rounds", ["model", "batch×length", "ours", "transformers",
+                                                    "ours/theirs"], rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. skim: real pruning, wall clock against FLOPs
+
+
+def keep_top(score: torch.Tensor, alive: torch.Tensor, fraction: float) -> torch.Tensor:
+    """In each sequence, the ⌈fraction·n⌉ of its n alive tokens with the highest score, [CLS]
+    (position 0) among them: the loop keeps it anyway, so it takes one of the places.
+
+    score, alive: (B, T), alive 1 = present. Returns keep (B, T) bool, never True where not alive
+    (absent tokens rank last, and k ≤ n)."""
+    k = torch.ceil(alive.sum(1, keepdim=True) * fraction)  # (B, 1)
+    score = score.masked_fill(alive == 0, float("-inf"))
+    score[:, 0] = float("inf")
+    rank = score.argsort(1, descending=True).argsort(1)  # (B, T): 0 = the best of its sequence
+    return rank < k
+
+
+class FixedTranskimmer(Transkimmer):
+    """Benchmark only: the real skim predictors run (their cost is paid), but instead of the
+    keep-vs-skip argmax each layer keeps a fixed share of the tokens reaching it, ranked by the
+    predictor's keep-minus-skip logit. Decisions are then as aggressive as asked and repeatable."""
+
+    def __init__(self, cfg, fraction: float):
+        super().__init__(cfg)
+        self.fraction = fraction
+
+    def decide(self, i, h, alive, batch):
+        logits = self.predictors[i](h)  # (B, T, 2)
+        return keep_top(logits[..., 1] - logits[..., 0], alive, self.fraction)
+
+
+class FixedTRBert(TRBertPolicy):
+    """Benchmark only: the real policy networks run; each keeps a fixed share, ranked by π(Select)."""
+
+    def __init__(self, cfg, fraction: float):
+        super().__init__(cfg, PolicyConfig())
+        self.fraction = fraction
+
+    def decide(self, i, h, alive, batch):
+        return keep_top(self.nets[str(i)](h), alive, self.fraction)
+
+
+def evenly_spaced(items: list, n: int) -> list:
+    """n items spread over the whole list (IMDB files are sorted by label): a fixed, fair subset."""
+    return items if n <= 0 or n >= len(items) else [items[k * len(items) // n] for k in range(n)]
+
+
+def load_run(run: str, cfg):
+    """(row name, model, strategy) of a train.py run folder, with its trained decisions."""
+    import train
+
+    folder = Path(run) / "ckpt"
+    meta = json.loads((folder / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    tcfg = train.TrainConfig(**{k: v for k, v in meta["skimbert"]["train_config"].items() if k in known})
+    if read_config(folder).to_dict() != cfg.to_dict():
+        raise SystemExit(f"error: {run} holds a model of another shape than --model")
+    model = BertForTask(cfg, meta["skimbert"]["kind"], meta["num_labels"])
+    strategy = train.build_strategy(tcfg, cfg)
+    train.load_checkpoint(folder, tcfg, model, strategy)
+    return f"{tcfg.method}, trained ({Path(run).name})", model.eval(), strategy.eval()
+
+
+def bench_skim(args) -> None:
+    import transformers
+
+    folder = resolve_model_dir(args.model)
+    tokenizer = data.load_tokenizer(folder)
+    cfg = read_config(folder)
+    torch.manual_seed(0)  # the classifier head is random: only its cost matters here
+    model = BertForTask(cfg).eval()
+    load_encoder_weights(model.bert, read_checkpoint(folder), str(folder))
+    theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
+    policy_layers = PolicyConfig().resolved_layers(cfg.num_hidden_layers)
+    transkimmer, trbert = FixedTranskimmer(cfg, args.transkimmer_keep), FixedTRBert(cfg, args.trbert_keep)
+    methods = {  # name -> (model, strategy)
+        f"transkimmer, keep {args.transkimmer_keep:g} per layer": (model, transkimmer.eval()),
+        f"trbert, keep {args.trbert_keep:g} at layers {','.join(map(str, policy_layers))}": (model, trbert.eval()),
+    }
+    for run in args.checkpoint:
+        name, run_model, strategy = load_run(run, cfg)
+        methods[name] = (run_model, strategy)
+    for task, split, data_dir, n in [("sst2", "dev", args.glue_dir, args.sst2_examples),
+                                     ("imdb", "test", args.imdb_dir, args.imdb_examples)]:
+        examples = evenly_spaced(data.load_examples(task, split, data_dir, fetch=False), n)
+        features = data.encode(task, examples, tokenizer)
+        for B in (1, 32):
+            batches = [data.collate(features[i:i + B], "batch") for i in range(0, len(features), B)]
+            settings = {
+                "baseline, padded": lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
+                "baseline, packed": lambda b: skim_forward(model, None, b, prune=True),
+                "transformers, padded": lambda b: theirs(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                                         token_type_ids=b["token_type_ids"]),
+            }
+            for name, (m, s) in methods.items():
+                settings[name] = lambda b, m=m, s=s: skim_forward(m, s, b, prune=True)
+            check_same_numbers(model, theirs, batches[-1])
+            secs = interleaved(settings, batches, args.rounds)
+            report(f"{task} {split}", B, batches, secs, methods, cfg, args.rounds)
+    layer_cost(model.bert, args.rounds)
+
+
+def check_same_numbers(model, theirs, batch) -> None:
+    """The three baselines compute the same hidden states at real tokens, so their times compare."""
+    valid = batch["attention_mask"].bool()
+    padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    packed = skim_forward(model, None, batch, prune=True).hidden
+    ref = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 token_type_ids=batch["token_type_ids"]).last_hidden_state
+    torch.testing.assert_close(packed[valid], padded[valid], atol=1e-4, rtol=0)
+    torch.testing.assert_close(ref[valid], padded[valid], atol=1e-4, rtol=0)
+
+
+def report(title, B, batches, secs, methods, cfg, rounds) -> None:
+    """One table: tokens/s, wall-clock and FLOPs speedups, and their ratio, against the packed baseline."""
+    L = cfg.num_hidden_layers
+    lengths = [n for b in batches for n in b["attention_mask"].sum(1).tolist()]
+    padded_lengths = [b["input_ids"].shape[1] for b in batches for _ in range(len(b["input_ids"]))]
+    # FLOPs of the plain encoder on every position it computes: real tokens only, or padded batches
+    packed_flops = sum(flops.encoder_flops(cfg, [n] * L) for n in lengths)
+    padded_flops = sum(flops.encoder_flops(cfg, [n] * L) for n in padded_lengths)
+    flops_of = {"baseline, padded": padded_flops, "baseline, packed": packed_flops,
+                "transformers, padded": padded_flops}
+    kept = dict.fromkeys(flops_of, 1.0)
+    for name, (m, strategy) in methods.items():
+        tokens = [t for b in batches for t in skim_forward(m, strategy, b, prune=True).tokens_per_layer.tolist()]
+        cost = [strategy.overhead_flops(cfg, 1) if i in strategy.layers else 0 for i in range(L)]
+        flops_of[name] = sum(flops.example_flops(cfg, n, t, cost) for n, t in zip(lengths, tokens))
+        kept[name] = sum(map(sum, tokens)) / (L * sum(lengths))
+    rows = []
+    for name, s in secs.items():
+        wall, flops_x = secs["baseline, packed"] / s, packed_flops / flops_of[name]
+        rows.append([name, kept[name], sum(lengths) / s, secs["baseline, padded"] / s, wall, flops_x, wall / flops_x])
+    print_table(f"{title}: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
+                f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, median of {rounds} rounds; "
+                f"speedups are time (or FLOPs) of the baseline / that of the row",
+                ["setting", "kept", "tokens/s", "wall× vs padded", "wall× vs packed", "FLOPs× vs packed",
+                 "wall/FLOPs"], rows)
+
+
+def layer_cost(bert: BertModel, rounds: int) -> None:
+    """Why batch 1 gains less than its FLOPs: a layer's time against the tokens it sees.
+
+    FLOPs fall in proportion to the tokens, time does not: every layer reads all its weights
+    (7 MB for MiniLM) for however few rows, and small matmuls run far below peak. The layers run
+    in turn, as in the model, so each one's weights have left the cache when it comes again."""
+    C = bert.config.hidden_size
+    sizes = (512, 256, 128, 64, 32, 16)
+    inputs = {n: (torch.randn(n, C), VarLen.from_lengths(torch.tensor([n]))) for n in sizes}
+    settings = {n: lambda _, n=n: [layer(inputs[n][0], varlen=inputs[n][1]) for layer in bert.layers] for n in sizes}
+    secs = interleaved(settings, [0] * 4, rounds)
+    per_layer = {n: s / (4 * len(bert.layers)) for n, s in secs.items()}
+    layer_flops = {n: sum(flops.layer_flops(bert.config, n).values()) for n in sizes}
+    rows = [[str(n), per_layer[n] * 1e3, per_layer[n] / n * 1e6, layer_flops[n] / layer_flops[256],
+             per_layer[n] / per_layer[256]] for n in sizes]
+    print_table(f"one layer at batch 1, {torch.get_num_threads()} threads, median of {rounds} rounds",
+                ["tokens", "ms per layer", "µs per token", "FLOPs vs 256 tokens", "time vs 256 tokens"], rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("bench", choices=("encoder", "skim"))
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds, tables show medians (default: 5 for encoder, 3 for skim)")
+    parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
+    parser.add_argument("--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv")
+    parser.add_argument("--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz")
+    parser.add_argument("--sst2-examples", type=int, default=128, help="evenly spaced SST-2 dev sentences (0 = all)")
+    parser.add_argument("--imdb-examples", type=int, default=64, help="evenly spaced IMDB test reviews (0 = all)")
+    parser.add_argument("--transkimmer-keep", type=float, default=0.75, help="share of tokens each layer keeps")
+    parser.add_argument("--trbert-keep", type=float, default=0.5, help="share of tokens each policy layer keeps")
+    parser.add_argument("--checkpoint", action="append", default=[],
+                        help="also time the trained decisions of a train.py run folder (repeatable)")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
+    torch.set_num_threads(args.threads)
+    print("python bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, eval, no_grad")
+    with torch.no_grad():
+        bench_encoder(args) if args.bench == "encoder" else bench_skim(args)
+
+
+if __name__ == "__main__":
+    main()
