@@ -13,6 +13,7 @@ each sequence keeps a fixed share of its tokens), so the pattern is aggressive a
 `--checkpoint RUN` adds the trained decisions of a train.py run. Each row sets its wall-clock
 speedup beside its FLOPs speedup (flops.py, predictor or policy included), both against the
 packed baseline: FLOPs "no padding" counts real tokens, which is what the packed baseline computes.
+A last table times one layer at batch 1 against its token count: why batch 1 gains less than FLOPs.
 
 How: one process, fp32, eval mode, no_grad, `--threads` (default 2). Each round runs every input
 through every setting in turn (the order rotating), and tables show the median over rounds, so a

@@ -113,8 +113,9 @@ def test_name_table_maps_every_parameter_to_a_released_name():
 # The hooks skimming uses
 
 
-def test_packed_varlen_layer_equals_padded_layer_at_real_tokens():
-    model = BertModel(TINY).eval()
+@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])  # CPU sdpa: per sequence; eager: padded grid
+def test_packed_varlen_layer_equals_padded_layer_at_real_tokens(attn_impl):
+    model = BertModel(dataclasses.replace(TINY, attn_impl=attn_impl)).eval()
     ids, mask, types = batch(TINY)
     lengths = mask.sum(1)
     with torch.no_grad():
