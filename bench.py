@@ -131,11 +131,36 @@ def keep_top(score: torch.Tensor, alive: torch.Tensor, fraction: float) -> torch
 
     score, alive: (B, T), alive 1 = present. Returns keep (B, T) bool, never True where not alive
     (absent tokens rank last, and k ≤ n)."""
-    k = torch.ceil(alive.sum(1, keepdim=True) * fraction)  # (B, 1)
+    if fraction >= 1:
+        return alive.bool()
+    k = torch.ceil(alive.sum(1, keepdim=True) * fraction).long()  # (B, 1)
     score = score.masked_fill(alive == 0, float("-inf"))
     score[:, 0] = float("inf")
-    rank = score.argsort(1, descending=True).argsort(1)  # (B, T): 0 = the best of its sequence
-    return rank < k
+    top = score.topk(int(k.max()), 1).indices  # (B, k_max): each sequence's best first
+    take = torch.arange(top.shape[1], device=k.device) < k  # (B, k_max): its own k of them
+    return torch.zeros_like(alive, dtype=torch.bool).scatter_(1, top, take)
+
+
+def keep_pattern(text: str, layers: tuple[int, ...]) -> dict[int, float]:
+    """'0.75' -> every layer in `layers` keeps 0.75 of the tokens reaching it;
+    '1,0.3,1,1,1,1' -> one share per layer in `layers`, in order."""
+    try:
+        shares = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"keep pattern {text!r}: expected numbers separated by commas, e.g. 0.75 or 1,0.3")
+    if len(shares) == 1:
+        shares *= len(layers)
+    if len(shares) != len(layers) or not all(0 < v <= 1 for v in shares):
+        raise SystemExit(f"keep pattern {text!r}: give one share in (0, 1], or one per layer "
+                         f"{','.join(map(str, layers))} ({len(layers)} values)")
+    return dict(zip(layers, shares))
+
+
+def pattern_name(pattern: dict[int, float]) -> str:
+    shares = set(pattern.values())
+    if len(shares) == 1:
+        return f"keep {shares.pop():g} at layers {','.join(map(str, pattern))}"
+    return "keep " + ", ".join(f"{v:g} at {i}" for i, v in pattern.items() if v < 1) + ", all elsewhere"
 
 
 class FixedTranskimmer(Transkimmer):
@@ -143,24 +168,24 @@ class FixedTranskimmer(Transkimmer):
     keep-vs-skip argmax each layer keeps a fixed share of the tokens reaching it, ranked by the
     predictor's keep-minus-skip logit. Decisions are then as aggressive as asked and repeatable."""
 
-    def __init__(self, cfg, fraction: float):
+    def __init__(self, cfg, pattern: str):
         super().__init__(cfg)
-        self.fraction = fraction
+        self.pattern = keep_pattern(pattern, self.layers)
 
     def decide(self, i, h, alive, batch):
         logits = self.predictors[i](h)  # (B, T, 2)
-        return keep_top(logits[..., 1] - logits[..., 0], alive, self.fraction)
+        return keep_top(logits[..., 1] - logits[..., 0], alive, self.pattern[i])
 
 
 class FixedTRBert(TRBertPolicy):
     """Benchmark only: the real policy networks run; each keeps a fixed share, ranked by π(Select)."""
 
-    def __init__(self, cfg, fraction: float):
+    def __init__(self, cfg, pattern: str):
         super().__init__(cfg, PolicyConfig())
-        self.fraction = fraction
+        self.pattern = keep_pattern(pattern, self.layers)
 
     def decide(self, i, h, alive, batch):
-        return keep_top(self.nets[str(i)](h), alive, self.fraction)
+        return keep_top(self.nets[str(i)](h), alive, self.pattern[i])
 
 
 def evenly_spaced(items: list, n: int) -> list:
@@ -194,20 +219,24 @@ def bench_skim(args) -> None:
     model = BertForTask(cfg).eval()
     load_encoder_weights(model.bert, read_checkpoint(folder), str(folder))
     theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
-    policy_layers = PolicyConfig().resolved_layers(cfg.num_hidden_layers)
-    transkimmer, trbert = FixedTranskimmer(cfg, args.transkimmer_keep), FixedTRBert(cfg, args.trbert_keep)
-    methods = {  # name -> (model, strategy)
-        f"transkimmer, keep {args.transkimmer_keep:g} per layer": (model, transkimmer.eval()),
-        f"trbert, keep {args.trbert_keep:g} at layers {','.join(map(str, policy_layers))}": (model, trbert.eval()),
-    }
+    methods = {}  # name -> (model, strategy)
+    for pattern in args.transkimmer_keep:
+        strategy = FixedTranskimmer(cfg, pattern).eval()
+        methods[f"transkimmer, {pattern_name(strategy.pattern)}"] = (model, strategy)
+    for pattern in args.trbert_keep:
+        strategy = FixedTRBert(cfg, pattern).eval()
+        methods[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for run in args.checkpoint:
         name, run_model, strategy = load_run(run, cfg)
         methods[name] = (run_model, strategy)
-    for task, split, data_dir, n in [("sst2", "dev", args.glue_dir, args.sst2_examples),
-                                     ("imdb", "test", args.imdb_dir, args.imdb_examples)]:
+    sets = {"sst2": ("dev", args.glue_dir, args.sst2_examples), "imdb": ("test", args.imdb_dir, args.imdb_examples)}
+    for task in args.sets.split(","):
+        if task not in sets:
+            raise SystemExit(f"--sets {args.sets}: unknown set {task!r}; choose from sst2, imdb")
+        split, data_dir, n = sets[task]
         examples = evenly_spaced(data.load_examples(task, split, data_dir, fetch=False), n)
         features = data.encode(task, examples, tokenizer)
-        for B in (1, 32):
+        for B in map(int, args.batch_sizes.split(",")):
             batches = [data.collate(features[i:i + B], "batch") for i in range(0, len(features), B)]
             settings = {
                 "baseline, padded": lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
@@ -269,7 +298,7 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
     in turn, as in the model, so each one's weights have left the cache when it comes again."""
     C = bert.config.hidden_size
     sizes = (512, 256, 128, 64, 32, 16)
-    inputs = {n: (torch.randn(n, C), VarLen.from_lengths(torch.tensor([n]))) for n in sizes}
+    inputs = {n: (torch.randn(n, C), VarLen(torch.tensor([n]))) for n in sizes}
     settings = {n: lambda _, n=n: [layer(inputs[n][0], varlen=inputs[n][1]) for layer in bert.layers] for n in sizes}
     secs = interleaved(settings, [0] * 4, rounds)
     per_layer = {n: s / (4 * len(bert.layers)) for n, s in secs.items()}
@@ -294,14 +323,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
     parser.add_argument("--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv")
     parser.add_argument("--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz")
+    parser.add_argument("--sets", default="sst2,imdb", help="skim: which dev sets to time, comma-separated")
+    parser.add_argument("--batch-sizes", default="1,32", help="skim: batch sizes, comma-separated")
     parser.add_argument("--sst2-examples", type=int, default=128, help="evenly spaced SST-2 dev sentences (0 = all)")
     parser.add_argument("--imdb-examples", type=int, default=64, help="evenly spaced IMDB test reviews (0 = all)")
-    parser.add_argument("--transkimmer-keep", type=float, default=0.75, help="share of tokens each layer keeps")
-    parser.add_argument("--trbert-keep", type=float, default=0.5, help="share of tokens each policy layer keeps")
+    parser.add_argument("--transkimmer-keep", action="append", default=None,
+                        help="decision pattern: share of the tokens reaching each layer that it keeps, one "
+                             "value for every layer or one per layer (repeatable; default: 0.75 and 1,0.3,1,1,1,1)")
+    parser.add_argument("--trbert-keep", action="append", default=None,
+                        help="the same at each policy layer (default: 0.5 and 0.35,1)")
     parser.add_argument("--checkpoint", action="append", default=[],
                         help="also time the trained decisions of a train.py run folder (repeatable)")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
+    # Two shapes of pattern: gradual (every layer drops a share) and early (one big cut near the
+    # bottom, the shape our trained models learn); at batch 1 they differ (see layer_cost).
+    args.transkimmer_keep = args.transkimmer_keep or ["0.75", "1,0.3,1,1,1,1"]
+    args.trbert_keep = args.trbert_keep or ["0.5", "0.35,1"]
     torch.set_num_threads(args.threads)
     print("python bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, eval, no_grad")

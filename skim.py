@@ -153,14 +153,14 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     pos = valid.flatten().nonzero().squeeze(1)  # (N,) flat position b·T + t of each packed row
     x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but ~3× faster on a CPU
     lengths = valid.sum(1)  # (B,)
-    varlen = VarLen.from_lengths(lengths)
+    varlen = VarLen(lengths)
     out = h.new_zeros(B * T, C)
     exit_layer = torch.where(valid, L, -1).flatten()  # (B·T,)
     tokens, scored = lengths.new_zeros(B, L), lengths.new_zeros(B, L)
     extras = {}
     # Each tensor operation costs ~10 µs of Python and dispatch whatever its size, and at batch 1
     # a skimmed layer may take only ~3 ms: the bookkeeping below is kept to a few operations per
-    # layer, gathers use index_select, and the index tensors are rebuilt only when tokens leave.
+    # layer, gathers use index_select, and nothing is moved or rebuilt unless tokens leave.
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
             alive = varlen.key_mask()  # (B, T_i): survivors packed left, [CLS] at position 0
@@ -170,14 +170,16 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
             keep = keep.bool() & alive
             keep[:, 0] = True  # [CLS] always stays
             scored[:, i] = lengths
-            lengths = keep.sum(1)  # (B,)
-            keep = varlen.unpad(keep)  # (N_i,)
-            rows, left = keep.nonzero().squeeze(1), (~keep).nonzero().squeeze(1)  # packed rows staying, leaving
-            gone = pos[left]  # flat positions of the tokens leaving here
-            out[gone] = x.index_select(0, left)  # Eq. (3): forwarded with the state they had entering layer i
-            exit_layer[gone] = i
-            x, pos = x.index_select(0, rows), pos[rows]
-            varlen = VarLen.from_lengths(lengths)
+            kept = keep.sum(1)  # (B,)
+            if not torch.equal(kept, lengths):  # tokens leave here (else nothing to move)
+                lengths = kept
+                keep = varlen.unpad(keep)  # (N_i,)
+                rows, left = keep.nonzero().squeeze(1), (~keep).nonzero().squeeze(1)  # packed rows staying, leaving
+                gone = pos[left]  # flat positions of the tokens leaving here
+                out[gone] = x.index_select(0, left)  # Eq. (3): forwarded with the state they had entering layer i
+                exit_layer[gone] = i
+                x, pos = x.index_select(0, rows), pos[rows]
+                varlen = VarLen(lengths)
         tokens[:, i] = lengths
         x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
     out[pos] = x

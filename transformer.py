@@ -19,6 +19,7 @@ Shapes: B batch, T padded tokens, N packed tokens, C hidden size, nh heads, hs h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import math
@@ -30,7 +31,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -95,34 +95,34 @@ CONFIGS = {
 # Variable-length batches (packing)
 
 
-class VarLen(NamedTuple):
+class VarLen:
     """B sequences of different lengths laid end to end as N = Σ lengths rows.
 
     Projections and the FFN act on packed rows (N, C) and cost exactly the real tokens; only
     attention needs the sequences apart: on a CPU it runs on each sequence's rows in turn
     (`sizes`), on a GPU it scatters them into a (B, T_max) grid and back (`pad`, `unpad`).
+    The grid index is built only when first needed: pruning makes a new VarLen before every
+    layer that drops tokens, and at batch 1 or on a CPU the index is never used.
     """
 
-    lengths: torch.Tensor  # (B,) long, every entry ≥ 1
-    index: torch.Tensor  # (N,) long: packed row -> position in the flattened (B·T_max) grid
-    t_max: int
-    sizes: list[int]  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
+    def __init__(self, lengths: torch.Tensor):
+        self.lengths = lengths  # (B,) long, every entry ≥ 1
+        self.sizes = lengths.tolist()  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
+        self.t_max = max(self.sizes)
 
-    @staticmethod
-    def from_lengths(lengths: torch.Tensor) -> "VarLen":
-        sizes = lengths.tolist()
-        t_max = max(sizes)
-        real = torch.arange(t_max, device=lengths.device) < lengths[:, None]  # (B, T_max): the key mask
-        # packed rows are the real grid cells in row-major order: sequence 0 first, then 1, ...
-        return VarLen(lengths, real.flatten().nonzero().squeeze(1), t_max, sizes)
+    @functools.cached_property
+    def index(self) -> torch.Tensor:
+        """(N,) long: packed row -> position in the flattened (B·T_max) grid. The packed rows are
+        the real grid cells in row-major order: sequence 0 first, then 1, ..."""
+        return self.key_mask().flatten().nonzero().squeeze(1)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """(N, *) -> (B, T_max, *), zeros where a sequence has ended."""
         if len(self.sizes) == 1:  # one sequence fills its grid: a view, no copy
             return x.unsqueeze(0)
-        grid = x.new_zeros(len(self.lengths) * self.t_max, *x.shape[1:])
+        grid = x.new_zeros(len(self.sizes) * self.t_max, *x.shape[1:])
         grid[self.index] = x
-        return grid.view(len(self.lengths), self.t_max, *x.shape[1:])
+        return grid.view(len(self.sizes), self.t_max, *x.shape[1:])
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T_max, *) -> (N, *)."""

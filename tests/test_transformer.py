@@ -121,7 +121,7 @@ def test_packed_varlen_layer_equals_padded_layer_at_real_tokens(attn_impl):
     with torch.no_grad():
         h = model.embed(ids, types)
         padded = model.layers[0](h, mask)
-        varlen = VarLen.from_lengths(lengths)
+        varlen = VarLen(lengths)
         packed = model.layers[0](h[mask.bool()], varlen=varlen)  # (N, C)
     torch.testing.assert_close(packed, padded[mask.bool()], atol=1e-6, rtol=0)
     torch.testing.assert_close(varlen.pad(packed)[mask.bool()], packed, atol=0, rtol=0)
