@@ -86,8 +86,10 @@ class TrainConfig:
     length_penalty: float = _f(0.3, "λ of TR-BERT Eq. (4), on the selected fraction")
     num_samples: int = _f(8, "action sequences sampled per example (TR-BERT App. B)")
     imitation_fraction: float | None = _f(None, "share of stage-2 steps with a heuristic sample (0.5 classification, 0.2 QA)")
-    distill: bool = _f(True, "stage 3 learns from the fine-tuned model's soft labels")
-    finetuned: str | None = _f(None, "TR-BERT: start from this fine-tuned run's folder and skip stage 1")
+    distill: bool = _f(True, "learn from the fine-tuned model's soft labels: TR-BERT's stage 3, and Transkimmer "
+                             "started from --finetuned")
+    finetuned: str | None = _f(None, "start from this fine-tuned (baseline) run's folder: TR-BERT skips stage 1, "
+                                     "Transkimmer trains its predictors from there")
     rl_epochs: float | None = _f(None, "TR-BERT stage 2 epochs (default ⌈(N+1)/2⌉)")
     # system
     device: str = _f("auto", "auto, cpu or cuda")
@@ -256,7 +258,11 @@ def compute_loss(cfg: TrainConfig, task: data.Task, model, strategy, batch: dict
         # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
         out = skim_forward(model, strategy, batch, prune=False)
         loss_skim = skim_loss(out, batch["attention_mask"])
-        loss = task_loss(task, out.logits, batch).mean() + cfg.skim_weight * loss_skim
+        teacher = None
+        if teacher_model is not None:  # DEVIATION: started from a fine-tuned run, learn its soft labels
+            with torch.no_grad():
+                teacher = teacher_model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        loss = task_loss(task, out.logits, batch, teacher).mean() + cfg.skim_weight * loss_skim
         return loss, {"skim": loss_skim.item()}
 
     # TR-BERT: S sampled action sequences per example, side by side
@@ -497,12 +503,18 @@ def train(cfg: TrainConfig) -> dict:
     stages = _stages(cfg)
     for s in range(state["stage"], len(stages)):
         stage, epochs = stages[s]
-        if cfg.method == "trbert" and stage != "finetune" and teacher is None:
+        # the fine-tuned model: TR-BERT's scorer and teacher; Transkimmer's teacher when it starts from one
+        wants_teacher = (cfg.method == "trbert" and stage != "finetune"
+                         or cfg.method == "transkimmer" and cfg.finetuned and cfg.distill)
+        if wants_teacher and teacher is None:
             teacher = BertForTask(bert_cfg, task.kind, task.num_labels).to(device)
             teacher_dir = Path(cfg.finetuned) / "ckpt" if cfg.finetuned else run_dir / "finetuned"
             load_checkpoint(teacher_dir, dataclasses.replace(cfg, method="baseline"), teacher, None)
             teacher.eval().requires_grad_(False)
-            scores = _residual_scores(cfg, task, teacher, train_feats, device, log) if stage == "policy" else None
+            if cfg.method == "transkimmer":
+                log(f"distilling from {teacher_dir}")
+        if cfg.method == "trbert" and stage == "policy":
+            scores = _residual_scores(cfg, task, teacher, train_feats, device, log)
         state = _train_stage(cfg, task, model, strategy, teacher, stage, epochs, train_feats, dev_ex, dev_feats,
                              device, ctx, run_dir, log, state, scores, vocab_dir)
         if state.get("stopped"):

@@ -61,6 +61,23 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, metho
         assert torch.equal(a[k], b[k]), f"{k} differs after resuming"
 
 
+@pytest.mark.parametrize("distill", [True, False])
+def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(tmp_path, monkeypatch, distill):
+    run(tmp_path, "--method", "baseline", name="base")
+    teachers = []
+    task_loss = train.task_loss
+    monkeypatch.setattr(train, "task_loss", lambda *a, **k: teachers.append(a[3] if len(a) > 3 else None)
+                        or task_loss(*a, **k))
+    run(tmp_path, "--method", "transkimmer", "--finetuned", str(tmp_path / "base"), "--lr", "1e-30", "--skim-lr", "1e-30",
+        "--distill" if distill else "--no-distill", name="skim")
+    assert teachers and all((t is not None) == distill for t in teachers)
+    assert ("distilling from" in (tmp_path / "skim" / "log.txt").read_text()) == distill
+    base = read_safetensors(tmp_path / "base" / "ckpt" / "model.safetensors")
+    skim = read_safetensors(tmp_path / "skim" / "ckpt" / "model.safetensors")
+    for k in base:  # learning rate ~0: the encoder and head are still the fine-tuned ones
+        torch.testing.assert_close(skim[k], base[k], atol=1e-12, rtol=0, msg=k)
+
+
 def test_eval_only_reproduces_the_final_evaluation(tmp_path):
     trained = run(tmp_path, "--method", "transkimmer")
     again = run(tmp_path, "--method", "transkimmer", "--eval-only")
