@@ -9,7 +9,8 @@
 plain encoder padded (BertForTask), packed (skim_forward without a strategy: no pad is computed)
 and in transformers, then Transkimmer and TR-BERT with real pruning. Their decisions follow a fixed
 pattern (`FixedTranskimmer`, `FixedTRBert`: the real predictor or policy runs and is paid for, then
-each sequence keeps a fixed share of its tokens), so the pattern is aggressive and repeatable;
+each sequence keeps a fixed share of its tokens; `--transkimmer-keep`, `--trbert-keep` set the
+shares, gradual and early patterns by default), so the pattern is aggressive and repeatable;
 `--checkpoint RUN` adds the trained decisions of a train.py run. Each row sets its wall-clock
 speedup beside its FLOPs speedup (flops.py, predictor or policy included), both against the
 packed baseline: FLOPs "no padding" counts real tokens, which is what the packed baseline computes.
