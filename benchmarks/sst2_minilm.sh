@@ -9,4 +9,4 @@ python train.py --method baseline    $COMMON --epochs 2 --out-dir runs/sst2-mini
 python train.py --method transkimmer $COMMON --epochs 2 --tau 0.1 --skim-lr 1e-3 --out-dir runs/sst2-minilm-transkimmer
 python train.py --method trbert      $COMMON --epochs 1 --rl-epochs 1 --num-samples 4 --skim-lr 1e-3 --length-penalty 0.25 --finetuned runs/sst2-minilm-baseline --out-dir runs/sst2-minilm-trbert
 python train.py --method transkimmer $COMMON --epochs 2 --tau 1 --skim-lr 1e-4 --out-dir runs/sst2-minilm-transkimmer-tau1
-python train.py --method transkimmer $COMMON --epochs 2 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.25 --finetuned runs/sst2-minilm-baseline --out-dir runs/sst2-minilm-transkimmer-ft
+python train.py --method transkimmer $COMMON --epochs 3 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.2 --finetuned runs/sst2-minilm-baseline --out-dir runs/sst2-minilm-transkimmer-ft
