@@ -231,13 +231,11 @@ def bench_skim(args) -> None:
         name, run_model, strategy = load_run(run, cfg)
         methods[name] = (run_model, strategy)
     sets = {"sst2": ("dev", args.glue_dir, args.sst2_examples), "imdb": ("test", args.imdb_dir, args.imdb_examples)}
-    for task in args.sets.split(","):
-        if task not in sets:
-            raise SystemExit(f"--sets {args.sets}: unknown set {task!r}; choose from sst2, imdb")
+    for task in args.sets:
         split, data_dir, n = sets[task]
         examples = evenly_spaced(data.load_examples(task, split, data_dir, fetch=False), n)
         features = data.encode(task, examples, tokenizer)
-        for B in map(int, args.batch_sizes.split(",")):
+        for B in args.batch_sizes:
             batches = [data.collate(features[i:i + B], "batch") for i in range(0, len(features), B)]
             settings = {
                 "baseline, padded": lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
@@ -314,6 +312,21 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
 # Command line
 
 
+def comma_list(kind, allowed: set | None = None):
+    """An argparse type: 'a,b' -> [kind(a), kind(b)], each positive (numbers) or in `allowed`."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {kind.__name__} values separated by commas")
+        bad = [v for v in values if (v not in allowed if allowed else v <= 0)]
+        if bad:
+            need = f"one of {', '.join(sorted(allowed))}" if allowed else "positive"
+            raise argparse.ArgumentTypeError(f"{text!r}: {bad[0]!r} is not {need}")
+        return values
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -324,8 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
     parser.add_argument("--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv")
     parser.add_argument("--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz")
-    parser.add_argument("--sets", default="sst2,imdb", help="skim: which dev sets to time, comma-separated")
-    parser.add_argument("--batch-sizes", default="1,32", help="skim: batch sizes, comma-separated")
+    parser.add_argument("--sets", type=comma_list(str, {"sst2", "imdb"}), default="sst2,imdb",
+                        help="skim: which dev sets to time, comma-separated (sst2, imdb)")
+    parser.add_argument("--batch-sizes", type=comma_list(int), default="1,32", help="skim: batch sizes, comma-separated")
     parser.add_argument("--sst2-examples", type=int, default=128, help="evenly spaced SST-2 dev sentences (0 = all)")
     parser.add_argument("--imdb-examples", type=int, default=64, help="evenly spaced IMDB test reviews (0 = all)")
     parser.add_argument("--transkimmer-keep", action="append", default=None,

@@ -25,6 +25,6 @@ if __name__ == "__main__":
     for name in sys.argv[1:]:
         folder = Path(name)
         if not (folder / "results.json").is_file():
-            print(f"| {folder.name} | (no results.json: not finished) |", file=sys.stderr)
+            print(f"skipped {folder}: no results.json (not a train.py run folder, or not finished)", file=sys.stderr)
             continue
         print(row(folder))

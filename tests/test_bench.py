@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from bench import FixedTranskimmer, FixedTRBert, evenly_spaced, keep_pattern, keep_top
+from bench import FixedTranskimmer, FixedTRBert, evenly_spaced, keep_pattern, keep_top, main
 from skim import skim_forward
 from transformer import CONFIGS, BertForTask
 
@@ -56,6 +56,17 @@ def test_keep_pattern_reads_one_share_or_one_per_layer_and_names_a_bad_one():
         keep_pattern("half", (1, 3))
     with pytest.raises(SystemExit, match=r"\(0, 1\]"):
         keep_pattern("0", (1, 3))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sets", "sst2,mnli"], "'mnli' is not one of imdb, sst2"),
+    (["--batch-sizes", "1,x"], "expected int values separated by commas"),
+    (["--batch-sizes", "0"], "0 is not positive"),
+])
+def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["skim", *args])
+    assert message in capsys.readouterr().err
 
 
 def test_evenly_spaced_subset_spans_the_list():
