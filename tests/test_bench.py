@@ -80,8 +80,29 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(minilm_dir
                 "--imdb-dir", str(shared_data / "imdb"), "--sst2-examples", "2", "--imdb-examples", "2",
                 "--rounds", "1", "--threads", "1"])
     out = capsys.readouterr().out
-    for row in ["baseline, packed", "transformers, padded", "transkimmer, keep 0.75 at layers 0,1,2,3,4,5",
-                "transkimmer, keep 0.3 at 1, all elsewhere", "trbert, keep 0.5 at layers 1,3",
-                "trbert, keep 0.35 at 1, all elsewhere"]:
-        assert out.count(row) == 4, row  # SST-2 and IMDB, batch 1 and 32
+    assert out.count("transformers, padded") == 4  # SST-2 and IMDB, batch 1 and 32
+    for row in ["baseline, packed", "transkimmer, keep 0.75 at layers 0,1,2,3,4,5",
+                "transkimmer, keep 0.35 at 1, all elsewhere", "trbert, keep 0.5 at layers 1,3",
+                "trbert, keep 0.4 at 1, all elsewhere"]:
+        assert out.count(row) == 8, row  # each table, and its split of the time
+    assert out.count("share of each setting's time in its layers") == 4  # where the time goes, per table
     assert "one layer at batch 1" in out
+
+
+def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
+    from bench import time_split
+    model, strategy = BertForTask(TINY).eval(), FixedTranskimmer(TINY, "0.5").eval()
+    batches = [make_batch(), make_batch((6, 3), 6)]
+    with torch.no_grad():
+        before = skim_forward(model, strategy, batches[0], prune=True)
+        time_split("tiny", 3, batches, {"baseline, packed": 1.0, "fixed": 0.5}, model, {"fixed": (model, strategy)}, TINY)
+        after = skim_forward(model, strategy, batches[0], prune=True)
+    rows = {line.split("  ")[0]: line.split()[-6:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("baseline, packed", "fixed"))}
+    for name, (layers, deciding, elsewhere, *_) in rows.items():
+        assert math.isclose(float(layers) + float(deciding) + float(elsewhere), 1, abs_tol=0.015), name
+    assert rows["baseline, packed"][1] == "0.00" and float(rows["fixed"][1]) > 0  # only a strategy decides
+    assert rows["baseline, packed"][3:] == ["1.00", "1.00", "1.00"]  # the baseline against itself
+    # the timing wrappers are gone: the class's own forward and decide run again, same numbers
+    assert all("forward" not in vars(layer) for layer in model.bert.layers) and "decide" not in vars(strategy)
+    torch.testing.assert_close(after.hidden, before.hidden)
