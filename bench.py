@@ -176,8 +176,7 @@ class FixedTranskimmer(Transkimmer):
         self.pattern = keep_pattern(pattern, self.layers)
 
     def decide(self, i, h, alive, batch):
-        logits = self.predictors[i](h)  # (B, T, 2)
-        return keep_top(logits[..., 1] - logits[..., 0], alive, self.pattern[i])
+        return keep_top(self.keep_score(i, h, alive), alive, self.pattern[i])
 
 
 class FixedTRBert(TRBertPolicy):

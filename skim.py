@@ -246,10 +246,22 @@ class Transkimmer(SkimStrategy):
         self.predictors = nn.ModuleList(SkimPredictor(cfg, self.skim) for _ in self.layers)
 
     def decide(self, i, h, alive, batch):
-        logits = self.predictors[i](h)  # (B, T, 2)
         if self.training or self.skim.sample_at_eval:
-            return gumbel_keep(logits, self.skim.tau)
-        return logits[..., 1] >= logits[..., 0]  # deterministic at inference
+            return gumbel_keep(self.predictors[i](h), self.skim.tau)
+        return self.keep_score(i, h, alive) >= 0  # deterministic at inference: keep logit ≥ skip logit
+
+    def keep_score(self, i, h, alive):
+        """Inference: keep logit − skip logit of each present token, (B, T), −inf elsewhere.
+        Only the present tokens go through the predictor: at batch > 1 the grid the loop hands us
+        is padded to the longest sequence, and on long texts pads can be half of it."""
+        present = alive.bool()  # (B, T)
+        if bool(present.all()):  # batch 1, or equal lengths: nothing to leave out
+            logits = self.predictors[i](h)  # (B, T, 2)
+            return logits[..., 1] - logits[..., 0]
+        logits = self.predictors[i](h[present])  # (N, 2)
+        score = torch.full(present.shape, float("-inf"), dtype=h.dtype, device=h.device)
+        score[present] = logits[:, 1] - logits[:, 0]
+        return score
 
     def overhead_flops(self, config, n):
         return skim_predictor_flops(config, n)

@@ -56,6 +56,21 @@ def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
         torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
 
 
+def test_inference_scores_only_present_tokens_and_matches_the_predictor_on_the_grid():
+    torch.manual_seed(0)
+    _, strategy = skimming_model()
+    h = torch.randn(3, 11, TINY.hidden_size)
+    alive = (torch.arange(11) < torch.tensor([11, 8, 4])[:, None]).float()
+    score = strategy.keep_score(1, h, alive)
+    logits = strategy.predictors[1](h)  # every cell of the grid, pads included
+    present = alive.bool()
+    torch.testing.assert_close(score[present], (logits[..., 1] - logits[..., 0])[present], atol=1e-5, rtol=0)
+    assert torch.isneginf(score[~present]).all()
+    keep = strategy.decide(1, h, alive, {})
+    assert torch.equal(keep, (logits[..., 1] >= logits[..., 0]) & present)
+    assert 0 < keep[present].sum() < present.sum()  # a meaningful mix of keep and skip
+
+
 def test_cls_is_always_kept_and_pads_never():
     model = BertForTask(TINY).eval()
     strategy = Transkimmer(TINY, SkimConfig(init_mean=-5.0)).eval()  # wants to skim everything
