@@ -313,15 +313,16 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
             layer.forward = timed("layers", layer.forward)
         if strategy is not None:
             strategy.decide = timed("deciding", strategy.decide)
-        began, layer_flops = time.perf_counter(), 0
-        for b in batches:
-            tokens = skim_forward(m, strategy, b, prune=True).tokens_per_layer.tolist()
-            layer_flops += sum(flops.encoder_flops(cfg, t) for t in tokens)
-        total = time.perf_counter() - began
-        for layer in m.bert.layers:
-            del layer.forward
-        if strategy is not None:
-            del strategy.decide
+        try:
+            began = time.perf_counter()
+            tokens = [skim_forward(m, strategy, b, prune=True).tokens_per_layer for b in batches]
+            total = time.perf_counter() - began
+        finally:
+            for layer in m.bert.layers:
+                del layer.forward
+            if strategy is not None:
+                del strategy.decide
+        layer_flops = sum(flops.encoder_flops(cfg, t) for b in tokens for t in b.tolist())
         layers = secs[name] * spent["layers"] / total  # seconds in the layers, on the scale of the medians
         base = base or (layers, layer_flops)
         wall, flops_x = base[0] / layers, base[1] / layer_flops
