@@ -39,7 +39,7 @@ import torch
 import data
 import flops
 from rl_policy import PolicyConfig, TRBertPolicy
-from skim import Transkimmer, skim_forward
+from skim import Transkimmer, on_present_tokens, skim_forward
 from transformer import (CONFIGS, BertForTask, BertModel, VarLen, load_encoder_weights, read_checkpoint,
                          read_config, resolve_model_dir, write_safetensors)
 
@@ -187,7 +187,7 @@ class FixedTRBert(TRBertPolicy):
         self.pattern = keep_pattern(pattern, self.layers)
 
     def decide(self, i, h, alive, batch):
-        return keep_top(self.nets[str(i)](h), alive, self.pattern[i])
+        return keep_top(on_present_tokens(self.nets[str(i)], h, alive, 0.0), alive, self.pattern[i])
 
 
 def evenly_spaced(items: list, n: int) -> list:
@@ -200,9 +200,17 @@ def load_run(run: str, cfg):
     import train
 
     folder = Path(run) / "ckpt"
+    if not (folder / "config.json").is_file():
+        raise SystemExit(f"error: --checkpoint {run}: no {folder / 'config.json'}; give the folder of a finished "
+                         f"train.py run, e.g. runs/sst2-minilm-transkimmer")
     meta = json.loads((folder / "config.json").read_text())
+    if "skimbert" not in meta:
+        raise SystemExit(f"error: --checkpoint {run}: {folder / 'config.json'} was not written by train.py")
     known = {f.name for f in dataclasses.fields(train.TrainConfig)}
     tcfg = train.TrainConfig(**{k: v for k, v in meta["skimbert"]["train_config"].items() if k in known})
+    if tcfg.method not in ("transkimmer", "trbert"):
+        raise SystemExit(f"error: --checkpoint {run}: a {tcfg.method} run makes no skim decisions to time; "
+                         f"give a transkimmer or trbert run")
     if read_config(folder).to_dict() != cfg.to_dict():
         raise SystemExit(f"error: {run} holds a model of another shape than --model")
     model = BertForTask(cfg, meta["skimbert"]["kind"], meta["num_labels"])

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flops import policy_flops
-from skim import SkimStrategy
+from skim import SkimStrategy, on_present_tokens
 from transformer import BertConfig, BertForTask
 
 
@@ -79,9 +79,9 @@ class TRBertPolicy(SkimStrategy):
         self.nets = nn.ModuleDict({str(i): PolicyNetwork(cfg, self.policy.hidden) for i in self.layers})
 
     def decide(self, i, h, alive, batch):
+        if not self.training:  # pads and skipped tokens are not scored
+            return on_present_tokens(self.nets[str(i)], h, alive, 0.0) >= 0.5
         probs = self.nets[str(i)](h) * alive  # (B, T); pads and skipped tokens get p = 0
-        if not self.training:
-            return probs >= 0.5
         actions = torch.bernoulli(probs.detach())  # a_t ~ π(·|s_t), 1 = Select
         if "guide_scores" in batch:  # imitation warm-up: some samples follow the Residual Strategy
             actions = torch.where(batch["guide_rows"][:, None], top_k_actions(batch["guide_scores"], probs, alive), actions)

@@ -95,6 +95,19 @@ class SkimOutput:
 # The shared encoder loop
 
 
+def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) -> torch.Tensor:
+    """score(h) for a scorer that looks at each token on its own ((..., C) -> (...)), computed on
+    the present tokens only, `fill` elsewhere. At inference with more than one sequence the grid a
+    strategy gets is padded to the longest sequence still running, and on long texts pads can be
+    half of it. h: (B, T, C); alive: (B, T), 1 = present. Returns (B, T)."""
+    present = alive.bool()
+    if bool(present.all()):  # one sequence, or equal lengths: nothing to leave out
+        return score(h)
+    out = torch.full(present.shape, fill, dtype=h.dtype, device=h.device)
+    out[present] = score(h[present])  # (N,)
+    return out
+
+
 def skim_forward(model: BertForTask, strategy: SkimStrategy | None, batch: dict,
                  prune: bool | None = None) -> SkimOutput:
     """Run `model` with `strategy` deciding which tokens each layer sees.
@@ -251,17 +264,11 @@ class Transkimmer(SkimStrategy):
         return self.keep_score(i, h, alive) >= 0  # deterministic at inference: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):
-        """Inference: keep logit − skip logit of each present token, (B, T), −inf elsewhere.
-        Only the present tokens go through the predictor: at batch > 1 the grid the loop hands us
-        is padded to the longest sequence, and on long texts pads can be half of it."""
-        present = alive.bool()  # (B, T)
-        if bool(present.all()):  # batch 1, or equal lengths: nothing to leave out
-            logits = self.predictors[i](h)  # (B, T, 2)
+        """Inference: keep logit − skip logit of each present token, (B, T), −inf elsewhere."""
+        def score(x):
+            logits = self.predictors[i](x)  # (..., 2): [skip, keep]
             return logits[..., 1] - logits[..., 0]
-        logits = self.predictors[i](h[present])  # (N, 2)
-        score = torch.full(present.shape, float("-inf"), dtype=h.dtype, device=h.device)
-        score[present] = logits[:, 1] - logits[:, 0]
-        return score
+        return on_present_tokens(score, h, alive, float("-inf"))
 
     def overhead_flops(self, config, n):
         return skim_predictor_flops(config, n)

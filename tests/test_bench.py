@@ -69,6 +69,20 @@ def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message
     assert message in capsys.readouterr().err
 
 
+def test_a_checkpoint_that_is_not_a_skim_run_is_a_clear_error(tmp_path):
+    from bench import load_run
+    with pytest.raises(SystemExit, match="no .*config.json; give the folder of a finished train.py run"):
+        load_run(str(tmp_path / "missing"), TINY)
+    (tmp_path / "other" / "ckpt").mkdir(parents=True)
+    (tmp_path / "other" / "ckpt" / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="was not written by train.py"):
+        load_run(str(tmp_path / "other"), TINY)
+    (tmp_path / "other" / "ckpt" / "config.json").write_text(
+        '{"skimbert": {"train_config": {"method": "baseline"}, "kind": "classification"}, "num_labels": 2}')
+    with pytest.raises(SystemExit, match="a baseline run makes no skim decisions"):
+        load_run(str(tmp_path / "other"), TINY)
+
+
 def test_evenly_spaced_subset_spans_the_list():
     assert evenly_spaced(list(range(10)), 4) == [0, 2, 5, 7]
     assert evenly_spaced(list(range(3)), 0) == [0, 1, 2]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from skim import SkimConfig, SkimOutput, Transkimmer, gumbel_keep, skim_forward, skim_loss
+from skim import SkimConfig, SkimOutput, Transkimmer, gumbel_keep, on_present_tokens, skim_forward, skim_loss
 from transformer import CONFIGS, BertForTask
 
 TINY = CONFIGS["tiny"]
@@ -54,6 +54,23 @@ def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
         alone = skim_forward(model, strategy, {k: v[b:b + 1, :n] for k, v in batch.items()}, prune=True)
         assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n])
         torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
+
+
+def test_on_present_tokens_scores_only_present_rows_and_fills_the_rest():
+    h = torch.randn(2, 5, 4)
+    alive = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    seen = []
+
+    def score(x):  # each token on its own: a sum over its features
+        seen.append(x.shape[:-1].numel())
+        return x.sum(-1)
+
+    out = on_present_tokens(score, h, alive, -7.0)
+    assert seen == [8]  # the 8 present tokens, not the 10 cells of the grid
+    torch.testing.assert_close(out[alive.bool()], h.sum(-1)[alive.bool()])
+    assert (out[~alive.bool()] == -7.0).all()
+    full = on_present_tokens(score, h[1:], alive[1:], -7.0)  # every token present: the grid as it is
+    assert seen == [8, 5] and torch.equal(full, h[1:].sum(-1))
 
 
 def test_inference_scores_only_present_tokens_and_matches_the_predictor_on_the_grid():
