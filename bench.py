@@ -23,6 +23,7 @@ through every setting in turn (the order rotating), and tables show the median o
 busy spell on a shared machine slows every setting alike: trust the ratios, not the tokens/s.
 Tests: tests/test_bench.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,17 @@ import data
 import flops
 from rl_policy import PolicyConfig, TRBertPolicy
 from skim import Transkimmer, on_present_tokens, skim_forward
-from transformer import (CONFIGS, BertForTask, BertModel, VarLen, load_encoder_weights, read_checkpoint,
-                         read_config, resolve_model_dir, write_safetensors)
+from transformer import (
+    CONFIGS,
+    BertForTask,
+    BertModel,
+    VarLen,
+    load_encoder_weights,
+    read_checkpoint,
+    read_config,
+    resolve_model_dir,
+    write_safetensors,
+)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
@@ -76,11 +86,17 @@ def interleaved(settings: dict, inputs: list, rounds: int) -> dict[str, float]:
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print(f"\n{title}")
-    cells = [header] + [[c if isinstance(c, str) else f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in row]
-                        for row in rows]
+    cells = [header] + [
+        [c if isinstance(c, str) else f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in row]
+        for row in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for k, row in enumerate(cells):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
         if k == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -95,7 +111,9 @@ def model_pair(size: str, folder: Path):
     import transformers
 
     if size == "bert-base":
-        theirs = transformers.BertModel(transformers.BertConfig())  # random, bert-base-uncased shape
+        theirs = transformers.BertModel(
+            transformers.BertConfig()
+        )  # random, bert-base-uncased shape
         write_safetensors(theirs.state_dict(), folder / "model.safetensors")
         (folder / "config.json").write_text(json.dumps(CONFIGS["bert-base-uncased"].to_dict()))
     else:
@@ -110,18 +128,27 @@ def bench_encoder(args) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             ours, theirs = model_pair(size, Path(tmp))
         for B, T in ((32, 128), (1, 128)):
-            ids = torch.randint(1000, ours.config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0))
+            ids = torch.randint(
+                1000, ours.config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0)
+            )
             mask = torch.ones_like(ids)
-            settings = {"ours": lambda _: ours(ids, mask),
-                        "theirs": lambda _: theirs(input_ids=ids, attention_mask=mask).last_hidden_state}
-            torch.testing.assert_close(settings["ours"](0), settings["theirs"](0), atol=1e-4, rtol=0)
+            settings = {
+                "ours": lambda _: ours(ids, mask),
+                "theirs": lambda _: theirs(input_ids=ids, attention_mask=mask).last_hidden_state,
+            }
+            torch.testing.assert_close(
+                settings["ours"](0), settings["theirs"](0), atol=1e-4, rtol=0
+            )
             calls = 32 // B  # every round covers 32×128 tokens per setting, whatever the shape
             secs = interleaved(settings, [0] * calls, args.rounds)
             tps = {k: calls * B * T / s for k, s in secs.items()}
             rows.append([size, f"{B}×{T}", tps["ours"], tps["theirs"], tps["ours"] / tps["theirs"]])
-    print_table(f"encoder throughput (tokens/s), fp32, {torch.get_num_threads()} threads, "
-                f"median of {args.rounds} rounds", ["model", "batch×length", "ours", "transformers",
-                                                    "ours/theirs"], rows)
+    print_table(
+        f"encoder throughput (tokens/s), fp32, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} rounds",
+        ["model", "batch×length", "ours", "transformers", "ours/theirs"],
+        rows,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,12 +177,16 @@ def keep_pattern(text: str, layers: tuple[int, ...]) -> dict[int, float]:
     try:
         shares = [float(v) for v in text.split(",")]
     except ValueError:
-        raise SystemExit(f"keep pattern {text!r}: expected numbers separated by commas, e.g. 0.75 or 1,0.3")
+        raise SystemExit(
+            f"keep pattern {text!r}: expected numbers separated by commas, e.g. 0.75 or 1,0.3"
+        )
     if len(shares) == 1:
         shares *= len(layers)
     if len(shares) != len(layers) or not all(0 < v <= 1 for v in shares):
-        raise SystemExit(f"keep pattern {text!r}: give one share in (0, 1], or one per layer "
-                         f"{','.join(map(str, layers))} ({len(layers)} values)")
+        raise SystemExit(
+            f"keep pattern {text!r}: give one share in (0, 1], or one per layer "
+            f"{','.join(map(str, layers))} ({len(layers)} values)"
+        )
     return dict(zip(layers, shares))
 
 
@@ -163,7 +194,11 @@ def pattern_name(pattern: dict[int, float]) -> str:
     shares = set(pattern.values())
     if len(shares) == 1:
         return f"keep {shares.pop():g} at layers {','.join(map(str, pattern))}"
-    return "keep " + ", ".join(f"{v:g} at {i}" for i, v in pattern.items() if v < 1) + ", all elsewhere"
+    return (
+        "keep "
+        + ", ".join(f"{v:g} at {i}" for i, v in pattern.items() if v < 1)
+        + ", all elsewhere"
+    )
 
 
 class FixedTranskimmer(Transkimmer):
@@ -201,16 +236,24 @@ def load_run(run: str, cfg):
 
     folder = Path(run) / "ckpt"
     if not (folder / "config.json").is_file():
-        raise SystemExit(f"error: --checkpoint {run}: no {folder / 'config.json'}; give the folder of a finished "
-                         f"train.py run, e.g. runs/sst2-minilm-transkimmer")
+        raise SystemExit(
+            f"error: --checkpoint {run}: no {folder / 'config.json'}; give the folder of a finished "
+            f"train.py run, e.g. runs/sst2-minilm-transkimmer"
+        )
     meta = json.loads((folder / "config.json").read_text())
     if "skimbert" not in meta:
-        raise SystemExit(f"error: --checkpoint {run}: {folder / 'config.json'} was not written by train.py")
+        raise SystemExit(
+            f"error: --checkpoint {run}: {folder / 'config.json'} was not written by train.py"
+        )
     known = {f.name for f in dataclasses.fields(train.TrainConfig)}
-    tcfg = train.TrainConfig(**{k: v for k, v in meta["skimbert"]["train_config"].items() if k in known})
+    tcfg = train.TrainConfig(
+        **{k: v for k, v in meta["skimbert"]["train_config"].items() if k in known}
+    )
     if tcfg.method not in ("transkimmer", "trbert"):
-        raise SystemExit(f"error: --checkpoint {run}: a {tcfg.method} run makes no skim decisions to time; "
-                         f"give a transkimmer or trbert run")
+        raise SystemExit(
+            f"error: --checkpoint {run}: a {tcfg.method} run makes no skim decisions to time; "
+            f"give a transkimmer or trbert run"
+        )
     if read_config(folder).to_dict() != cfg.to_dict():
         raise SystemExit(f"error: {run} holds a model of another shape than --model")
     model = BertForTask(cfg, meta["skimbert"]["kind"], meta["num_labels"])
@@ -239,18 +282,28 @@ def bench_skim(args) -> None:
     for run in args.checkpoint:
         name, run_model, strategy = load_run(run, cfg)
         methods[name] = (run_model, strategy)
-    sets = {"sst2": ("dev", args.glue_dir, args.sst2_examples), "imdb": ("test", args.imdb_dir, args.imdb_examples)}
+    sets = {
+        "sst2": ("dev", args.glue_dir, args.sst2_examples),
+        "imdb": ("test", args.imdb_dir, args.imdb_examples),
+    }
     for task in args.sets:
         split, data_dir, n = sets[task]
         examples = evenly_spaced(data.load_examples(task, split, data_dir, fetch=False), n)
         features = data.encode(task, examples, tokenizer)
         for B in args.batch_sizes:
-            batches = [data.collate(features[i:i + B], "batch") for i in range(0, len(features), B)]
+            batches = [
+                data.collate(features[i : i + B], "batch") for i in range(0, len(features), B)
+            ]
             settings = {
-                "baseline, padded": lambda b: model(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
+                "baseline, padded": lambda b: model(
+                    b["input_ids"], b["attention_mask"], b["token_type_ids"]
+                ),
                 "baseline, packed": lambda b: skim_forward(model, None, b, prune=True),
-                "transformers, padded": lambda b: theirs(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                                         token_type_ids=b["token_type_ids"]),
+                "transformers, padded": lambda b: theirs(
+                    input_ids=b["input_ids"],
+                    attention_mask=b["attention_mask"],
+                    token_type_ids=b["token_type_ids"],
+                ),
             }
             for name, (m, s) in methods.items():
                 settings[name] = lambda b, m=m, s=s: skim_forward(m, s, b, prune=True)
@@ -266,8 +319,11 @@ def check_same_numbers(model, theirs, batch) -> None:
     valid = batch["attention_mask"].bool()
     padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     packed = skim_forward(model, None, batch, prune=True).hidden
-    ref = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 token_type_ids=batch["token_type_ids"]).last_hidden_state
+    ref = theirs(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        token_type_ids=batch["token_type_ids"],
+    ).last_hidden_state
     torch.testing.assert_close(packed[valid], padded[valid], atol=1e-4, rtol=0)
     torch.testing.assert_close(ref[valid], padded[valid], atol=1e-4, rtol=0)
 
@@ -280,23 +336,50 @@ def report(title, B, batches, secs, methods, cfg, rounds) -> None:
     # FLOPs of the plain encoder on every position it computes: real tokens only, or padded batches
     packed_flops = sum(flops.encoder_flops(cfg, [n] * L) for n in lengths)
     padded_flops = sum(flops.encoder_flops(cfg, [n] * L) for n in padded_lengths)
-    flops_of = {"baseline, padded": padded_flops, "baseline, packed": packed_flops,
-                "transformers, padded": padded_flops}
+    flops_of = {
+        "baseline, padded": padded_flops,
+        "baseline, packed": packed_flops,
+        "transformers, padded": padded_flops,
+    }
     kept = dict.fromkeys(flops_of, 1.0)
     for name, (m, strategy) in methods.items():
-        tokens = [t for b in batches for t in skim_forward(m, strategy, b, prune=True).tokens_per_layer.tolist()]
+        tokens = [
+            t
+            for b in batches
+            for t in skim_forward(m, strategy, b, prune=True).tokens_per_layer.tolist()
+        ]
         cost = [strategy.overhead_flops(cfg, 1) if i in strategy.layers else 0 for i in range(L)]
         flops_of[name] = sum(flops.example_flops(cfg, n, t, cost) for n, t in zip(lengths, tokens))
         kept[name] = sum(map(sum, tokens)) / (L * sum(lengths))
     rows = []
     for name, s in secs.items():
         wall, flops_x = secs["baseline, packed"] / s, packed_flops / flops_of[name]
-        rows.append([name, kept[name], sum(lengths) / s, secs["baseline, padded"] / s, wall, flops_x, wall / flops_x])
-    print_table(f"{title}: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
-                f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, median of {rounds} rounds; "
-                f"speedups are time (or FLOPs) of the baseline / that of the row",
-                ["setting", "kept", "tokens/s", "wall× vs padded", "wall× vs packed", "FLOPs× vs packed",
-                 "wall/FLOPs"], rows)
+        rows.append(
+            [
+                name,
+                kept[name],
+                sum(lengths) / s,
+                secs["baseline, padded"] / s,
+                wall,
+                flops_x,
+                wall / flops_x,
+            ]
+        )
+    print_table(
+        f"{title}: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
+        f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, median of {rounds} rounds; "
+        f"speedups are time (or FLOPs) of the baseline / that of the row",
+        [
+            "setting",
+            "kept",
+            "tokens/s",
+            "wall× vs padded",
+            "wall× vs packed",
+            "FLOPs× vs packed",
+            "wall/FLOPs",
+        ],
+        rows,
+    )
 
 
 def time_split(title, B, batches, secs, model, methods, cfg) -> None:
@@ -315,9 +398,12 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
                 result = fn(*args, **kwargs)
                 spent[part] += time.perf_counter() - began
                 return result
+
             return call
 
-        for layer in m.bert.layers:  # an instance attribute shadows the class's forward until deleted
+        for (
+            layer
+        ) in m.bert.layers:  # an instance attribute shadows the class's forward until deleted
             layer.forward = timed("layers", layer.forward)
         if strategy is not None:
             strategy.decide = timed("deciding", strategy.decide)
@@ -331,14 +417,36 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
             if strategy is not None:
                 del strategy.decide
         layer_flops = sum(flops.encoder_flops(cfg, t) for b in tokens for t in b.tolist())
-        layers = secs[name] * spent["layers"] / total  # seconds in the layers, on the scale of the medians
+        layers = (
+            secs[name] * spent["layers"] / total
+        )  # seconds in the layers, on the scale of the medians
         base = base or (layers, layer_flops)
         wall, flops_x = base[0] / layers, base[1] / layer_flops
-        rows.append([name, spent["layers"] / total, spent["deciding"] / total,
-                     1 - (spent["layers"] + spent["deciding"]) / total, wall, flops_x, wall / flops_x])
-    print_table(f"{title}, batch {B}: share of each setting's time in its layers, in deciding and elsewhere; "
-                f"the layers' own speedups against the baseline's layers",
-                ["setting", "layers", "deciding", "elsewhere", "layers wall×", "layers FLOPs×", "wall/FLOPs"], rows)
+        rows.append(
+            [
+                name,
+                spent["layers"] / total,
+                spent["deciding"] / total,
+                1 - (spent["layers"] + spent["deciding"]) / total,
+                wall,
+                flops_x,
+                wall / flops_x,
+            ]
+        )
+    print_table(
+        f"{title}, batch {B}: share of each setting's time in its layers, in deciding and elsewhere; "
+        f"the layers' own speedups against the baseline's layers",
+        [
+            "setting",
+            "layers",
+            "deciding",
+            "elsewhere",
+            "layers wall×",
+            "layers FLOPs×",
+            "wall/FLOPs",
+        ],
+        rows,
+    )
 
 
 def layer_cost(bert: BertModel, rounds: int) -> None:
@@ -350,14 +458,28 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
     C = bert.config.hidden_size
     sizes = (512, 256, 128, 64, 32, 16)
     inputs = {n: (torch.randn(n, C), VarLen(torch.tensor([n]))) for n in sizes}
-    settings = {n: lambda _, n=n: [layer(inputs[n][0], varlen=inputs[n][1]) for layer in bert.layers] for n in sizes}
+    settings = {
+        n: lambda _, n=n: [layer(inputs[n][0], varlen=inputs[n][1]) for layer in bert.layers]
+        for n in sizes
+    }
     secs = interleaved(settings, [0] * 4, rounds)
     per_layer = {n: s / (4 * len(bert.layers)) for n, s in secs.items()}
     layer_flops = {n: sum(flops.layer_flops(bert.config, n).values()) for n in sizes}
-    rows = [[str(n), per_layer[n] * 1e3, per_layer[n] / n * 1e6, layer_flops[n] / layer_flops[256],
-             per_layer[n] / per_layer[256]] for n in sizes]
-    print_table(f"one layer at batch 1, {torch.get_num_threads()} threads, median of {rounds} rounds",
-                ["tokens", "ms per layer", "µs per token", "FLOPs vs 256 tokens", "time vs 256 tokens"], rows)
+    rows = [
+        [
+            str(n),
+            per_layer[n] * 1e3,
+            per_layer[n] / n * 1e6,
+            layer_flops[n] / layer_flops[256],
+            per_layer[n] / per_layer[256],
+        ]
+        for n in sizes
+    ]
+    print_table(
+        f"one layer at batch 1, {torch.get_num_threads()} threads, median of {rounds} rounds",
+        ["tokens", "ms per layer", "µs per token", "FLOPs vs 256 tokens", "time vs 256 tokens"],
+        rows,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,41 +488,79 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
 
 def comma_list(kind, allowed: set | None = None):
     """An argparse type: 'a,b' -> [kind(a), kind(b)], each positive (numbers) or in `allowed`."""
+
     def parse(text: str) -> list:
         try:
             values = [kind(v) for v in text.split(",")]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {kind.__name__} values separated by commas")
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected {kind.__name__} values separated by commas"
+            )
         bad = [v for v in values if (v not in allowed if allowed else v <= 0)]
         if bad:
             need = f"one of {', '.join(sorted(allowed))}" if allowed else "positive"
             raise argparse.ArgumentTypeError(f"{text!r}: {bad[0]!r} is not {need}")
         return values
+
     return parse
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("bench", choices=("encoder", "skim"))
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="timed rounds, tables show medians (default: 5 for encoder, 3 for skim)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="timed rounds, tables show medians (default: 5 for encoder, 3 for skim)",
+    )
     parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
-    parser.add_argument("--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv")
-    parser.add_argument("--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz")
-    parser.add_argument("--sets", type=comma_list(str, {"sst2", "imdb"}), default="sst2,imdb",
-                        help="skim: which dev sets to time, comma-separated (sst2, imdb)")
-    parser.add_argument("--batch-sizes", type=comma_list(int), default="1,32", help="skim: batch sizes, comma-separated")
-    parser.add_argument("--sst2-examples", type=int, default=128, help="evenly spaced SST-2 dev sentences (0 = all)")
-    parser.add_argument("--imdb-examples", type=int, default=64, help="evenly spaced IMDB test reviews (0 = all)")
-    parser.add_argument("--transkimmer-keep", action="append", default=None,
-                        help="decision pattern: share of the tokens reaching each layer that it keeps, one "
-                             "value for every layer or one per layer (repeatable; default: 0.75 and 1,0.35,1,1,1,1)")
-    parser.add_argument("--trbert-keep", action="append", default=None,
-                        help="the same at each policy layer (default: 0.5 and 0.4,1)")
-    parser.add_argument("--checkpoint", action="append", default=[],
-                        help="also time the trained decisions of a train.py run folder (repeatable)")
+    parser.add_argument(
+        "--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv"
+    )
+    parser.add_argument(
+        "--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz"
+    )
+    parser.add_argument(
+        "--sets",
+        type=comma_list(str, {"sst2", "imdb"}),
+        default="sst2,imdb",
+        help="skim: which dev sets to time, comma-separated (sst2, imdb)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=comma_list(int),
+        default="1,32",
+        help="skim: batch sizes, comma-separated",
+    )
+    parser.add_argument(
+        "--sst2-examples", type=int, default=128, help="evenly spaced SST-2 dev sentences (0 = all)"
+    )
+    parser.add_argument(
+        "--imdb-examples", type=int, default=64, help="evenly spaced IMDB test reviews (0 = all)"
+    )
+    parser.add_argument(
+        "--transkimmer-keep",
+        action="append",
+        default=None,
+        help="decision pattern: share of the tokens reaching each layer that it keeps, one "
+        "value for every layer or one per layer (repeatable; default: 0.75 and 1,0.35,1,1,1,1)",
+    )
+    parser.add_argument(
+        "--trbert-keep",
+        action="append",
+        default=None,
+        help="the same at each policy layer (default: 0.5 and 0.4,1)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="also time the trained decisions of a train.py run folder (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
     # Two shapes of pattern: gradual (every layer drops a share; ~2.3x FLOPs on IMDB) and early

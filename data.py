@@ -13,6 +13,7 @@ trailing space of SST-2 included: the tokeniser drops whitespace). Checked by te
 
 Shapes: B batch, T padded tokens, N examples or features.
 """
+
 from __future__ import annotations
 
 import collections
@@ -54,8 +55,10 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     """
     vocab_file = Path(model_dir) / "vocab.txt"
     if not vocab_file.is_file():
-        raise FileNotFoundError(f"{vocab_file} not found: load_tokenizer needs a BERT checkpoint folder "
-                                f"holding vocab.txt (one token a line), or one made by write_synthetic_vocab")
+        raise FileNotFoundError(
+            f"{vocab_file} not found: load_tokenizer needs a BERT checkpoint folder "
+            f"holding vocab.txt (one token a line), or one made by write_synthetic_vocab"
+        )
     with open(vocab_file, encoding="utf-8") as f:
         vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
     missing = [t for t in SPECIAL_TOKENS[1:4] if t not in vocab]
@@ -67,12 +70,18 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     # strip_accents=None means "strip when lower-casing", as in BERT's BasicTokenizer
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=config.get("tokenize_chinese_chars", True),
-        strip_accents=config.get("strip_accents"), lowercase=lower)
+        clean_text=True,
+        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"),
+        lowercase=lower,
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = ("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1", special_tokens=[cls, sep])
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[cls, sep],
+    )
     # a literal "[SEP]" in a text maps to the special token, as in the reference tokenisers
     tok.add_special_tokens([t for t in SPECIAL_TOKENS if t in vocab])
     # pairs lose tokens from the longer text first; an odd last token goes to the longer one, as in
@@ -110,47 +119,162 @@ class Task:
 
 
 GLUE_URL = "https://dl.fbaipublicfiles.com/glue/data/{}.zip"
-NEWSGROUPS = tuple("""alt.atheism comp.graphics comp.os.ms-windows.misc comp.sys.ibm.pc.hardware
+NEWSGROUPS = tuple(
+    """alt.atheism comp.graphics comp.os.ms-windows.misc comp.sys.ibm.pc.hardware
 comp.sys.mac.hardware comp.windows.x misc.forsale rec.autos rec.motorcycles rec.sport.baseball
 rec.sport.hockey sci.crypt sci.electronics sci.med sci.space soc.religion.christian talk.politics.guns
-talk.politics.mideast talk.politics.misc talk.religion.misc""".split())  # the 20 folders, sorted
+talk.politics.mideast talk.politics.misc talk.religion.misc""".split()
+)  # the 20 folders, sorted
 _NLI = ("entailment", "not_entailment")
 _ACC, _F1_ACC = ("accuracy",), ("f1", "accuracy")
 
 
-def _glue(name, folder, texts, label, labels, max_length, skim_weight, metrics=_ACC, main="accuracy",
-          kind="classification", splits=("train", "dev")):
-    return Task(name, kind, labels, max_length, skim_weight, metrics, main, texts, label, "glue",
-                splits, folder, GLUE_URL.format(folder))
+def _glue(
+    name,
+    folder,
+    texts,
+    label,
+    labels,
+    max_length,
+    skim_weight,
+    metrics=_ACC,
+    main="accuracy",
+    kind="classification",
+    splits=("train", "dev"),
+):
+    return Task(
+        name,
+        kind,
+        labels,
+        max_length,
+        skim_weight,
+        metrics,
+        main,
+        texts,
+        label,
+        "glue",
+        splits,
+        folder,
+        GLUE_URL.format(folder),
+    )
 
 
-TASKS: dict[str, Task] = {t.name: t for t in [
-    _glue("cola", "CoLA", (3,), 1, ("0", "1"), 64, 0.3, ("matthews",), "matthews"),
-    _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), 64, 0.3),
-    # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy for QQP
-    _glue("mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), 128, 0.5, _F1_ACC, "f1"),
-    _glue("qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), 128, 0.2, _F1_ACC),
-    _glue("stsb", "STS-B", ("sentence1", "sentence2"), "score", (), 64, 0.3, ("pearson", "spearman"),
-          "pearson", kind="regression"),
-    _glue("mnli", "MNLI", ("sentence1", "sentence2"), "gold_label",
-          ("entailment", "neutral", "contradiction"), 128, 0.2,
-          splits=("train", "dev_matched", "dev_mismatched")),
-    _glue("qnli", "QNLI", ("question", "sentence"), "label", _NLI, 128, 0.1),
-    _glue("rte", "RTE", ("sentence1", "sentence2"), "label", _NLI, 256, 0.8),
-    _glue("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), 128, 0.5),
-    # IMDB, Yelp and 20News have no dev set: the papers evaluate on test
-    Task("imdb", "classification", ("neg", "pos"), 512, 0.5, _ACC, "accuracy", ("text",), "folder",
-         "imdb", ("train", "test"), url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
-    Task("yelp", "classification", ("1", "2", "3", "4", "5"), 512, 0.5, _ACC, "accuracy", (1,), 0,
-         "yelp", ("train", "test"), url="https://s3.amazonaws.com/fast-ai-nlp/yelp_review_full_csv.tgz"),
-    Task("20news", "classification", NEWSGROUPS, 512, 0.5, _ACC, "accuracy", ("text",), "folder",
-         "20news", ("train", "test"), url="http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"),
-    Task("squad2", "span", (), 384, 0.8, ("exact", "f1"), "f1", ("question", "context"), "answers",
-         "squad2", url="https://rajpurkar.github.io/SQuAD-explorer/dataset/{split}-v2.0.json"),
-    # ours, not the papers': λ 0.5 like the middle of Table 2; 64 covers its longest input (62)
-    Task("synthetic", "classification", ("negative", "positive"), 64, 0.5, _ACC, "accuracy",
-         ("text",), "keywords", "synthetic"),
-]}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        _glue("cola", "CoLA", (3,), 1, ("0", "1"), 64, 0.3, ("matthews",), "matthews"),
+        _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), 64, 0.3),
+        # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy for QQP
+        _glue(
+            "mrpc",
+            "MRPC",
+            ("#1 String", "#2 String"),
+            "Quality",
+            ("0", "1"),
+            128,
+            0.5,
+            _F1_ACC,
+            "f1",
+        ),
+        _glue(
+            "qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), 128, 0.2, _F1_ACC
+        ),
+        _glue(
+            "stsb",
+            "STS-B",
+            ("sentence1", "sentence2"),
+            "score",
+            (),
+            64,
+            0.3,
+            ("pearson", "spearman"),
+            "pearson",
+            kind="regression",
+        ),
+        _glue(
+            "mnli",
+            "MNLI",
+            ("sentence1", "sentence2"),
+            "gold_label",
+            ("entailment", "neutral", "contradiction"),
+            128,
+            0.2,
+            splits=("train", "dev_matched", "dev_mismatched"),
+        ),
+        _glue("qnli", "QNLI", ("question", "sentence"), "label", _NLI, 128, 0.1),
+        _glue("rte", "RTE", ("sentence1", "sentence2"), "label", _NLI, 256, 0.8),
+        _glue("wnli", "WNLI", ("sentence1", "sentence2"), "label", ("0", "1"), 128, 0.5),
+        # IMDB, Yelp and 20News have no dev set: the papers evaluate on test
+        Task(
+            "imdb",
+            "classification",
+            ("neg", "pos"),
+            512,
+            0.5,
+            _ACC,
+            "accuracy",
+            ("text",),
+            "folder",
+            "imdb",
+            ("train", "test"),
+            url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+        ),
+        Task(
+            "yelp",
+            "classification",
+            ("1", "2", "3", "4", "5"),
+            512,
+            0.5,
+            _ACC,
+            "accuracy",
+            (1,),
+            0,
+            "yelp",
+            ("train", "test"),
+            url="https://s3.amazonaws.com/fast-ai-nlp/yelp_review_full_csv.tgz",
+        ),
+        Task(
+            "20news",
+            "classification",
+            NEWSGROUPS,
+            512,
+            0.5,
+            _ACC,
+            "accuracy",
+            ("text",),
+            "folder",
+            "20news",
+            ("train", "test"),
+            url="http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz",
+        ),
+        Task(
+            "squad2",
+            "span",
+            (),
+            384,
+            0.8,
+            ("exact", "f1"),
+            "f1",
+            ("question", "context"),
+            "answers",
+            "squad2",
+            url="https://rajpurkar.github.io/SQuAD-explorer/dataset/{split}-v2.0.json",
+        ),
+        # ours, not the papers': λ 0.5 like the middle of Table 2; 64 covers its longest input (62)
+        Task(
+            "synthetic",
+            "classification",
+            ("negative", "positive"),
+            64,
+            0.5,
+            _ACC,
+            "accuracy",
+            ("text",),
+            "keywords",
+            "synthetic",
+        ),
+    ]
+}
 
 
 def get_task(name: str | Task) -> Task:
@@ -181,23 +305,30 @@ class Example:
 
 def cache_root() -> Path:
     """Where downloaded datasets go: $SKIMBERT_CACHE/data, default ~/.cache/skimbert/data."""
-    return Path(os.environ.get("SKIMBERT_CACHE", Path.home() / ".cache" / "skimbert")).expanduser() / "data"
+    return (
+        Path(os.environ.get("SKIMBERT_CACHE", Path.home() / ".cache" / "skimbert")).expanduser()
+        / "data"
+    )
 
 
 def _layouts(task: Task, split: str) -> list[str]:
     """Paths, relative to a data folder, that hold `split` in a published layout; first found wins."""
-    return {"glue": [f"{task.folder}/{split}.tsv"],
-            "imdb": [f"aclImdb/{split}", f"aclImdb_{split}.tar.gz", "aclImdb_v1.tar.gz"],
-            "yelp": [f"yelp_review_full_csv/{split}.csv"],
-            "20news": [f"20news-bydate-{split}", "20news-bydate.tar.gz"],
-            "squad2": [f"{split}-v2.0.json"]}[task.reader]
+    return {
+        "glue": [f"{task.folder}/{split}.tsv"],
+        "imdb": [f"aclImdb/{split}", f"aclImdb_{split}.tar.gz", "aclImdb_v1.tar.gz"],
+        "yelp": [f"yelp_review_full_csv/{split}.csv"],
+        "20news": [f"20news-bydate-{split}", "20news-bydate.tar.gz"],
+        "squad2": [f"{split}-v2.0.json"],
+    }[task.reader]
 
 
 def _find(task: Task, split: str, roots: list[Path]) -> Path | None:
     for root in roots:
         for rel in map(PurePosixPath, _layouts(task, split)):
             candidates = [root / rel]
-            if len(rel.parts) > 1 and root.name == rel.parts[0]:  # data_dir is the task's own folder
+            if (
+                len(rel.parts) > 1 and root.name == rel.parts[0]
+            ):  # data_dir is the task's own folder
                 candidates.append(root.joinpath(*rel.parts[1:]))
             for path in candidates:
                 if path.exists():
@@ -209,21 +340,29 @@ def _locate(task: Task, split: str, data_dir: str | Path | None, fetch: bool) ->
     """The file or folder holding `split`: under data_dir (or data_dir/<reader>), else in the cache,
     else downloaded there once from the task's public source (when `fetch`)."""
     cache = cache_root() / task.reader
-    roots = ([Path(data_dir).expanduser() / task.reader, Path(data_dir).expanduser()] if data_dir else []) + [cache]
+    roots = (
+        [Path(data_dir).expanduser() / task.reader, Path(data_dir).expanduser()] if data_dir else []
+    ) + [cache]
     if (path := _find(task, split, roots)) is not None:
         return path
     url, expected = task.url.format(split=split), _layouts(task, split)[0]
-    problem = f"{task.name} {split}: not found (looked for {', '.join(str(r / expected) for r in roots)})"
+    problem = (
+        f"{task.name} {split}: not found (looked for {', '.join(str(r / expected) for r in roots)})"
+    )
     if task.name == "mrpc":
-        problem += ("; GLUE's MRPC download may hold only msr_paraphrase_{train,test}.txt: GLUE's "
-                    "download_glue_data.py splits them into train.tsv and dev.tsv with mrpc_dev_ids.tsv")
+        problem += (
+            "; GLUE's MRPC download may hold only msr_paraphrase_{train,test}.txt: GLUE's "
+            "download_glue_data.py splits them into train.tsv and dev.tsv with mrpc_dev_ids.tsv"
+        )
     if not fetch:
         raise FileNotFoundError(problem)
     try:
         archive = download(url, cache / url.rsplit("/", 1)[1], desc=f"{task.name} data")
     except (RuntimeError, FileNotFoundError) as e:
-        raise FileNotFoundError(f"{problem}; {e}. Then pass --data-dir FOLDER such that FOLDER/{expected} "
-                                f"exists (unpack a .zip or .tgz download first)") from None
+        raise FileNotFoundError(
+            f"{problem}; {e}. Then pass --data-dir FOLDER such that FOLDER/{expected} "
+            f"exists (unpack a .zip or .tgz download first)"
+        ) from None
     if archive.suffix == ".zip":  # GLUE: SST-2.zip holds SST-2/train.tsv, SST-2/dev.tsv, ...
         with zipfile.ZipFile(archive) as z:
             z.extractall(cache)
@@ -237,8 +376,9 @@ def _locate(task: Task, split: str, data_dir: str | Path | None, fetch: bool) ->
     return path
 
 
-def load_examples(task: str | Task, split: str, data_dir: str | Path | None = None, *,
-                  fetch: bool = True) -> list[Example]:
+def load_examples(
+    task: str | Task, split: str, data_dir: str | Path | None = None, *, fetch: bool = True
+) -> list[Example]:
     """All examples of `split`, in file order (folders and archives: sorted by path).
 
     data_dir may hold the published layout (glue/SST-2/train.tsv, SST-2/train.tsv, or be SST-2/
@@ -254,8 +394,13 @@ def load_examples(task: str | Task, split: str, data_dir: str | Path | None = No
     if task.reader == "synthetic":
         return synthetic_examples(2000 if split == "train" else 500, seed=task.splits.index(split))
     path = _locate(task, split, data_dir, fetch)
-    examples = {"glue": _read_glue, "imdb": _read_folders, "20news": _read_folders, "yelp": _read_yelp,
-                "squad2": _read_squad}[task.reader](task, split, path)
+    examples = {
+        "glue": _read_glue,
+        "imdb": _read_folders,
+        "20news": _read_folders,
+        "yelp": _read_yelp,
+        "squad2": _read_squad,
+    }[task.reader](task, split, path)
     if not examples:
         raise ValueError(f"{path}: no {split} examples in it (empty file or folder?)")
     return examples
@@ -287,7 +432,10 @@ def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
         missing = [c for c in (*task.text_columns, task.label_column) if c not in header]
         if missing:
             raise ValueError(f"{path}:1: header {header} lacks the columns {missing}")
-        width, columns = len(header), [header.index(c) for c in (*task.text_columns, task.label_column)]
+        width, columns = (
+            len(header),
+            [header.index(c) for c in (*task.text_columns, task.label_column)],
+        )
         rows = rows[1:]
     examples = []
     for line, row in enumerate(rows, start):
@@ -295,8 +443,14 @@ def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
         if len(row) != width:
             raise ValueError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
         texts = [row[c] for c in columns[:-1]]
-        examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None,
-                                _label(task, row[columns[-1]], where), f"{path.name}:{line}"))
+        examples.append(
+            Example(
+                texts[0],
+                texts[1] if len(texts) > 1 else None,
+                _label(task, row[columns[-1]], where),
+                f"{path.name}:{line}",
+            )
+        )
     return examples
 
 
@@ -310,13 +464,26 @@ def _read_folders(task: Task, split: str, path: Path) -> list[Example]:
         return len(parts) >= 3 and parts[-3] == split_dir and parts[-2] in task.labels
 
     if path.is_dir():
-        files = [(p.as_posix(), p.read_bytes()) for p in path.rglob("*") if p.is_file() and wanted(p.as_posix())]
+        files = [
+            (p.as_posix(), p.read_bytes())
+            for p in path.rglob("*")
+            if p.is_file() and wanted(p.as_posix())
+        ]
     else:
         with tarfile.open(path) as tar:  # streamed in archive order, sorted below
-            files = [(m.name, tar.extractfile(m).read()) for m in tar if m.isfile() and wanted(m.name)]
+            files = [
+                (m.name, tar.extractfile(m).read()) for m in tar if m.isfile() and wanted(m.name)
+            ]
     files.sort()
-    return [Example(data.decode(encoding), None, task.labels.index(PurePosixPath(name).parts[-2]),
-                    "/".join(PurePosixPath(name).parts[-3:])) for name, data in files]
+    return [
+        Example(
+            data.decode(encoding),
+            None,
+            task.labels.index(PurePosixPath(name).parts[-2]),
+            "/".join(PurePosixPath(name).parts[-3:]),
+        )
+        for name, data in files
+    ]
 
 
 def _read_yelp(task: Task, split: str, path: Path) -> list[Example]:
@@ -328,8 +495,14 @@ def _read_yelp(task: Task, split: str, path: Path) -> list[Example]:
             if len(row) != 2:
                 raise ValueError(f"{where}: expected 2 columns (label, text), got {len(row)}")
             # the CSV writes a review's line breaks as the two characters \n
-            examples.append(Example(row[1].replace("\\n", "\n"), None, _label(task, row[0], where),
-                                    f"{path.name}:{reader.line_num}"))
+            examples.append(
+                Example(
+                    row[1].replace("\\n", "\n"),
+                    None,
+                    _label(task, row[0], where),
+                    f"{path.name}:{reader.line_num}",
+                )
+            )
     return examples
 
 
@@ -338,9 +511,18 @@ def _read_squad(task: Task, split: str, path: Path) -> list[Example]:
         articles = json.loads(path.read_text("utf-8"))["data"]
     except (json.JSONDecodeError, KeyError) as e:
         raise ValueError(f"{path}: not a SQuAD json file ({e})") from None
-    return [Example(qa["question"], p["context"], int(not qa.get("is_impossible", False)), qa["id"],
-                    tuple((a["text"], a["answer_start"]) for a in qa["answers"]))
-            for article in articles for p in article["paragraphs"] for qa in p["qas"]]
+    return [
+        Example(
+            qa["question"],
+            p["context"],
+            int(not qa.get("is_impossible", False)),
+            qa["id"],
+            tuple((a["text"], a["answer_start"]) for a in qa["answers"]),
+        )
+        for article in articles
+        for p in article["paragraphs"]
+        for qa in p["qas"]
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,10 +531,12 @@ def _read_squad(task: Task, split: str, path: Path) -> list[Example]:
 
 POSITIVE = ("good", "great", "nice", "fine", "happy", "superb")
 NEGATIVE = ("bad", "awful", "poor", "sad", "ugly", "dull")
-FILLER = tuple("""the a an of to in on at by for with from and or but as is was are were be been it
+FILLER = tuple(
+    """the a an of to in on at by for with from and or but as is was are were be been it
 this that these those he she they we you i my your his her our their there here then now when where
 which who what how all some any each few more most other such only own same so than too very can will
-just also into over under after before about again once up down out off if""".split())
+just also into over under after before about again once up down out off if""".split()
+)
 
 
 def write_synthetic_vocab(folder: str | Path) -> Path:
@@ -360,7 +544,9 @@ def write_synthetic_vocab(folder: str | Path) -> Path:
     `load_tokenizer(folder)` then works offline, with one token per synthetic word."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + POSITIVE + NEGATIVE + FILLER) + "\n", "utf-8")
+    (folder / "vocab.txt").write_text(
+        "\n".join(SPECIAL_TOKENS + POSITIVE + NEGATIVE + FILLER) + "\n", "utf-8"
+    )
     return folder
 
 
@@ -377,12 +563,21 @@ def synthetic_examples(n: int, seed: int = 0) -> list[Example]:
         label = rng.randint(0, 1)
         winners, losers = (POSITIVE, NEGATIVE) if label else (NEGATIVE, POSITIVE)
         # an odd number of keywords, so there is never a tie
-        keys = [rng.choice(winners)] + rng.choice([[], [rng.choice(winners), rng.choice(winners + losers)]])
+        keys = [rng.choice(winners)] + rng.choice(
+            [[], [rng.choice(winners), rng.choice(winners + losers)]]
+        )
         places = rng.sample(range(len(words)), len(keys))
         for place, key in zip(places, keys):
             words[place] = key
-        examples.append(Example(" ".join(words), None, label, f"synthetic:{seed}:{i}",
-                                keywords=tuple(j in places for j in range(len(words)))))
+        examples.append(
+            Example(
+                " ".join(words),
+                None,
+                label,
+                f"synthetic:{seed}:{i}",
+                keywords=tuple(j in places for j in range(len(words))),
+            )
+        )
     return examples
 
 
@@ -408,18 +603,27 @@ class Feature:
         return len(self.input_ids)
 
 
-def encode(task: str | Task, examples: Sequence[Example], tokenizer: Tokenizer, max_length: int | None = None,
-           doc_stride: int = 128, max_query_length: int = 64) -> list[Feature]:
+def encode(
+    task: str | Task,
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    max_length: int | None = None,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+) -> list[Feature]:
     """Tokenise `examples` into features of at most `max_length` tokens (default: the task's).
     For SQuAD, see `_encode_spans`. The tokeniser's own truncation setting is restored afterwards."""
     task, previous = get_task(task), tokenizer.truncation
     try:
         if task.kind == "span":
             tokenizer.no_truncation()
-            return _encode_spans(examples, tokenizer, max_length or task.max_length, doc_stride, max_query_length)
+            return _encode_spans(
+                examples, tokenizer, max_length or task.max_length, doc_stride, max_query_length
+            )
         tokenizer.enable_truncation(max_length or task.max_length, strategy="longest_first")
-        encodings = tokenizer.encode_batch([e.text_a if e.text_b is None else (e.text_a, e.text_b)
-                                            for e in examples])
+        encodings = tokenizer.encode_batch(
+            [e.text_a if e.text_b is None else (e.text_a, e.text_b) for e in examples]
+        )
     finally:
         if previous:
             tokenizer.enable_truncation(**previous)
@@ -429,14 +633,29 @@ def encode(task: str | Task, examples: Sequence[Example], tokenizer: Tokenizer, 
     for i, (ex, enc) in enumerate(zip(examples, encodings)):
         keyword_mask = None
         if ex.keywords is not None:  # word_ids: which word a token came from (None for specials)
-            keyword_mask = np.array([w is not None and ex.keywords[w] for w in enc.word_ids], np.int8)
-        features.append(Feature(np.array(enc.ids, np.int32), np.array(enc.type_ids, np.int8), ex.label, i, i,
-                                keyword_mask=keyword_mask))
+            keyword_mask = np.array(
+                [w is not None and ex.keywords[w] for w in enc.word_ids], np.int8
+            )
+        features.append(
+            Feature(
+                np.array(enc.ids, np.int32),
+                np.array(enc.type_ids, np.int8),
+                ex.label,
+                i,
+                i,
+                keyword_mask=keyword_mask,
+            )
+        )
     return features
 
 
-def _encode_spans(examples: Sequence[Example], tokenizer: Tokenizer, max_length: int, doc_stride: int,
-                  max_query_length: int) -> list[Feature]:
+def _encode_spans(
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    max_length: int,
+    doc_stride: int,
+    max_query_length: int,
+) -> list[Feature]:
     """[CLS] question [SEP] window of the context [SEP], one feature per window.
 
     Windows start every `doc_stride` context tokens (as in BERT's run_squad.py: a step, not an
@@ -467,9 +686,18 @@ def _encode_spans(examples: Sequence[Example], tokenizer: Tokenizer, max_length:
             s = e = 0
             if answer is not None and start <= answer[0] and answer[1] < end:
                 s, e = head + answer[0] - start, head + answer[1] - start
-            features.append(Feature(
-                np.array([cls_id, *q_ids, sep_id, *c.ids[start:end], sep_id], np.int32),
-                np.array([0] * head + [1] * (end - start + 1), np.int8), ex.label, i, len(features), s, e, offsets))
+            features.append(
+                Feature(
+                    np.array([cls_id, *q_ids, sep_id, *c.ids[start:end], sep_id], np.int32),
+                    np.array([0] * head + [1] * (end - start + 1), np.int8),
+                    ex.label,
+                    i,
+                    len(features),
+                    s,
+                    e,
+                    offsets,
+                )
+            )
             if end == len(c.ids):
                 break
             start += min(doc_stride, room)  # a stride longer than a window would skip tokens
@@ -480,8 +708,15 @@ def _encode_spans(examples: Sequence[Example], tokenizer: Tokenizer, max_length:
 # Batches: order as a pure function of (seed, epoch), then padding in one of three settings
 
 
-def batch_indices(lengths: Sequence[int], batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                  epoch: int = 0, bucket: bool = False) -> list[list[int]]:
+def batch_indices(
+    lengths: Sequence[int],
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    bucket: bool = False,
+) -> list[list[int]]:
     """Feature indices grouped into batches; the same arguments always give the same batches, so a
     resumed run replays the order. `bucket` sorts by length inside chunks of 50 batches, so a
     batch holds similar lengths (less padding) while the data still mixes across epochs."""
@@ -491,16 +726,24 @@ def batch_indices(lengths: Sequence[int], batch_size: int, *, shuffle: bool = Fa
         order = rng.permutation(order)
     if bucket:
         lengths, chunk = np.asarray(lengths), 50 * batch_size
-        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")]
-                                for c in np.split(order, range(chunk, len(order), chunk))])
-    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+        order = np.concatenate(
+            [
+                c[np.argsort(lengths[c], kind="stable")]
+                for c in np.split(order, range(chunk, len(order), chunk))
+            ]
+        )
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     if shuffle and bucket:  # else the batches of a chunk would come shortest first
         batches = [batches[j] for j in rng.permutation(len(batches))]
     return batches
 
 
-def collate(features: Sequence[Feature], padding: str = "batch", max_length: int | None = None,
-            pad_id: int = 0) -> dict[str, torch.Tensor]:
+def collate(
+    features: Sequence[Feature],
+    padding: str = "batch",
+    max_length: int | None = None,
+    pad_id: int = 0,
+) -> dict[str, torch.Tensor]:
     """Pad features into one batch of tensors.
 
     padding: "sequence" pads to `max_length` (the task's fixed length, Transkimmer Table 2);
@@ -515,36 +758,53 @@ def collate(features: Sequence[Feature], padding: str = "batch", max_length: int
     lengths = [len(f) for f in features]
     if padding == "sequence":
         if max_length is None or max(lengths) > max_length:
-            raise ValueError(f"padding='sequence' needs max_length ≥ the longest feature ({max(lengths)})")
+            raise ValueError(
+                f"padding='sequence' needs max_length ≥ the longest feature ({max(lengths)})"
+            )
         T = max_length
     else:
         T = max(lengths)
     ids = np.full((len(features), T), pad_id, np.int64)  # (B, T)
     types, mask = np.zeros_like(ids), np.zeros_like(ids)
     for b, f in enumerate(features):
-        ids[b, :len(f)], types[b, :len(f)], mask[b, :len(f)] = f.input_ids, f.token_type_ids, 1
-    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "lengths": lengths,
-             "labels": np.array([f.label for f in features],
-                                np.float32 if isinstance(features[0].label, float) else np.int64),
-             "example_index": [f.example_index for f in features],
-             "feature_index": [f.feature_index for f in features]}
+        ids[b, : len(f)], types[b, : len(f)], mask[b, : len(f)] = f.input_ids, f.token_type_ids, 1
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": types,
+        "lengths": lengths,
+        "labels": np.array(
+            [f.label for f in features],
+            np.float32 if isinstance(features[0].label, float) else np.int64,
+        ),
+        "example_index": [f.example_index for f in features],
+        "feature_index": [f.feature_index for f in features],
+    }
     if features[0].offsets is not None:
         batch["start_positions"] = [f.start_position for f in features]
         batch["end_positions"] = [f.end_position for f in features]
     if features[0].keyword_mask is not None:
         batch["keyword_mask"] = np.zeros_like(ids)
         for b, f in enumerate(features):
-            batch["keyword_mask"][b, :len(f)] = f.keyword_mask
+            batch["keyword_mask"][b, : len(f)] = f.keyword_mask
     return {k: torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
 
 
-def make_loader(features: Sequence[Feature], batch_size: int, padding: str = "batch",
-                max_length: int | None = None, **order) -> torch.utils.data.DataLoader:
+def make_loader(
+    features: Sequence[Feature],
+    batch_size: int,
+    padding: str = "batch",
+    max_length: int | None = None,
+    **order,
+) -> torch.utils.data.DataLoader:
     """A DataLoader over `features` (a list is already a map-style dataset); `order` goes to
     `batch_indices` (shuffle, seed, epoch, bucket)."""
     batches = batch_indices([len(f) for f in features], batch_size, **order)
-    return torch.utils.data.DataLoader(features, batch_sampler=batches,
-                                       collate_fn=partial(collate, padding=padding, max_length=max_length))
+    return torch.utils.data.DataLoader(
+        features,
+        batch_sampler=batches,
+        collate_fn=partial(collate, padding=padding, max_length=max_length),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -570,7 +830,7 @@ def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
     p_k predicted and t_k true counts of class k. Constant predictions make the root 0: we return 0.
     """
     classes, inverse = np.unique(np.concatenate([predictions, labels]), return_inverse=True)
-    p, y = inverse[:len(predictions)], inverse[len(predictions):]
+    p, y = inverse[: len(predictions)], inverse[len(predictions) :]
     counts = np.zeros((len(classes), len(classes)))
     np.add.at(counts, (y, p), 1)
     t, q, c, s = counts.sum(1), counts.sum(0), np.trace(counts), counts.sum()
@@ -614,8 +874,13 @@ def compute_metrics(task: str | Task, predictions, labels) -> dict[str, float]:
     if task.kind == "classification" and predictions.ndim == 2:
         predictions = predictions.argmax(-1)
     predictions = predictions.reshape(len(labels))
-    functions = {"accuracy": accuracy, "f1": f1_binary, "matthews": matthews, "pearson": pearson,
-                 "spearman": spearman}
+    functions = {
+        "accuracy": accuracy,
+        "f1": f1_binary,
+        "matthews": matthews,
+        "pearson": pearson,
+        "spearman": spearman,
+    }
     scores = {name: functions[name](predictions, labels) for name in task.metrics}
     return {**scores, "main": scores[task.main_metric]}
 
@@ -624,9 +889,15 @@ def compute_metrics(task: str | Task, predictions, labels) -> dict[str, float]:
 # SQuAD v2: from start/end logits back to text, and the official scorer (evaluate-v2.0.py)
 
 
-def squad_predictions(examples: Sequence[Example], features: Sequence[Feature], start_logits: np.ndarray,
-                      end_logits: np.ndarray, n_best: int = 20, max_answer_length: int = 30,
-                      null_threshold: float = 0.0) -> dict[str, str]:
+def squad_predictions(
+    examples: Sequence[Example],
+    features: Sequence[Feature],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_threshold: float = 0.0,
+) -> dict[str, str]:
     """Answer text per question id ("" = no answer), from logits (N_features, T) in feature order.
 
     Per window: the n_best starts × n_best ends that lie in the context, start ≤ end, at most
@@ -643,14 +914,22 @@ def squad_predictions(examples: Sequence[Example], features: Sequence[Feature], 
         null, best, text = np.inf, -np.inf, ""
         for j in windows[i]:
             offsets = features[j].offsets
-            s, e = np.asarray(start_logits[j])[:len(offsets)], np.asarray(end_logits[j])[:len(offsets)]
+            s, e = (
+                np.asarray(start_logits[j])[: len(offsets)],
+                np.asarray(end_logits[j])[: len(offsets)],
+            )
             null = min(null, s[0] + e[0])
             for a in np.argsort(s)[::-1][:n_best]:
                 for b in np.argsort(e)[::-1][:n_best]:
-                    if offsets[a, 0] < 0 or offsets[b, 0] < 0 or b < a or b - a + 1 > max_answer_length:
+                    if (
+                        offsets[a, 0] < 0
+                        or offsets[b, 0] < 0
+                        or b < a
+                        or b - a + 1 > max_answer_length
+                    ):
                         continue
                     if s[a] + e[b] > best:
-                        best, text = s[a] + e[b], ex.text_b[offsets[a, 0]:offsets[b, 1]]
+                        best, text = s[a] + e[b], ex.text_b[offsets[a, 0] : offsets[b, 1]]
         predictions[ex.uid] = "" if null - best > null_threshold else text
     return predictions
 
@@ -683,6 +962,8 @@ def squad_scores(predictions: dict[str, str], gold: dict[str, Sequence[str]]) ->
     for qid, answers in gold.items():
         # gold answers that normalise to nothing count as "no answer", as in evaluate-v2.0.py
         answers = [a for a in answers if normalize_answer(a)] or [""]
-        exact.append(max(float(normalize_answer(predictions[qid]) == normalize_answer(a)) for a in answers))
+        exact.append(
+            max(float(normalize_answer(predictions[qid]) == normalize_answer(a)) for a in answers)
+        )
         f1.append(max(squad_f1(predictions[qid], a) for a in answers))
     return {"exact": float(np.mean(exact)), "f1": float(np.mean(f1))}

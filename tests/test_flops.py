@@ -3,6 +3,7 @@ the padding settings, and exact agreement with torch's FlopCounterMode on real f
 
 Every comparison is between Python integers, so every tolerance here is exact equality.
 """
+
 import dataclasses
 import random
 
@@ -62,10 +63,16 @@ def test_count_never_decreases_as_more_tokens_are_kept():
         L, costs = cfg.num_hidden_layers, score_cost(cfg, "transkimmer")
         for _ in range(20):
             processed = random_layers_processed(cfg, "transkimmer", rng.randint(1, 40), rng)
-            before = flops.example_flops(cfg, len(processed), flops.count_tokens(processed, L), costs)
-            t = rng.randrange(len(processed))  # keep token t through one more layer, if it can go on
+            before = flops.example_flops(
+                cfg, len(processed), flops.count_tokens(processed, L), costs
+            )
+            t = rng.randrange(
+                len(processed)
+            )  # keep token t through one more layer, if it can go on
             processed[t] = min(processed[t] + 1, L)
-            after = flops.example_flops(cfg, len(processed), flops.count_tokens(processed, L), costs)
+            after = flops.example_flops(
+                cfg, len(processed), flops.count_tokens(processed, L), costs
+            )
             assert after >= before
         # and per layer: one more token in any layer never lowers the encoder count
         counts = [rng.randint(0, 50) for _ in range(L)]
@@ -82,13 +89,21 @@ def test_per_token_costs_sum_exactly_to_the_example_total(name, method):
         processed = random_layers_processed(cfg, method, rng.randint(1, 60), rng)
         per_token = flops.per_token_flops(cfg, processed, score_cost(cfg, method))
         counts = flops.count_tokens(processed, cfg.num_hidden_layers)
-        assert sum(per_token) == flops.example_flops(cfg, len(processed), counts, score_cost(cfg, method))
+        assert sum(per_token) == flops.example_flops(
+            cfg, len(processed), counts, score_cost(cfg, method)
+        )
 
 
 def test_a_token_that_goes_through_more_layers_costs_more():
     cfg = CONFIGS["bert-base-uncased"]
     per_token = flops.per_token_flops(cfg, [12, 12, 3, 0], score_cost(cfg, "transkimmer"))
-    assert per_token[0] == per_token[1] > per_token[2] > per_token[3] == flops.skim_predictor_flops(cfg, 1)
+    assert (
+        per_token[0]
+        == per_token[1]
+        > per_token[2]
+        > per_token[3]
+        == flops.skim_predictor_flops(cfg, 1)
+    )
 
 
 def test_dropping_tokens_where_nothing_scores_is_rejected():
@@ -109,8 +124,14 @@ def test_batch_padding_pads_to_the_longest_of_each_consecutive_batch():
 def test_the_baseline_has_speedup_one_under_every_padding():
     cfg = CONFIGS["tiny"]
     lengths = [5, 9, 3]
-    result = flops.dataset_speedups(cfg, lengths, [[n] * 2 for n in lengths], score_cost(cfg, "baseline"),
-                                    max_length=16, batch_size=2)
+    result = flops.dataset_speedups(
+        cfg,
+        lengths,
+        [[n] * 2 for n in lengths],
+        score_cost(cfg, "baseline"),
+        max_length=16,
+        batch_size=2,
+    )
     assert [r.speedup for r in result.values()] == [1.0, 1.0, 1.0]
     assert result["none"].baseline_flops == sum(flops.encoder_flops(cfg, [n, n]) for n in lengths)
     assert result["sequence"].baseline_flops == 3 * flops.encoder_flops(cfg, [16, 16])
@@ -125,7 +146,9 @@ def test_transkimmer_pays_only_its_first_predictor_for_pads():
     result = flops.dataset_speedups(cfg, lengths, kept, costs, max_length=32, batch_size=2)
     pads = {"none": [0] * 4, "batch": [15, 0, 6, 0], "sequence": [32 - n for n in lengths]}
     for padding, r in result.items():
-        pad_cost = flops.skim_predictor_flops(cfg, sum(pads[padding]))  # layer 0's predictor on the pads
+        pad_cost = flops.skim_predictor_flops(
+            cfg, sum(pads[padding])
+        )  # layer 0's predictor on the pads
         assert r.method_flops == result["none"].method_flops + pad_cost
         padded_lengths = [n + p for n, p in zip(lengths, pads[padding])]
         assert r.baseline_flops == sum(flops.encoder_flops(cfg, [n] * L) for n in padded_lengths)
@@ -153,8 +176,10 @@ def models() -> dict[str, BertModel]:
     """Randomly initialised encoders with the explicit-matmul attention. With torch 2.13 on CPU,
     FlopCounterMode does not count the fused SDPA kernel and would miss the 4n²d of attention."""
     torch.manual_seed(0)
-    return {name: BertModel(dataclasses.replace(CONFIGS[name], attn_impl="eager")).eval()
-            for name in CONFIG_NAMES}
+    return {
+        name: BertModel(dataclasses.replace(CONFIGS[name], attn_impl="eager")).eval()
+        for name in CONFIG_NAMES
+    }
 
 
 def measured_flops(fn) -> int:
@@ -191,14 +216,18 @@ def test_layers_on_fewer_tokens_match_flop_counter_mode_exactly(models, name):
     for _ in range(2):
         counts = sorted((rng.randint(1, n) for _ in range(L)), reverse=True)
         h = torch.randn(1, n, cfg.hidden_size)  # (1, n, C)
-        assert measured_flops(lambda: run_layers(model, h, counts)) == flops.encoder_flops(cfg, counts)
+        assert measured_flops(lambda: run_layers(model, h, counts)) == flops.encoder_flops(
+            cfg, counts
+        )
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_predictor_and_policy_shapes_match_flop_counter_mode_exactly(name):
     cfg = CONFIGS[name]
     d = cfg.hidden_size
-    predictor = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, 2))
+    predictor = nn.Sequential(
+        nn.LayerNorm(d), nn.Linear(d, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, 2)
+    )
     policy = nn.Sequential(nn.Linear(d, 32), nn.GELU(), nn.Linear(32, 1))
     for n in (1, 7, 50):
         h = torch.randn(1, n, d)  # (1, n, C)
@@ -218,27 +247,40 @@ def test_pruned_skim_forward_matches_flop_counter_mode_exactly(name, method):
     from rl_policy import TRBertPolicy
     from skim import ClsAttentionSkim, SkimConfig, Transkimmer, skim_forward
     from transformer import BertForTask
+
     torch.manual_seed(0)
     cfg = dataclasses.replace(CONFIGS[name], attn_impl="eager")
     model = BertForTask(cfg, "classification", num_labels=3).eval()
-    strategy = {"baseline": None,
-                "transkimmer": Transkimmer(cfg, SkimConfig(init_mean=0.2, init_std=0.3)),
-                "trbert": TRBertPolicy(cfg),
-                "cls-attention": ClsAttentionSkim(model.bert, keep=0.6)}[method]
+    strategy = {
+        "baseline": None,
+        "transkimmer": Transkimmer(cfg, SkimConfig(init_mean=0.2, init_std=0.3)),
+        "trbert": TRBertPolicy(cfg),
+        "cls-attention": ClsAttentionSkim(model.bert, keep=0.6),
+    }[method]
     if strategy is not None:
         strategy.eval()
     if method == "trbert":
         for net in strategy.nets.values():
             nn.init.normal_(net.fc2.weight, 0, 2.0)  # select some tokens, not all
     for n in (9, 23):
-        batch = {"input_ids": torch.randint(5, cfg.vocab_size, (1, n)), "attention_mask": torch.ones(1, n, dtype=torch.long)}
+        batch = {
+            "input_ids": torch.randint(5, cfg.vocab_size, (1, n)),
+            "attention_mask": torch.ones(1, n, dtype=torch.long),
+        }
         with FlopCounterMode(display=False) as counter:
             out = skim_forward(model, strategy, batch, prune=True)
         kept = out.tokens_per_layer[0].tolist()
         L, d = cfg.num_hidden_layers, cfg.hidden_size
-        cost = [strategy.overhead_flops(cfg, 1) if strategy is not None and i in strategy.layers else 0 for i in range(L)]
-        expected = flops.example_flops(cfg, n, kept, cost) + 2 * d * d + 2 * d * 3  # + pooler + classifier
-        if method == "cls-attention":  # its one [CLS] query projection per layer, left out of its per-token cost
+        cost = [
+            strategy.overhead_flops(cfg, 1) if strategy is not None and i in strategy.layers else 0
+            for i in range(L)
+        ]
+        expected = (
+            flops.example_flops(cfg, n, kept, cost) + 2 * d * d + 2 * d * 3
+        )  # + pooler + classifier
+        if (
+            method == "cls-attention"
+        ):  # its one [CLS] query projection per layer, left out of its per-token cost
             expected += len(strategy.layers) * 2 * d * d
         if method != "baseline":
             assert kept[-1] < n, "nothing was skimmed: the test would not test skimming"

@@ -1,18 +1,32 @@
 """rl_policy.py: TR-BERT's policy, reward, REINFORCE and Residual Strategy."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rl_policy import (PolicyConfig, PolicyNetwork, TRBertPolicy, reinforce_loss, residual_scores, reward,
-                       top_k_actions)
+from rl_policy import (
+    PolicyConfig,
+    PolicyNetwork,
+    TRBertPolicy,
+    reinforce_loss,
+    residual_scores,
+    reward,
+    top_k_actions,
+)
 from skim import skim_forward
 from transformer import CONFIGS, BertConfig, BertForTask
 
 TINY = CONFIGS["tiny"]
-TINY4 = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                   intermediate_size=37, max_position_embeddings=64)
+TINY4 = BertConfig(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 
 
 def make_batch(B=3, T=11, lengths=(11, 8, 4)):
@@ -92,7 +106,9 @@ def test_reward_baseline_and_loss_match_a_hand_worked_example():
     # loss = −(0.225·(−1) + (−0.225)·(−2) + 0 + 0) / 4 = −0.225 / 4
     assert loss.item() == pytest.approx(-0.225 / 4, abs=1e-6)
     loss.backward()
-    torch.testing.assert_close(log_probs.grad, torch.tensor([-0.225, 0.225, 0.0, 0.0]) / 4, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        log_probs.grad, torch.tensor([-0.225, 0.225, 0.0, 0.0]) / 4, atol=1e-6, rtol=0
+    )
 
 
 def test_reinforce_moves_a_two_armed_policy_towards_the_better_arm():

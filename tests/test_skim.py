@@ -1,8 +1,17 @@
 """skim.py: the shared encoder loop (masking = pruning) and Transkimmer's pieces."""
+
 import pytest
 import torch
 
-from skim import SkimConfig, SkimOutput, Transkimmer, gumbel_keep, on_present_tokens, skim_forward, skim_loss
+from skim import (
+    SkimConfig,
+    SkimOutput,
+    Transkimmer,
+    gumbel_keep,
+    on_present_tokens,
+    skim_forward,
+    skim_loss,
+)
 from transformer import CONFIGS, BertForTask
 
 TINY = CONFIGS["tiny"]
@@ -39,7 +48,9 @@ def test_masked_forward_equals_pruned_forward_at_every_position(kind):
     kept = pruned.tokens_per_layer
     assert (kept[:, -1] < batch["attention_mask"].sum(1)).all(), "nothing was skimmed"
     assert (kept[:, -1] > 1).any(), "everything was skimmed"
-    assert len({tuple(r) for r in (kept / batch["attention_mask"].sum(1, keepdim=True)).tolist()}) > 1
+    assert (
+        len({tuple(r) for r in (kept / batch["attention_mask"].sum(1, keepdim=True)).tolist()}) > 1
+    )
     valid = batch["attention_mask"].bool()
     torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-5, rtol=0)
     torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
@@ -51,7 +62,9 @@ def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
     together = skim_forward(model, strategy, batch, prune=True)
     for b in range(3):
         n = int(batch["attention_mask"][b].sum())
-        alone = skim_forward(model, strategy, {k: v[b:b + 1, :n] for k, v in batch.items()}, prune=True)
+        alone = skim_forward(
+            model, strategy, {k: v[b : b + 1, :n] for k, v in batch.items()}, prune=True
+        )
         assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n])
         torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
 
@@ -69,7 +82,9 @@ def test_on_present_tokens_scores_only_present_rows_and_fills_the_rest():
     assert seen == [8]  # the 8 present tokens, not the 10 cells of the grid
     torch.testing.assert_close(out[alive.bool()], h.sum(-1)[alive.bool()])
     assert (out[~alive.bool()] == -7.0).all()
-    full = on_present_tokens(score, h[1:], alive[1:], -7.0)  # every token present: the grid as it is
+    full = on_present_tokens(
+        score, h[1:], alive[1:], -7.0
+    )  # every token present: the grid as it is
     assert seen == [8, 5] and torch.equal(full, h[1:].sum(-1))
 
 
@@ -81,7 +96,9 @@ def test_inference_scores_only_present_tokens_and_matches_the_predictor_on_the_g
     score = strategy.keep_score(1, h, alive)
     logits = strategy.predictors[1](h)  # every cell of the grid, pads included
     present = alive.bool()
-    torch.testing.assert_close(score[present], (logits[..., 1] - logits[..., 0])[present], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        score[present], (logits[..., 1] - logits[..., 0])[present], atol=1e-5, rtol=0
+    )
     assert torch.isneginf(score[~present]).all()
     keep = strategy.decide(1, h, alive, {})
     assert torch.equal(keep, (logits[..., 1] >= logits[..., 0]) & present)
@@ -150,6 +167,7 @@ def test_skim_loss_matches_a_hand_worked_example():
 
 def test_predictor_overhead_is_counted_like_flops_py():
     from flops import skim_predictor_flops
+
     strategy = Transkimmer(TINY)
     assert strategy.overhead_flops(TINY, 10) == skim_predictor_flops(TINY, 10)
 
@@ -160,6 +178,7 @@ def test_predictor_overhead_is_counted_like_flops_py():
 
 def test_cls_attention_strategy_keeps_its_share_and_masked_equals_pruned():
     from skim import ClsAttentionSkim
+
     model = BertForTask(TINY).eval()
     strategy = ClsAttentionSkim(model.bert, keep=0.5, layers=(1,)).eval()
     batch = make_batch()

@@ -1,4 +1,5 @@
 """train.py end to end on the smoke preset: every method, resuming, evaluation, bad input."""
+
 import json
 
 import pytest
@@ -7,8 +8,20 @@ import torch
 import train
 from transformer import BertModel, read_safetensors
 
-FAST = ["--preset", "smoke", "--train-subset", "160", "--eval-subset", "40", "--epochs", "1", "--rl-epochs", "1",
-        "--case-study", "5"]
+FAST = [
+    "--preset",
+    "smoke",
+    "--train-subset",
+    "160",
+    "--eval-subset",
+    "40",
+    "--epochs",
+    "1",
+    "--rl-epochs",
+    "1",
+    "--case-study",
+    "5",
+]
 
 
 def run(tmp_path, *args, name="run"):
@@ -19,8 +32,16 @@ def run(tmp_path, *args, name="run"):
 def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, method):
     results = run(tmp_path, "--method", method)
     folder = tmp_path / "run"
-    for name in ("config.json", "log.txt", "results.json", "kept_tokens.svg", "case_study.html",
-                 "ckpt/config.json", "ckpt/model.safetensors", "ckpt/vocab.txt"):
+    for name in (
+        "config.json",
+        "log.txt",
+        "results.json",
+        "kept_tokens.svg",
+        "case_study.html",
+        "ckpt/config.json",
+        "ckpt/model.safetensors",
+        "ckpt/vocab.txt",
+    ):
         assert (folder / name).is_file(), name
     saved = json.loads((folder / "results.json").read_text())
     assert saved["metrics"]["accuracy"] == results["metrics"]["accuracy"]
@@ -33,16 +54,21 @@ def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, meth
     # the checkpoint is a Hugging Face-style folder: our loader reads its encoder back
     encoder = BertModel.from_pretrained(folder / "ckpt")
     tensors = read_safetensors(folder / "ckpt" / "model.safetensors")
-    torch.testing.assert_close(encoder.emb.tok.weight, tensors["bert.embeddings.word_embeddings.weight"], atol=0, rtol=0)
+    torch.testing.assert_close(
+        encoder.emb.tok.weight, tensors["bert.embeddings.word_embeddings.weight"], atol=0, rtol=0
+    )
     prefix = {"baseline": None, "transkimmer": "skim.", "trbert": "policy."}[method]
     assert prefix is None or any(k.startswith(prefix) for k in tensors)
 
 
 def test_transformers_reads_our_checkpoint_folder(tmp_path):
     import transformers
+
     run(tmp_path, "--method", "baseline", "--epochs", "0.2")
     ours = BertModel.from_pretrained(tmp_path / "run" / "ckpt")
-    ref = transformers.BertForSequenceClassification.from_pretrained(str(tmp_path / "run" / "ckpt")).eval()
+    ref = transformers.BertForSequenceClassification.from_pretrained(
+        str(tmp_path / "run" / "ckpt")
+    ).eval()
     ids = torch.tensor([[2, 10, 20, 30, 3]])
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), ref.bert(ids).last_hidden_state, atol=1e-5, rtol=0)
@@ -62,7 +88,9 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, metho
 
 
 @pytest.mark.parametrize("distill", [True, False])
-def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(tmp_path, monkeypatch, distill):
+def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(
+    tmp_path, monkeypatch, distill
+):
     run(tmp_path, "--method", "baseline", name="base")
     teachers, task_loss = [], train.task_loss
 
@@ -71,8 +99,19 @@ def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(tm
         return task_loss(task, logits, batch, teacher)
 
     monkeypatch.setattr(train, "task_loss", spy)
-    run(tmp_path, "--method", "transkimmer", "--finetuned", str(tmp_path / "base"), "--lr", "1e-30", "--skim-lr", "1e-30",
-        "--distill" if distill else "--no-distill", name="skim")
+    run(
+        tmp_path,
+        "--method",
+        "transkimmer",
+        "--finetuned",
+        str(tmp_path / "base"),
+        "--lr",
+        "1e-30",
+        "--skim-lr",
+        "1e-30",
+        "--distill" if distill else "--no-distill",
+        name="skim",
+    )
     assert teachers and all((t is not None) == distill for t in teachers)
     assert ("distilling from" in (tmp_path / "skim" / "log.txt").read_text()) == distill
     base = read_safetensors(tmp_path / "base" / "ckpt" / "model.safetensors")
@@ -88,14 +127,17 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
     assert again["kept_per_layer"] == trained["kept_per_layer"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--epochs", "-1"], "--epochs must be positive"),
-    (["--task", "nope"], "unknown task 'nope'"),
-    (["--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not a folder"),
-    (["--model", "random-huge"], "known shapes are"),
-    (["--method", "trbert", "--policy-layers", "1,x"], "comma-separated layer indices"),
-    (["--resume"], "no checkpoint"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs", "-1"], "--epochs must be positive"),
+        (["--task", "nope"], "unknown task 'nope'"),
+        (["--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not a folder"),
+        (["--model", "random-huge"], "known shapes are"),
+        (["--method", "trbert", "--policy-layers", "1,x"], "comma-separated layer indices"),
+        (["--resume"], "no checkpoint"),
+    ],
+)
 def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
         run(tmp_path, *args)
@@ -107,7 +149,9 @@ def test_model_that_cannot_be_found_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SKIMBERT_HUB", "http://127.0.0.1:9")
     with pytest.raises(SystemExit, match="--model someone/missing-bert: could not download"):
-        train.main(["--task", "sst2", "--model", "someone/missing-bert", "--out-dir", str(tmp_path / "r")])
+        train.main(
+            ["--task", "sst2", "--model", "someone/missing-bert", "--out-dir", str(tmp_path / "r")]
+        )
 
 
 def test_missing_data_folder_for_a_real_task_is_a_clear_error(tmp_path, minilm_dir, monkeypatch):
@@ -115,17 +159,51 @@ def test_missing_data_folder_for_a_real_task_is_a_clear_error(tmp_path, minilm_d
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit, match="error: .*SST-2"):
-        train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(empty), "--out-dir", str(tmp_path / "r")])
+        train.main(
+            [
+                "--task",
+                "sst2",
+                "--model",
+                str(minilm_dir),
+                "--data-dir",
+                str(empty),
+                "--out-dir",
+                str(tmp_path / "r"),
+            ]
+        )
 
 
 def test_torchrun_with_two_processes_trains_and_gathers_metrics_over_all_ranks(tmp_path):
     import subprocess
     import sys
+
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py", *FAST,
-           "--method", "transkimmer", "--train-subset", "128", "--eval-subset", "37", "--threads", "1", "--out-dir", str(out)]
-    done = subprocess.run(cmd, cwd=train.Path(train.__file__).parent, capture_output=True, text=True, timeout=300)
-    first_error = done.stderr[done.stderr.find("Traceback"):][:4000]  # a rank's own error, not torchrun's summary
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "train.py",
+        *FAST,
+        "--method",
+        "transkimmer",
+        "--train-subset",
+        "128",
+        "--eval-subset",
+        "37",
+        "--threads",
+        "1",
+        "--out-dir",
+        str(out),
+    ]
+    done = subprocess.run(
+        cmd, cwd=train.Path(train.__file__).parent, capture_output=True, text=True, timeout=300
+    )
+    first_error = done.stderr[done.stderr.find("Traceback") :][
+        :4000
+    ]  # a rank's own error, not torchrun's summary
     assert done.returncode == 0, first_error
     results = json.loads((out / "results.json").read_text())
     assert results["num_features"] == 37  # each rank evaluated a part; all 37 came back

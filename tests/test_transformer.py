@@ -1,4 +1,5 @@
 """transformer.py against transformers.BertModel (the independent reference), and its loader's errors."""
+
 import dataclasses
 import http.server
 import json
@@ -9,15 +10,26 @@ import pytest
 import torch
 import transformers
 
-from transformer import (CONFIGS, BertConfig, BertModel, CheckpointError, VarLen, read_safetensors,
-                         released_name, resolve_model_dir, write_safetensors)
+from transformer import (
+    CONFIGS,
+    BertConfig,
+    BertModel,
+    CheckpointError,
+    VarLen,
+    read_safetensors,
+    released_name,
+    resolve_model_dir,
+    write_safetensors,
+)
 
 TINY = CONFIGS["tiny"]
 
 
 def reference_tiny(cfg: BertConfig = TINY) -> transformers.BertModel:
     """A randomly initialised reference BERT of the same shape (no download)."""
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("architectures",)})
+    hf_cfg = transformers.BertConfig(
+        **{k: v for k, v in cfg.to_dict().items() if k not in ("architectures",)}
+    )
     ref = transformers.BertModel(hf_cfg).eval()
     with torch.no_grad():  # non-trivial LayerNorms and biases, so a mix-up cannot hide
         for p in ref.parameters():
@@ -32,8 +44,13 @@ def save_as_folder(ref: transformers.BertModel, folder: Path, fmt: str = "safete
     if fmt == "safetensors":
         write_safetensors(state, folder / "model.safetensors")
     else:  # the original bert-base-uncased pickle: `bert.` prefix, LayerNorm gamma/beta
-        renamed = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
-                   for k, v in state.items()}
+        renamed = {
+            "bert."
+            + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+                "LayerNorm.bias", "LayerNorm.beta"
+            ): v
+            for k, v in state.items()
+        }
         renamed["cls.predictions.bias"] = torch.zeros(ref.config.vocab_size)
         torch.save(renamed, folder / "pytorch_model.bin")
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
@@ -85,9 +102,20 @@ def test_released_minilm_matches_reference_on_real_sentences(minilm_dir):
     tok = transformers.BertTokenizerFast.from_pretrained(str(minilm_dir))
     cases = [
         tok(["The quick brown fox jumps over the lazy dog."], return_tensors="pt"),
-        tok(["A man is playing a guitar."], ["Someone plays an instrument on stage."], return_tensors="pt"),
-        tok(["short", "a considerably longer sentence, with punctuation; and a clause!",
-             "it's 3.14 — naïve café"], padding=True, return_tensors="pt"),  # right-padded batch
+        tok(
+            ["A man is playing a guitar."],
+            ["Someone plays an instrument on stage."],
+            return_tensors="pt",
+        ),
+        tok(
+            [
+                "short",
+                "a considerably longer sentence, with punctuation; and a clause!",
+                "it's 3.14 — naïve café",
+            ],
+            padding=True,
+            return_tensors="pt",
+        ),  # right-padded batch
     ]
     for enc in cases:
         with torch.no_grad():
@@ -113,7 +141,9 @@ def test_name_table_maps_every_parameter_to_a_released_name():
 # The hooks skimming uses
 
 
-@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])  # CPU sdpa: per sequence; eager: padded grid
+@pytest.mark.parametrize(
+    "attn_impl", ["sdpa", "eager"]
+)  # CPU sdpa: per sequence; eager: padded grid
 def test_packed_varlen_layer_equals_padded_layer_at_real_tokens(attn_impl):
     model = BertModel(dataclasses.replace(TINY, attn_impl=attn_impl)).eval()
     ids, mask, types = batch(TINY)
@@ -137,7 +167,7 @@ def test_float_key_mask_with_gradient_equals_removing_the_masked_tokens():
     out = model.layers[0](h, key_mask)
     for b in range(2):
         kept = keep[b].bool()
-        alone = model.layers[0](h[b:b + 1, kept])
+        alone = model.layers[0](h[b : b + 1, kept])
         torch.testing.assert_close(out[b, kept], alone[0], atol=1e-5, rtol=0)
     out[:, 0].sum().backward()
     assert soft.grad.abs().sum() > 0, "no gradient reached the key mask"
@@ -180,7 +210,9 @@ def test_checkpoint_of_another_size_names_tensor_and_shapes(tmp_path):
     cfg = json.loads((folder / "config.json").read_text())
     cfg["intermediate_size"] = 41  # config says one size, the tensors another
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"intermediate.dense.weight has shape \(37, 32\).*\(41, 32\)"):
+    with pytest.raises(
+        CheckpointError, match=r"intermediate.dense.weight has shape \(37, 32\).*\(41, 32\)"
+    ):
         BertModel.from_pretrained(folder)
 
 
@@ -208,6 +240,7 @@ def test_not_a_local_folder_and_no_network_says_what_to_do(tmp_path, monkeypatch
 
 class _Hub(http.server.SimpleHTTPRequestHandler):
     """Serves <root>/<org>/<name>/resolve/main/<file> from <root>/<org>/<name>/<file>."""
+
     requests: list = []
     truncate: set = set()
 
