@@ -27,8 +27,8 @@ Tests: tests/test_bench.py.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +39,7 @@ import torch
 
 import data
 import flops
+import runs
 from rl_policy import PolicyConfig, TRBertPolicy
 from skim import Transkimmer, on_present_tokens, skim_forward
 from transformer import (
@@ -54,7 +55,8 @@ from transformer import (
 )
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+# Data: --glue-dir / --imdb-dir, else $SKIMBERT_DATA/{glue,imdb}, else the download cache
+DATA = os.environ.get("SKIMBERT_DATA")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class FixedTranskimmer(Transkimmer):
         super().__init__(cfg)
         self.pattern = keep_pattern(pattern, self.layers)
 
-    def decide(self, i, h, alive, batch):
+    def decide(self, i, h, alive, ctx):
         return keep_top(self.keep_score(i, h, alive), alive, self.pattern[i])
 
 
@@ -221,7 +223,7 @@ class FixedTRBert(TRBertPolicy):
         super().__init__(cfg, PolicyConfig())
         self.pattern = keep_pattern(pattern, self.layers)
 
-    def decide(self, i, h, alive, batch):
+    def decide(self, i, h, alive, ctx):
         return keep_top(on_present_tokens(self.nets[str(i)], h, alive, 0.0), alive, self.pattern[i])
 
 
@@ -232,34 +234,15 @@ def evenly_spaced(items: list, n: int) -> list:
 
 def load_run(run: str, cfg):
     """(row name, model, strategy) of a train.py run folder, with its trained decisions."""
-    import train
-
-    folder = Path(run) / "ckpt"
-    if not (folder / "config.json").is_file():
+    model, strategy, saved = runs.load_run(Path(run))
+    if not strategy.layers:
         raise SystemExit(
-            f"error: --checkpoint {run}: no {folder / 'config.json'}; give the folder of a finished "
-            f"train.py run, e.g. runs/sst2-minilm-transkimmer"
+            f"error: --checkpoint {run}: a {saved['method']} run makes no skim decisions to time; "
+            "give the run of a method that skims"
         )
-    meta = json.loads((folder / "config.json").read_text())
-    if "skimbert" not in meta:
-        raise SystemExit(
-            f"error: --checkpoint {run}: {folder / 'config.json'} was not written by train.py"
-        )
-    known = {f.name for f in dataclasses.fields(train.TrainConfig)}
-    tcfg = train.TrainConfig(
-        **{k: v for k, v in meta["skimbert"]["train_config"].items() if k in known}
-    )
-    if tcfg.method not in ("transkimmer", "trbert"):
-        raise SystemExit(
-            f"error: --checkpoint {run}: a {tcfg.method} run makes no skim decisions to time; "
-            f"give a transkimmer or trbert run"
-        )
-    if read_config(folder).to_dict() != cfg.to_dict():
+    if model.bert.config.to_dict() != cfg.to_dict():
         raise SystemExit(f"error: {run} holds a model of another shape than --model")
-    model = BertForTask(cfg, meta["skimbert"]["kind"], meta["num_labels"])
-    strategy = train.build_strategy(tcfg, cfg)
-    train.load_checkpoint(folder, tcfg, model, strategy)
-    return f"{tcfg.method}, trained ({Path(run).name})", model.eval(), strategy.eval()
+    return f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})", model, strategy
 
 
 def bench_skim(args) -> None:
@@ -288,7 +271,7 @@ def bench_skim(args) -> None:
     }
     for task in args.sets:
         split, data_dir, n = sets[task]
-        examples = evenly_spaced(data.load_examples(task, split, data_dir, fetch=False), n)
+        examples = evenly_spaced(data.load_examples(task, split, data_dir), n)
         features = data.encode(task, examples, tokenizer)
         for B in args.batch_sizes:
             batches = [
@@ -348,8 +331,9 @@ def report(title, B, batches, secs, methods, cfg, rounds) -> None:
             for b in batches
             for t in skim_forward(m, strategy, b, prune=True).tokens_per_layer.tolist()
         ]
-        cost = [strategy.overhead_flops(cfg, 1) if i in strategy.layers else 0 for i in range(L)]
-        flops_of[name] = sum(flops.example_flops(cfg, n, t, cost) for n, t in zip(lengths, tokens))
+        flops_of[name] = sum(
+            flops.example_flops(cfg, n, t, strategy) for n, t in zip(lengths, tokens)
+        )
         kept[name] = sum(map(sum, tokens)) / (L * sum(lengths))
     rows = []
     for name, s in secs.items():
@@ -519,10 +503,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
     parser.add_argument(
-        "--glue-dir", default=str(SHARED_DATA / "glue"), help="folder holding SST-2/dev.tsv"
+        "--glue-dir",
+        default=DATA and str(Path(DATA) / "glue"),
+        help="folder holding SST-2/dev.tsv (default $SKIMBERT_DATA/glue, else the download cache)",
     )
     parser.add_argument(
-        "--imdb-dir", default=str(SHARED_DATA / "imdb"), help="folder holding aclImdb_test.tar.gz"
+        "--imdb-dir",
+        default=DATA and str(Path(DATA) / "imdb"),
+        help="folder holding aclImdb_test.tar.gz (default $SKIMBERT_DATA/imdb, else the cache)",
     )
     parser.add_argument(
         "--sets",

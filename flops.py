@@ -26,11 +26,6 @@ class Config(Protocol):
     num_hidden_layers: int  # L
 
 
-def macs(flops: int) -> int:
-    """Multiply-accumulates, the unit of the papers' tables: every count here is even."""
-    return flops // 2
-
-
 # ----------------------------------------------------------------------------------------------
 # The encoder: one layer, then all L
 
@@ -78,24 +73,22 @@ def policy_flops(config: Config, n: int, hidden: int = 32) -> int:
     return 2 * n * d * hidden + 2 * n * hidden * 1
 
 
-def score_costs(
-    config: Config, method: str, policy_layers: Sequence[int] = (), policy_hidden: int = 32
-) -> list[int]:
-    """FLOPs to score one token before each layer i (0 where nothing scores); a list of length L.
+class Scorer(Protocol):
+    """What deciding costs. Every skim strategy (skim.SkimStrategy) is one; so is None: no scorer."""
 
-    "baseline": nothing scores. "transkimmer": the predictor before every layer, layer 0 included.
-    "trbert": the policy before each of policy_layers (0-indexed, as in PolicyConfig).
-    """
-    L = config.num_hidden_layers
-    if method == "baseline":
-        return [0] * L
-    if method == "transkimmer":
-        return [skim_predictor_flops(config, 1)] * L
-    assert method == "trbert", f"unknown method {method!r}"
-    assert policy_layers and all(0 <= i < L for i in policy_layers), (
-        f"bad policy_layers {policy_layers}"
-    )
-    return [policy_flops(config, 1, policy_hidden) if i in policy_layers else 0 for i in range(L)]
+    layers: Sequence[int]  # layers before which it scores the tokens reaching them (0-indexed)
+
+    def overhead_flops(self, config: Config, n: int) -> int:
+        """FLOPs it spends scoring n tokens before one of its layers: any function of n, even 0."""
+        ...
+
+
+def scoring_flops(config: Config, scorer: Scorer | None, arriving: Sequence[int]) -> list[int]:
+    """FLOPs the scorer spends before each layer: overhead_flops(n) where it acts, n being the
+    tokens that reach that layer (arriving[i]), 0 elsewhere. Charged on the real n at each layer,
+    so a cost that is not linear in n (say, quadratic) is charged exactly."""
+    layers = set(scorer.layers) if scorer is not None else set()
+    return [scorer.overhead_flops(config, n) if i in layers else 0 for i, n in enumerate(arriving)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,47 +110,45 @@ def example_flops(
     config: Config,
     num_tokens: int,
     tokens_per_layer: Sequence[int],
-    score_cost: Sequence[int] | None = None,
+    scorer: Scorer | None = None,
 ) -> int:
     """FLOPs of one example: the encoder on the tokens each layer processed, plus its scorer.
 
     num_tokens: tokens given to the encoder. tokens_per_layer[i]: tokens layer i processed.
-    score_cost: from score_costs(); None means baseline. The scorer before layer i scores every
-    token that reaches it (a token must be scored to be dropped): the tokens layer i-1 processed,
-    or num_tokens before layer 0.
+    The scorer before layer i scores every token that reaches it (a token must be scored to be
+    dropped): the tokens layer i-1 processed, or num_tokens before layer 0. None: the baseline.
     """
-    L = config.num_hidden_layers
-    score_cost = list(score_cost or [0] * L)
-    assert len(score_cost) == L, "need one score cost per layer"
     arriving = [num_tokens, *tokens_per_layer[:-1]]
+    layers = set(scorer.layers) if scorer is not None else set()
     for i, (n_in, n) in enumerate(zip(arriving, tokens_per_layer)):
         assert n <= n_in, f"layer {i} processes {n} tokens but only {n_in} reach it"
-        assert n == n_in or score_cost[i] > 0, (
-            f"layer {i} drops tokens but nothing scores before it"
-        )
-    return encoder_flops(config, tokens_per_layer) + sum(
-        c * n for c, n in zip(score_cost, arriving)
-    )
+        assert n == n_in or i in layers, f"layer {i} drops tokens but nothing decides before it"
+    return encoder_flops(config, tokens_per_layer) + sum(scoring_flops(config, scorer, arriving))
 
 
 def per_token_flops(
-    config: Config, layers_processed: Sequence[int], score_cost: Sequence[int] | None = None
+    config: Config, layers_processed: Sequence[int], scorer: Scorer | None = None
 ) -> list[int]:
     """FLOPs each input token cost; they sum exactly to
-    example_flops(config, len(layers_processed), count_tokens(layers_processed, L), score_cost).
+    example_flops(config, len(layers_processed), count_tokens(layers_processed, L), scorer).
 
     layers_processed[t] = k as in count_tokens. At each layer i < k, token t pays its own rows of
     the projections and FFN (8d² + 4df) and its query's row of scores and of context (2·n_i·d
-    each, n_i = tokens in layer i). It also pays one token's scoring at every scorer it reached:
-    before layers 0..k (the one before layer k is where it was dropped).
+    each, n_i = tokens in layer i). Each scorer's cost is shared by the tokens it scored (those
+    that reached it, up to the one where a token was dropped): an equal integer share each, the
+    remainder of the division to the first token ([CLS], which reaches every scorer).
     """
     d, f, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    score_cost = list(score_cost or [0] * L)
     n = count_tokens(layers_processed, L)
-    return [
-        sum(8 * d * d + 4 * d * f + 4 * n[i] * d for i in range(k)) + sum(score_cost[: k + 1])
-        for k in layers_processed
-    ]
+    arriving = [len(layers_processed), *n[:-1]]
+    scoring = scoring_flops(config, scorer, arriving)
+    costs = []
+    for t, k in enumerate(layers_processed):
+        own = sum(8 * d * d + 4 * d * f + 4 * n[i] * d for i in range(k))
+        share = sum(scoring[i] // arriving[i] for i in range(min(k + 1, L)) if arriving[i])
+        costs.append(own + share)
+    costs[0] += sum(c - (c // a) * a for c, a in zip(scoring, arriving) if a)
+    return costs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,7 +197,7 @@ def dataset_speedups(
     config: Config,
     real_lengths: Sequence[int],
     tokens_per_layer: Sequence[Sequence[int]],
-    score_cost: Sequence[int],
+    scorer: Scorer | None,
     max_length: int,
     batch_size: int,
 ) -> dict[str, Speedup]:
@@ -216,12 +207,12 @@ def dataset_speedups(
     "batch" pads to the longest in each batch of batch_size, in the given order (the paper notes
     this depends on batch size and order); "sequence" pads to the task's max_length (Table 2).
     The baseline processes every position at every layer. The method drops pads at its first
-    scorer, so only the layers before that scorer and the scorer itself pay for them: Transkimmer
-    pays its layer-0 predictor on pads (it really scores every position), TR-BERT pays layer 0
-    and its first policy. Under "none" there are no pads, and scorers see real tokens only.
+    decision, so only the layers before it and its first scorer pay for them: Transkimmer pays its
+    layer-0 predictor on pads (it really scores every position), TR-BERT layer 0 and its first
+    policy. Under "none" there are no pads, and scorers see real tokens only.
     """
     L = config.num_hidden_layers
-    first_scorer = next((i for i, c in enumerate(score_cost) if c > 0), L)
+    first = min(scorer.layers, default=L) if scorer is not None else L
     settings = {
         "none": list(real_lengths),
         "batch": batch_padded_lengths(real_lengths, batch_size),
@@ -234,7 +225,7 @@ def dataset_speedups(
             assert real <= padded, f"an example of {real} tokens is longer than max_length {padded}"
             pads = padded - real
             baseline += encoder_flops(config, [padded] * L)
-            with_pads = [n + pads if i < first_scorer else n for i, n in enumerate(kept)]
-            method += example_flops(config, padded, with_pads, score_cost)
+            with_pads = [n + pads if i < first else n for i, n in enumerate(kept)]
+            method += example_flops(config, padded, with_pads, scorer)
         results[padding] = Speedup(padding, len(real_lengths), baseline, method)
     return results

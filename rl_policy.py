@@ -17,6 +17,8 @@ Shapes: B batch (S samples of each example side by side), T tokens, C hidden siz
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flops import policy_flops
-from skim import SkimStrategy, on_present_tokens
+from skim import SkimStrategy, Stage, on_present_tokens, option, skim_forward
 from transformer import BertConfig, BertForTask
 
 # ----------------------------------------------------------------------------------------------
@@ -33,28 +35,42 @@ from transformer import BertConfig, BertForTask
 
 @dataclass
 class PolicyConfig:
-    """TR-BERT's knobs, with where each default comes from."""
+    """TR-BERT's settings, with where each default comes from."""
 
-    layers: tuple[
-        int, ...
-    ] = ()  # 0-indexed layers with a reduction module before them; () -> (1, L//2),
-    #                               TR-BERT Sec. 4.3 "before the second and the sixth layers" of BERT-12
-    hidden: int = 32  # width of the policy's hidden layer (authors' code)
-    length_penalty: float = (
-        0.3  # λ of Eq. (4); on the kept *fraction* (see `reward`); ours, tune per task
+    policy_layers: tuple[int, ...] = option(
+        (),
+        "0-indexed layers with a policy before them (default 1 and L//2: Sec. 4.3, "
+        "'before the second and the sixth layers' of BERT-12)",
     )
-    num_samples: int = (
-        8  # action sequences sampled per example, App. B: "we sample 8 action sequences"
+    hidden: int = option(32, "width of the policy's hidden layer (authors' code)")
+    length_penalty: float = option(0.3, "λ of Eq. (4), on the selected fraction (ours; per task)")
+    num_samples: int = option(8, "action sequences sampled per example (App. B: 8)")
+    imitation_fraction: float | None = option(
+        None,
+        "share of stage-2 steps with one heuristic sample (App. B: 0.5 classification, 0.2 QA)",
     )
-    imitation_fraction: float = (
-        0.5  # share of RL steps with one heuristic sample: 0.5 classification, 0.2 QA (App. B)
+    distill: bool = option(
+        True, "stage 3 learns the fine-tuned model's soft labels (authors, T = 1)"
     )
-    distill: bool = (
-        True  # stage 3 learns from the fine-tuned model's soft labels (authors' code, T = 1)
+    rl_epochs: float | None = option(
+        None, "stage-2 epochs (default ⌈(N+1)/2⌉ for N epochs, App. B)"
     )
+
+    def __post_init__(self):
+        # S = 1 would make each sample its own baseline: the REINFORCE loss would be 0
+        assert self.num_samples >= 2, f"num_samples must be ≥ 2, got {self.num_samples}"
+        assert self.hidden >= 1, f"hidden must be ≥ 1, got {self.hidden}"
+        assert self.length_penalty >= 0, f"length_penalty must be ≥ 0, got {self.length_penalty}"
+        f = self.imitation_fraction
+        assert f is None or 0 <= f <= 1, f"imitation_fraction must be in [0, 1], got {f}"
+        assert self.rl_epochs is None or self.rl_epochs > 0, (
+            f"rl_epochs must be > 0: {self.rl_epochs}"
+        )
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
-        layers = self.layers or tuple(sorted({1, num_layers // 2}))  # one module when L // 2 = 1
+        layers = self.policy_layers or tuple(
+            sorted({1, num_layers // 2})
+        )  # one module when L // 2 = 1
         assert all(0 <= i < num_layers for i in layers) and list(layers) == sorted(set(layers)), (
             f"policy layers must be increasing indices in 0..{num_layers - 1}, got {layers}"
         )
@@ -83,6 +99,9 @@ class TRBertPolicy(SkimStrategy):
     gradient flows through them: REINFORCE learns from their log-probabilities); inference keeps
     the tokens with p ≥ 0.5, each sequence exactly its own."""
 
+    Options = PolicyConfig
+    checkpoint_prefix = "policy"
+
     def __init__(self, cfg: BertConfig, policy: PolicyConfig | None = None):
         super().__init__()
         self.policy = policy or PolicyConfig()
@@ -90,18 +109,24 @@ class TRBertPolicy(SkimStrategy):
         self.nets = nn.ModuleDict(
             {str(i): PolicyNetwork(cfg, self.policy.hidden) for i in self.layers}
         )
+        self.guide = {}  # feature index -> Residual Strategy scores (T,), for the imitation warm-up
 
-    def decide(self, i, h, alive, batch):
-        if not self.training:  # pads and skipped tokens are not scored
+    @classmethod
+    def build(cls, model, options, task):
+        if options.imitation_fraction is None:  # App. B: 0.5 for classification, 0.2 for QA
+            fraction = 0.2 if task.kind == "span" else 0.5
+            options = dataclasses.replace(options, imitation_fraction=fraction)
+        return cls(model.bert.config, options)
+
+    def decide(self, i, h, alive, ctx):
+        if not self.training:  # p ≥ 0.5, deterministic; pads and skipped tokens are not scored
             return on_present_tokens(self.nets[str(i)], h, alive, 0.0) >= 0.5
         probs = self.nets[str(i)](h) * alive  # (B, T); pads and skipped tokens get p = 0
         actions = torch.bernoulli(probs.detach())  # a_t ~ π(·|s_t), 1 = Select
+        batch = ctx.batch
         if "guide_scores" in batch:  # imitation warm-up: some samples follow the Residual Strategy
-            actions = torch.where(
-                batch["guide_rows"][:, None],
-                top_k_actions(batch["guide_scores"], probs, alive),
-                actions,
-            )
+            guided = top_k_actions(batch["guide_scores"], probs, alive)
+            actions = torch.where(batch["guide_rows"][:, None], guided, actions)
         # log π(a_t|s_t), summed over the tokens this module decided ([CLS] is forced, pads absent)
         decided = alive.clone()
         decided[:, 0] = 0
@@ -111,6 +136,73 @@ class TRBertPolicy(SkimStrategy):
 
     def overhead_flops(self, config, n):
         return policy_flops(config, n, self.policy.hidden)
+
+    # ------------------------------------------------------------------------------------------
+    # Training: TR-BERT's three stages (Sec. 3.2)
+
+    def stages(self, cfg):
+        """Fine-tune (skipped when starting from a fine-tuned run); the policy alone, with the
+        backbone frozen; then everything together (distilled from the fine-tuned model)."""
+        skim_lr = cfg.skim_lr or cfg.lr
+        rl_epochs = self.policy.rl_epochs or float(math.ceil((cfg.epochs + 1) / 2))
+        first = [] if cfg.finetuned else [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        return first + [
+            Stage("policy", rl_epochs, 0.0, skim_lr, teacher=True),
+            Stage("joint", cfg.epochs, cfg.lr, skim_lr, teacher=self.policy.distill),
+        ]
+
+    def begin_stage(self, step, batches):
+        """Before the policy stage: the Residual Strategy's importance of every training token,
+        computed once with the fine-tuned model (Sec. 2, 3.2), guides the imitation warm-up."""
+        if step.stage.name != "policy" or not self.policy.imitation_fraction:
+            return
+        teacher, L = step.teacher, step.teacher.bert.config.num_hidden_layers
+        l, r = self.layers[0], max(self.layers[0] + 1, round(0.75 * L))  # r = 9 of 12 in the paper
+        for idx, batch in batches():
+            s = residual_scores(teacher, batch, lambda x, b: step.task_loss(x, b).sum(), l, r)
+            for b, i in enumerate(idx):
+                self.guide[i] = s[b, : int(batch["attention_mask"][b].sum())].cpu()
+
+    def loss(self, model, batch, step):
+        """REINFORCE on S sampled action sequences per example (Eq. 4, 6); in the joint stage
+        also the task loss, on the fine-tuned model's soft labels when distilling."""
+        if not step.stage.skim:  # stage 1: plain fine-tuning
+            return super().loss(model, batch, step)
+        S = self.policy.num_samples
+        if step.stage.name == "policy" and step.step < int(
+            self.policy.imitation_fraction * step.total
+        ):
+            batch = {**batch, "guide_scores": self._guide_grid(batch)}
+        rep = {k: v.repeat_interleave(S, 0) for k, v in batch.items()}  # samples side by side
+        if "guide_scores" in batch:  # the first sample of each example follows the heuristic
+            rep["guide_rows"] = (
+                torch.arange(len(rep["input_ids"]), device=rep["input_ids"].device) % S == 0
+            )
+        out = skim_forward(model, self, rep, prune=False)
+        hard = step.task_loss(out.logits, rep)  # (B·S,)
+        lengths = rep["attention_mask"].sum(1)
+        selected = out.tokens_per_layer[:, list(self.layers)]  # (B·S, M)
+        rewards = reward(hard.detach(), selected, lengths, self.policy.length_penalty)
+        log_probs = sum(out.extras[i] for i in self.layers)  # (B·S,): Σ over modules of log π(a|s)
+        loss_rl = reinforce_loss(log_probs, rewards, S)
+        kept = (selected.float() / lengths[:, None]).mean().item()
+        logs = {"reward": rewards.mean().item(), "kept": kept}
+        if step.stage.name == "policy":  # stage 2: the backbone is frozen, only the policy learns
+            return loss_rl, logs
+        if step.teacher is not None:  # stage 3: the task loss on the teacher's soft labels
+            with torch.no_grad():
+                teacher = step.teacher(
+                    batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+                )
+            hard = step.task_loss(out.logits, rep, teacher.repeat_interleave(S, 0))
+        return hard.mean() + loss_rl, logs
+
+    def _guide_grid(self, batch):
+        """The guide scores of the batch's examples on its (B, T) grid, 0 at pads."""
+        grid = torch.zeros(batch["input_ids"].shape)
+        for b, i in enumerate(batch["index"].tolist()):
+            grid[b, : len(self.guide[i])] = self.guide[i]
+        return grid.to(batch["input_ids"].device)
 
 
 def top_k_actions(scores: torch.Tensor, probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
@@ -172,8 +264,10 @@ def residual_scores(model: BertForTask, batch: dict, loss_fn, l: int, r: int) ->
     assert 0 <= l < r <= len(bert.layers), f"need 0 <= l < r <= L, got l = {l}, r = {r}"
     with torch.enable_grad():  # works for a frozen model too: the gradient is taken w.r.t. H_r only
         h = bert.embed(batch["input_ids"], batch.get("token_type_ids"))  # H_0, (B, T, C)
+        h_l = None
         for i, layer in enumerate(bert.layers[:r]):
-            h_l = h if i == l else h_l if i > l else None
+            if i == l:
+                h_l = h  # H_l, the input of layer l
             h = layer(h, mask)
         h_r = h.detach().requires_grad_()  # H_r, the leaf we differentiate against
         h = h_r

@@ -1,4 +1,4 @@
-"""Token skimming: one encoder loop for every method, and Transkimmer as its first strategy.
+"""Token skimming: the strategy interface, one encoder loop for every method, and Transkimmer.
 
 Guan et al., "Transkimmer: Transformer Learns to Layer-wise Skim", ACL 2022,
 https://arxiv.org/abs/2205.07324. Equations implemented here:
@@ -7,19 +7,25 @@ https://arxiv.org/abs/2205.07324. Equations implemented here:
   Eq. (3) skimmed tokens forwarded to the output         -> `skim_forward`, both modes
   Eq. (4) skim attention: masked, renormalised softmax   -> `skim_forward` training (key_mask hook)
   Eq. (5) Gumbel-softmax decisions, straight-through     -> `gumbel_keep`
-  Eq. (6)-(7) skim loss and total loss with λ            -> `skim_loss`
+  Eq. (6)-(7) skim loss and total loss with λ            -> `skim_loss`, `Transkimmer.loss`
   Eq. (9) unbalanced initialisation of the last bias     -> `SkimPredictor.reset_parameters`
-A skim strategy only decides which tokens stay (`SkimStrategy.decide`); the loop that masks in
-training, prunes at inference and forwards skimmed tokens is shared. TR-BERT's policy
-(rl_policy.py) is the second strategy. Tests: tests/test_skim.py.
+A skim method is one class, a `SkimStrategy`: it decides which tokens stay (`decide`), and it may
+also say how it trains (`stages`, `loss`), what deciding costs (`overhead_flops`) and which
+settings it takes (`Options`). The loop that masks in training, prunes at inference and forwards
+skimmed tokens is shared. Other methods: `Baseline`, `ClsAttentionSkim`, `RandomSkim` (here),
+TR-BERT (rl_policy.py), LTP (ltp.py). Tests: tests/test_skim.py, tests/test_strategies.py.
 
-Shapes: B batch, T tokens, N packed tokens, C hidden size, L layers.
+Shapes: B batch, T tokens, N packed tokens, C hidden size, nh heads, L layers.
 Masks: 1 / True = keep (Transkimmer: "1 denotes remaining tokens"), 0 = skimmed or pad.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -28,62 +34,101 @@ import torch.nn.functional as F
 from flops import skim_predictor_flops
 from transformer import BertConfig, BertForTask, VarLen
 
-# ----------------------------------------------------------------------------------------------
-# Configuration
 
-
-@dataclass
-class SkimConfig:
-    """Transkimmer's knobs, with where each default comes from."""
-
-    tau: float = (
-        0.1  # Gumbel temperature τ; Transkimmer Sec. 4.2 uses 0.1 everywhere (authors' code: 1)
-    )
-    skim_weight: float = (
-        0.5  # harmony coefficient λ of Eq. (7); per task in Table 2 (data.py holds them)
-    )
-    init_mean: float = (
-        5.0  # μ0 of the unbalanced initialisation, Eq. (9): "set to 5 for all experiments"
-    )
-    init_std: float = 0.02  # σ of Eqs. (8)-(9), BERT's initializer_range
-    sample_at_eval: bool = (
-        False  # DEVIATION: the authors' code samples at eval too; we decide by argmax
-    )
-
-    def __post_init__(self):
-        assert self.tau > 0, f"the Gumbel temperature must be positive, got {self.tau}"
-        assert self.skim_weight >= 0, f"λ must be ≥ 0, got {self.skim_weight}"
+def option(default, help: str):
+    """A field of a method's `Options` dataclass; train.py turns it into a flag with this help."""
+    return field(default=default, metadata={"help": help})
 
 
 # ----------------------------------------------------------------------------------------------
 # The strategy interface: what a student implements to try a new skimming idea
 
 
+@dataclass
+class SkimContext:
+    """What a strategy may look at before layer i, besides the states and who is still present."""
+
+    batch: dict  # the caller's batch: input_ids, attention_mask, ... (extra keys may guide it)
+    pruning: bool  # True: tokens are really removed (inference); False: masked (training)
+    positions: torch.Tensor  # (B, T) long: each token's position in its original sequence
+    attention: torch.Tensor | None = None  # (B, nh, T, T): the previous layer's attention
+    #   probabilities on this same grid, for strategies with `wants_attention`; None before layer 0
+
+
+@dataclass
+class Stage:
+    """One phase of a method's training: how long, what learns at which rate, what it needs."""
+
+    name: str  # "finetune", "policy", "joint", ...: in the log, and the teacher's folder name
+    epochs: float
+    encoder_lr: float  # learning rate of the encoder and task head; 0 = frozen
+    strategy_lr: float  # learning rate of the strategy's parameters; 0 = frozen
+    skim: bool = True  # the strategy decides in this stage (False: the plain encoder)
+    teacher: bool = False  # the loss needs the fine-tuned model (`StepContext.teacher`)
+
+
+@dataclass
+class StepContext:
+    """What a strategy's `loss` gets besides the model and the batch."""
+
+    stage: Stage
+    step: int  # optimiser steps done in this stage
+    total: int  # steps in this stage
+    task_loss: Callable  # (logits, batch, teacher_logits=None) -> per-example loss (B,)
+    teacher: nn.Module | None = None  # the frozen fine-tuned model, when stage.teacher
+
+
 class SkimStrategy(nn.Module):
     """Decides, before some layers, which of the tokens entering that layer stay.
 
-    Subclasses set `layers` (the indices where they act) and implement `decide`. The encoder loop
-    (`skim_forward`) does everything else: keeps [CLS], never keeps pads, keeps a token skimmed
-    once skimmed for good, forwards skimmed tokens to the output, masks in training and really
-    removes tokens at inference.
+    A subclass sets `layers` (the indices where it acts) and implements `decide`. That is enough:
+    train.py then trains it with the task loss through the masked loop, and evaluates it with
+    real pruning. The loop (`skim_forward`) does everything else: keeps [CLS], never keeps pads,
+    keeps a token skimmed once skimmed for good, forwards skimmed tokens to the output.
+    A method that trains in its own way overrides `stages`, `loss`, `build` and `Options`.
     """
 
     layers: tuple[int, ...] = ()
+    Options = None  # a dataclass of the method's settings: its fields become train.py flags
+    checkpoint_prefix = "strategy"  # its tensors are saved as <prefix>.<name> in a checkpoint
+    wants_attention = False  # True: SkimContext.attention holds the previous layer's attention
 
-    def decide(self, i: int, h: torch.Tensor, alive: torch.Tensor, batch: dict):
+    @classmethod
+    def build(cls, model: BertForTask, options, task) -> SkimStrategy:
+        """How train.py makes one for `model` (options: an `Options` instance or None; task:
+        data.Task). The default calls cls() or cls(options): override it to read the model."""
+        return cls() if options is None else cls(options)
+
+    def decide(self, i: int, h: torch.Tensor, alive: torch.Tensor, ctx: SkimContext):
         """h: (B, T, C) states entering layer i; alive: (B, T) float, 1 = token still present.
-        In training, T is the original length and positions are the original ones; at inference,
-        T is the longest remaining sequence and the surviving tokens are packed left (position
-        0 is still [CLS]). `batch` is the caller's batch dict (extra keys may guide the choice).
+        In training (ctx.pruning False) T is the original length; when pruning, T is the longest
+        remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
+        ctx.positions says where each token was).
 
-        Returns keep (B, T): float 0/1 in training (it may carry a gradient: it multiplies the
-        attention weights and the forwarded states), bool at inference; or a tuple
-        (keep, extra), where extra is kept in `SkimOutput.extras[i]` for the strategy's loss."""
+        Returns keep (B, T), 0 wherever alive is 0: float 0/1 in training (it may carry a
+        gradient: it multiplies the attention weights and the forwarded states), bool when
+        pruning; or a tuple (keep, extra), extra kept in `SkimOutput.extras[i]` for `loss`."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
-        """FLOPs the strategy spends scoring n tokens at one of its layers (see flops.py)."""
+        """FLOPs spent scoring n tokens before one of its layers (any function of n; see flops.py)."""
         return 0
+
+    def stages(self, cfg) -> list[Stage]:
+        """The training schedule. cfg: train.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
+        Default: one stage where the encoder and the strategy learn together."""
+        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+
+    def begin_stage(self, step: StepContext, batches: Callable):
+        """Called before each stage (step.step = 0); batches() yields (feature indices, batch)
+        over the training set in a fixed order, for strategies that precompute something from
+        the data or the teacher (TR-BERT's guide for its imitation warm-up)."""
+
+    def loss(self, model: BertForTask, batch: dict, step: StepContext):
+        """The training loss of one batch and numbers to log. Default: the task loss through the
+        masked loop (the plain encoder in stages where the strategy does not decide)."""
+        out = skim_forward(model, self if step.stage.skim else None, batch, prune=False)
+        return step.task_loss(out.logits, batch).mean(), {}
 
 
 @dataclass
@@ -93,16 +138,9 @@ class SkimOutput:
     hidden: torch.Tensor  # (B, T, C) final states, every position re-assembled (Eq. 3)
     logits: torch.Tensor  # the task head on `hidden`: (B, num_labels) or (B, T, 2) for spans
     tokens_per_layer: torch.Tensor  # (B, L) long: tokens each layer processed, per example
-    scored_per_layer: torch.Tensor  # (B, L) long: tokens the strategy scored before each layer
-    exit_layer: (
-        torch.Tensor
-    )  # (B, T) long: layer before which a token was skimmed; L = never; -1 pad
-    masks: list = field(
-        default_factory=list
-    )  # training: L tensors (B, T) float, tokens kept per layer
-    extras: dict = field(
-        default_factory=dict
-    )  # layer -> whatever the strategy returned beside keep
+    exit_layer: torch.Tensor  # (B, T) long: layer before which a token left; L = never; -1 pad
+    masks: list = field(default_factory=list)  # training: L tensors (B, T), tokens kept per layer
+    extras: dict = field(default_factory=dict)  # layer -> what the strategy returned beside keep
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,10 +167,22 @@ def skim_forward(
 
     batch: input_ids, attention_mask (1 = real token), token_type_ids, each (B, T) long.
     prune: really remove tokens (Eq. 1) or mask them (Eq. 4); defaults to `not model.training`.
-    With strategy None every token is kept: the plain encoder (packed at inference, no pads)."""
+    With strategy None (or one with no layers) every token is kept: the plain encoder."""
+    empty = (batch["attention_mask"].sum(1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"batch rows {empty} have no tokens (attention_mask all 0): every sequence needs at "
+            "least its [CLS] token; drop empty rows before calling skim_forward"
+        )
     prune = (not model.training) if prune is None else prune
-    run = _pruned if prune else _masked
-    return run(model, strategy, batch)
+    if prune:
+        return _pruned(model, strategy, batch)
+    return _masked(model, strategy, batch)
+
+
+def _wants_attention(strategy, i: int) -> bool:
+    """Does the strategy read layer i's attention (it decides before layer i + 1)?"""
+    return strategy is not None and strategy.wants_attention and i + 1 in strategy.layers
 
 
 def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
@@ -142,22 +192,19 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
     cut the gradient to skimmed tokens: Transkimmer Sec. 4.2.)"""
     bert = model.bert
     h = bert.embed(batch["input_ids"], batch.get("token_type_ids"))  # (B, T, C)
-    alive = batch["attention_mask"].to(h.dtype)  # (B, T): pads enter with 0 and never come back
+    alive = batch["attention_mask"].to(h.dtype)  # (B, T): pads enter with 0, never come back
     B, T = alive.shape
     L = len(bert.layers)
     out = torch.zeros_like(h)
-    tokens, scored = (
-        alive.new_zeros(B, L, dtype=torch.long),
-        alive.new_zeros(B, L, dtype=torch.long),
-    )
+    tokens = alive.new_zeros(B, L, dtype=torch.long)
     exit_layer = torch.where(alive.bool(), L, -1)  # (B, T)
+    ctx = SkimContext(batch, False, torch.arange(T, device=h.device).expand(B, T))
     masks, extras = [], {}
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
-            keep = strategy.decide(i, h, alive, batch)
+            keep = strategy.decide(i, h, alive, ctx)
             if isinstance(keep, tuple):
                 keep, extras[i] = keep
-            scored[:, i] = alive.sum(1).long()
             # running product: once skimmed, gone; [CLS] always stays (the classifier reads it)
             keep = torch.cat([alive[:, :1], keep[:, 1:].to(h.dtype) * alive[:, 1:]], 1)  # (B, T)
             # Eq. (3): H^L = Σ_i H^i·M^i. Tokens leaving here carry their input state to the output.
@@ -166,9 +213,12 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
             alive = keep
         tokens[:, i] = alive.detach().sum(1).long()
         masks.append(alive)
-        h = layer(h, key_mask=alive)  # Eq. (4): skim attention through the key mask
+        if _wants_attention(strategy, i):
+            h, ctx.attention = layer(h, key_mask=alive, need_probs=True)
+        else:
+            h = layer(h, key_mask=alive)  # Eq. (4): skim attention through the key mask
     hidden = out + h * alive.unsqueeze(-1)
-    return SkimOutput(hidden, model.logits(hidden), tokens, scored, exit_layer, masks, extras)
+    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer, masks, extras)
 
 
 @torch.no_grad()
@@ -187,46 +237,78 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     varlen = VarLen(lengths)
     out = h.new_zeros(B * T, C)
     exit_layer = torch.where(valid, L, -1).flatten()  # (B·T,)
-    tokens, scored = lengths.new_zeros(B, L), lengths.new_zeros(B, L)
-    extras = {}
+    tokens = lengths.new_zeros(B, L)
+    ctx, extras = SkimContext(batch, True, None), {}
     # Each tensor operation costs ~10 µs of Python and dispatch whatever its size, and at batch 1
     # a skimmed layer may take only ~3 ms: the bookkeeping below is kept to a few operations per
     # layer, gathers use index_select, and nothing is moved or rebuilt unless tokens leave.
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
             alive = varlen.key_mask()  # (B, T_i): survivors packed left, [CLS] at position 0
-            keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), batch)
+            ctx.positions = varlen.pad((pos % T + 1)[:, None]).squeeze(-1) - 1  # (B, T_i), −1 pad
+            keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), ctx)
             if isinstance(keep, tuple):
                 keep, extras[i] = keep
             keep = keep.bool() & alive
             keep[:, 0] = True  # [CLS] always stays
-            scored[:, i] = lengths
             kept = keep.sum(1)  # (B,)
             if not torch.equal(kept, lengths):  # tokens leave here (else nothing to move)
                 lengths = kept
                 keep = varlen.unpad(keep)  # (N_i,)
-                rows, left = (
-                    keep.nonzero().squeeze(1),
-                    (~keep).nonzero().squeeze(1),
-                )  # packed rows staying, leaving
+                rows, left = keep.nonzero().squeeze(1), (~keep).nonzero().squeeze(1)
                 gone = pos[left]  # flat positions of the tokens leaving here
-                out[gone] = x.index_select(
-                    0, left
-                )  # Eq. (3): forwarded with the state they had entering layer i
+                out[gone] = x.index_select(0, left)  # Eq. (3): their state entering layer i
                 exit_layer[gone] = i
                 x, pos = x.index_select(0, rows), pos[rows]
                 varlen = VarLen(lengths)
         tokens[:, i] = lengths
-        x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
+        if _wants_attention(strategy, i):
+            x, ctx.attention = layer(x, varlen=varlen, need_probs=True)
+        else:
+            x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
     out[pos] = x
     hidden = out.view(B, T, C)
-    return SkimOutput(
-        hidden, model.logits(hidden), tokens, scored, exit_layer.view(B, T), [], extras
-    )
+    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer.view(B, T), [], extras)
+
+
+# ----------------------------------------------------------------------------------------------
+# The baseline: a method that never skims
+
+
+class Baseline(SkimStrategy):
+    """Plain fine-tuning: decides nothing, so every layer sees every token."""
+
+    def stages(self, cfg):
+        return [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
 
 
 # ----------------------------------------------------------------------------------------------
 # Transkimmer
+
+
+@dataclass
+class SkimConfig:
+    """Transkimmer's settings, with where each default comes from."""
+
+    tau: float = option(0.1, "Gumbel temperature τ (Sec. 4.2: 0.1; the authors' code: 1)")
+    skim_weight: float | None = option(
+        None, "harmony coefficient λ of Eq. (7) (default: the task's, Table 2, in data.py)"
+    )
+    init_mean: float = option(5.0, "μ0 of the unbalanced initialisation, Eq. (9)")
+    init_std: float = option(0.02, "σ of Eqs. (8)-(9), BERT's initializer_range")
+    sample_at_eval: bool = option(
+        False, "sample Gumbel noise at evaluation too, as the authors' code does"
+    )  # DEVIATION: default off; we decide by argmax at evaluation (deterministic)
+    distill: bool = option(
+        True, "with --finetuned: learn the fine-tuned model's soft labels (a DEVIATION)"
+    )
+
+    def __post_init__(self):
+        assert self.tau > 0, f"the Gumbel temperature must be positive, got {self.tau}"
+        assert self.skim_weight is None or self.skim_weight >= 0, (
+            f"λ must be ≥ 0: {self.skim_weight}"
+        )
+        assert self.init_std >= 0, f"init_std must be ≥ 0, got {self.init_std}"
 
 
 class SkimPredictor(nn.Module):
@@ -274,8 +356,23 @@ def gumbel_keep(logits: torch.Tensor, tau: float) -> torch.Tensor:
     return hard + (soft - soft.detach())
 
 
+def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Transkimmer Eq. (6): Loss_skim = (1/L) Σ_i sum(M^i) / len(M^i).
+
+    NOTE(paper): the summation bounds are garbled in our copy; we read it as the mean over layers
+    of the kept fraction. DEVIATION (from the authors' code, which divides by the padded length
+    and counts pads as kept): len(M^i) is each example's real length, and the mean also runs over
+    the batch. attention_mask: (B, T), 1 = real token."""
+    lengths = attention_mask.sum(1).to(out.masks[0].dtype)  # (B,)
+    kept = torch.stack([m.sum(1) for m in out.masks], 1)  # (B, L)
+    return (kept / lengths[:, None]).mean()
+
+
 class Transkimmer(SkimStrategy):
     """A skim predictor before every layer, layer 0 included (authors' code: on that layer's input)."""
+
+    Options = SkimConfig
+    checkpoint_prefix = "skim"
 
     def __init__(self, cfg: BertConfig, skim: SkimConfig | None = None):
         super().__init__()
@@ -283,12 +380,17 @@ class Transkimmer(SkimStrategy):
         self.layers = tuple(range(cfg.num_hidden_layers))
         self.predictors = nn.ModuleList(SkimPredictor(cfg, self.skim) for _ in self.layers)
 
-    def decide(self, i, h, alive, batch):
+    @classmethod
+    def build(cls, model, options, task):
+        if options.skim_weight is None:  # λ per task, Transkimmer Table 2
+            options = dataclasses.replace(options, skim_weight=task.skim_weight)
+        return cls(model.bert.config, options)
+
+    def decide(self, i, h, alive, ctx):
         if self.training or self.skim.sample_at_eval:
-            return gumbel_keep(self.predictors[i](h), self.skim.tau)
-        return (
-            self.keep_score(i, h, alive) >= 0
-        )  # deterministic at inference: keep logit ≥ skip logit
+            # × alive (detached: the loop already carries alive's gradient): 0 where not present
+            return gumbel_keep(self.predictors[i](h), self.skim.tau) * alive.detach()
+        return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):
         """Inference: keep logit − skip logit of each present token, (B, T), −inf elsewhere."""
@@ -302,14 +404,50 @@ class Transkimmer(SkimStrategy):
     def overhead_flops(self, config, n):
         return skim_predictor_flops(config, n)
 
+    def stages(self, cfg):
+        # DEVIATION: started from a fine-tuned run (--finetuned), it may learn its soft labels
+        teacher = bool(cfg.finetuned) and self.skim.distill
+        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr, teacher=teacher)]
+
+    def loss(self, model, batch, step):
+        # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
+        out = skim_forward(model, self, batch, prune=False)
+        loss_skim = skim_loss(out, batch["attention_mask"])
+        teacher = None
+        if step.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
+            with torch.no_grad():
+                teacher = step.teacher(
+                    batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+                )
+        task = step.task_loss(out.logits, batch, teacher).mean()
+        return task + self.skim.skim_weight * loss_skim, {"skim": loss_skim.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Two methods without a trained scorer: a worked example, and a control
+
+
+@dataclass
+class ClsAttentionOptions:
+    keep: float = option(
+        0.7, "share of each sequence's tokens kept before every layer but the first"
+    )
+
+    def __post_init__(self):
+        assert 0 < self.keep <= 1, f"keep must be in (0, 1], got {self.keep}"
+
 
 class ClsAttentionSkim(SkimStrategy):
-    """A third strategy, as a worked example of the interface: keep the tokens that [CLS] attends
-    to most (the signal PoWER-BERT and LTP build on), a fixed share per layer, with no training.
+    """Keep the tokens that [CLS] attends to most (the signal PoWER-BERT and LTP build on), a
+    fixed share per layer, with no training: a worked example of the interface.
 
     Before layer i, [CLS]'s attention to each token is computed with layer i's own query and key
     projections, averaged over heads; each sequence keeps the top ⌈keep·n⌉ of its tokens. Works on
-    any fine-tuned model: `skim_forward(model, ClsAttentionSkim(model.bert, keep=0.7), batch)`."""
+    any fine-tuned model: `skim_forward(model, ClsAttentionSkim(model.bert, keep=0.7), batch)`.
+    With train.py: fine-tunes the plain model (or takes --finetuned RUN and trains nothing),
+    then evaluates it skimming."""
+
+    Options = ClsAttentionOptions
 
     def __init__(self, bert, keep: float = 0.7, layers: tuple[int, ...] = ()):
         super().__init__()
@@ -317,36 +455,96 @@ class ClsAttentionSkim(SkimStrategy):
         self.keep, self.bert = keep, [bert]  # in a list: the encoder's weights are not ours to save
         self.layers = layers or tuple(range(1, len(bert.layers)))
 
-    def decide(self, i, h, alive, batch):
+    @classmethod
+    def build(cls, model, options, task):
+        return cls(model.bert, options.keep)
+
+    def stages(self, cfg):
+        return [] if cfg.finetuned else [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+
+    def decide(self, i, h, alive, ctx):
         attn = self.bert[0].layers[i].attn
         B, T, C = h.shape
         q = attn.query(h[:, :1]).view(B, 1, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, 1, hs)
         k = attn.key(h).view(B, T, attn.nh, attn.hs).transpose(1, 2)  # (B, nh, T, hs)
         scores = (q @ k.transpose(-2, -1)).squeeze(2) / attn.hs**0.5  # (B, nh, T)
-        received = (
-            scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)
-        )  # (B, T)
+        received = scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)
         received[:, 0] = float("inf")  # [CLS] is kept anyway: let it count towards the share
-        k_keep = torch.ceil(self.keep * alive.sum(1)).long()  # (B,)
-        rank = received.argsort(1, descending=True).argsort(1)  # 0 = most attended
-        keep = (rank < k_keep[:, None]) & (alive > 0)  # (B, T)
-        return keep.to(h.dtype) if self.training else keep
+        return keep_top(received, alive, torch.ceil(self.keep * alive.sum(1)), self.training)
 
     def overhead_flops(self, config, n):
-        # per token: its key projection (2d²) and its score against [CLS]'s query (2d). Keys are
-        # recomputed rather than shared with the layer, so the encoder stays unaware of us.
-        # Left out: [CLS]'s one query projection per sequence (2d², not a per-token cost).
+        # per token: its key projection (2d²) and its score against [CLS]'s query (2d), and once
+        # per sequence [CLS]'s query projection (2d²). Keys are recomputed rather than shared with
+        # the layer, so the encoder stays unaware of us.
         d = config.hidden_size
-        return n * (2 * d * d + 2 * d)
+        return n * (2 * d * d + 2 * d) + 2 * d * d
 
 
-def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Transkimmer Eq. (6): Loss_skim = (1/L) Σ_i sum(M^i) / len(M^i).
+def keep_top(score: torch.Tensor, alive: torch.Tensor, k: torch.Tensor, soft: bool):
+    """Keep the k[b] highest-scoring present tokens of each sequence. score, alive: (B, T);
+    k: (B,). Returns bool (B, T), or float 0/1 when `soft` (training)."""
+    score = score.masked_fill(alive == 0, float("-inf"))
+    rank = score.argsort(dim=1, descending=True, stable=True).argsort(1)  # 0 = highest
+    keep = (rank < k[:, None]) & (alive > 0)
+    return keep.to(alive.dtype) if soft else keep
 
-    NOTE(paper): the summation bounds are garbled in our copy; we read it as the mean over layers
-    of the kept fraction. DEVIATION (from the authors' code, which divides by the padded length
-    and counts pads as kept): len(M^i) is each example's real length, and the mean also runs over
-    the batch. attention_mask: (B, T), 1 = real token."""
-    lengths = attention_mask.sum(1).to(out.masks[0].dtype)  # (B,)
-    kept = torch.stack([m.sum(1) for m in out.masks], 1)  # (B, L)
-    return (kept / lengths[:, None]).mean()
+
+@dataclass
+class RandomOptions:
+    keep_shares: str = option(
+        "",
+        "share of each example's tokens kept at each layer, comma-separated, one per layer "
+        "(e.g. the kept_per_layer of another run's results.json)",
+    )
+    keep_shares_from: str = option("", "a run folder whose results.json gives the shares")
+    random_seed: int = option(0, "seed of the fixed random table that decides which tokens go")
+
+
+class RandomSkim(SkimStrategy):
+    """The control for any learned method: at each layer keep a given share of each example's
+    tokens, chosen at random. It tells whether a learned scorer learned anything beyond "keep
+    fewer tokens". The choice is random but fixed (a seeded table indexed by layer, position and
+    token id), so the same sequence skims the same way alone or in a batch, masked or pruned."""
+
+    Options = RandomOptions
+    checkpoint_prefix = "random"
+
+    def __init__(self, shares: list[float], vocab_size: int, max_positions: int, seed: int = 0):
+        super().__init__()
+        assert shares and all(0 < s <= 1 for s in shares), f"shares must be in (0, 1]: {shares}"
+        self.shares = shares
+        # it acts where the share falls below the previous layer's (before layer 0: below 1)
+        self.layers = tuple(i for i, s in enumerate(shares) if s < ([1.0] + shares)[i])
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("by_position", torch.rand(len(shares), max_positions, generator=g))
+        self.register_buffer("by_token", torch.rand(vocab_size, generator=g))
+
+    @classmethod
+    def build(cls, model, options, task):
+        text = options.keep_shares
+        if options.keep_shares_from:
+            path = Path(options.keep_shares_from) / "results.json"
+            if not path.is_file():
+                raise ValueError(f"--keep-shares-from: no {path}; give a finished run's folder")
+            text = ",".join(str(s) for s in json.loads(path.read_text())["kept_per_layer"])
+        cfg = model.bert.config
+        try:
+            shares = [float(s) for s in text.split(",")] if text else []
+        except ValueError:
+            raise ValueError(f"--keep-shares must be numbers separated by commas, got {text!r}")
+        if len(shares) != cfg.num_hidden_layers or not all(0 < s <= 1 for s in shares):
+            raise ValueError(
+                f"--keep-shares needs {cfg.num_hidden_layers} shares in (0, 1], one per layer, "
+                f"got {text!r} (or give --keep-shares-from RUN)"
+            )
+        return cls(shares, cfg.vocab_size, cfg.max_position_embeddings, options.random_seed)
+
+    def decide(self, i, h, alive, ctx):
+        ids = ctx.batch["input_ids"]
+        if ctx.pruning:  # the surviving tokens' ids, on the packed grid
+            ids = ids.gather(1, ctx.positions.clamp(min=0))
+        score = (self.by_position[i][ctx.positions.clamp(min=0)] + self.by_token[ids]) % 1.0
+        score[:, 0] = 2.0  # [CLS] is kept anyway: let it count towards the share
+        lengths = ctx.batch["attention_mask"].sum(1)  # each example's original length
+        k = torch.ceil(self.shares[i] * lengths - 1e-6).clamp(min=1)
+        return keep_top(score, alive, k, not ctx.pruning)

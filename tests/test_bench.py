@@ -84,21 +84,19 @@ def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message
 
 
 def test_a_checkpoint_that_is_not_a_skim_run_is_a_clear_error(tmp_path):
+    import train
     from bench import load_run
 
-    with pytest.raises(
-        SystemExit, match="no .*config.json; give the folder of a finished train.py run"
-    ):
+    with pytest.raises(SystemExit, match="missing is not a run folder: no config.json"):
         load_run(str(tmp_path / "missing"), TINY)
-    (tmp_path / "other" / "ckpt").mkdir(parents=True)
-    (tmp_path / "other" / "ckpt" / "config.json").write_text("{}")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("{}")
     with pytest.raises(SystemExit, match="was not written by train.py"):
         load_run(str(tmp_path / "other"), TINY)
-    (tmp_path / "other" / "ckpt" / "config.json").write_text(
-        '{"skimbert": {"train_config": {"method": "baseline"}, "kind": "classification"}, "num_labels": 2}'
-    )
+    base = ["--preset", "smoke", "--train-subset", "32", "--eval-subset", "8", "--epochs", "1"]
+    train.main([*base, "--out-dir", str(tmp_path / "base")])
     with pytest.raises(SystemExit, match="a baseline run makes no skim decisions"):
-        load_run(str(tmp_path / "other"), TINY)
+        load_run(str(tmp_path / "base"), TINY)
 
 
 def test_evenly_spaced_subset_spans_the_list():

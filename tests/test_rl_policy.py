@@ -40,7 +40,7 @@ def test_default_reduction_layers_are_second_and_middle():
     assert TRBertPolicy(CONFIGS["bert-base-uncased"]).layers == (1, 6)
     assert TRBertPolicy(CONFIGS["all-MiniLM-L6-v2"]).layers == (1, 3)
     with pytest.raises(AssertionError, match="increasing indices"):
-        PolicyConfig(layers=(3, 1)).resolved_layers(6)
+        PolicyConfig(policy_layers=(3, 1)).resolved_layers(6)
 
 
 @pytest.mark.parametrize("prune", [False, True])

@@ -5,6 +5,7 @@ import torch
 
 from skim import (
     SkimConfig,
+    SkimContext,
     SkimOutput,
     Transkimmer,
     gumbel_keep,
@@ -100,7 +101,7 @@ def test_inference_scores_only_present_tokens_and_matches_the_predictor_on_the_g
         score[present], (logits[..., 1] - logits[..., 0])[present], atol=1e-5, rtol=0
     )
     assert torch.isneginf(score[~present]).all()
-    keep = strategy.decide(1, h, alive, {})
+    keep = strategy.decide(1, h, alive, SkimContext({}, True, torch.arange(11).expand(3, 11)))
     assert torch.equal(keep, (logits[..., 1] >= logits[..., 0]) & present)
     assert 0 < keep[present].sum() < present.sum()  # a meaningful mix of keep and skip
 
@@ -160,7 +161,7 @@ def test_skim_loss_matches_a_hand_worked_example():
     m0 = torch.tensor([[1, 1, 0, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.float32)
     m1 = torch.tensor([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.float32)
     attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
-    out = SkimOutput(None, None, None, None, None, masks=[m0, m1])
+    out = SkimOutput(None, None, None, None, masks=[m0, m1])
     # layer 0: 4/5 and 4/4; layer 1: 2/5 and 1/4; mean of the four = (0.8 + 1 + 0.4 + 0.25) / 4
     assert skim_loss(out, attention_mask).item() == pytest.approx(2.45 / 4, abs=1e-7)
 

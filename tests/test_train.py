@@ -5,8 +5,18 @@ import json
 import pytest
 import torch
 
+import runs
 import train
 from transformer import BertModel, read_safetensors
+
+# every built-in method, with the options it needs on the smoke preset
+METHOD_ARGS = {
+    "baseline": [],
+    "transkimmer": [],
+    "trbert": [],
+    "cls-attention": ["--keep", "0.5"],
+    "random": ["--keep-shares", "1,0.5"],
+}
 
 FAST = [
     "--preset",
@@ -17,8 +27,6 @@ FAST = [
     "40",
     "--epochs",
     "1",
-    "--rl-epochs",
-    "1",
     "--case-study",
     "5",
 ]
@@ -28,9 +36,13 @@ def run(tmp_path, *args, name="run"):
     return train.main([*FAST, "--out-dir", str(tmp_path / name), *args])
 
 
-@pytest.mark.parametrize("method", train.METHODS)
+def test_every_built_in_method_is_exercised_here():
+    assert METHOD_ARGS.keys() == runs.METHODS.keys()
+
+
+@pytest.mark.parametrize("method", list(METHOD_ARGS))
 def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, method):
-    results = run(tmp_path, "--method", method)
+    results = run(tmp_path, "--method", method, *METHOD_ARGS[method])
     folder = tmp_path / "run"
     for name in (
         "config.json",
@@ -57,7 +69,7 @@ def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, meth
     torch.testing.assert_close(
         encoder.emb.tok.weight, tensors["bert.embeddings.word_embeddings.weight"], atol=0, rtol=0
     )
-    prefix = {"baseline": None, "transkimmer": "skim.", "trbert": "policy."}[method]
+    prefix = {"transkimmer": "skim.", "trbert": "policy.", "random": "random."}.get(method)
     assert prefix is None or any(k.startswith(prefix) for k in tensors)
 
 
@@ -113,7 +125,9 @@ def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(
         name="skim",
     )
     assert teachers and all((t is not None) == distill for t in teachers)
-    assert ("distilling from" in (tmp_path / "skim" / "log.txt").read_text()) == distill
+    assert (
+        "teacher: the fine-tuned model" in (tmp_path / "skim" / "log.txt").read_text()
+    ) == distill
     base = read_safetensors(tmp_path / "base" / "ckpt" / "model.safetensors")
     skim = read_safetensors(tmp_path / "skim" / "ckpt" / "model.safetensors")
     for k in base:  # learning rate ~0: the encoder and head are still the fine-tuned ones
@@ -122,7 +136,7 @@ def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(
 
 def test_eval_only_reproduces_the_final_evaluation(tmp_path):
     trained = run(tmp_path, "--method", "transkimmer")
-    again = run(tmp_path, "--method", "transkimmer", "--eval-only")
+    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "run")])
     assert again["metrics"] == trained["metrics"]
     assert again["kept_per_layer"] == trained["kept_per_layer"]
 
@@ -134,8 +148,17 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
         (["--task", "nope"], "unknown task 'nope'"),
         (["--data-dir", "/no/such/folder"], "--data-dir /no/such/folder is not a folder"),
         (["--model", "random-huge"], "known shapes are"),
-        (["--method", "trbert", "--policy-layers", "1,x"], "comma-separated layer indices"),
-        (["--resume"], "no checkpoint"),
+        (["--method", "trbert", "--policy-layers", "1,x"], "comma-separated integers"),
+        (["--method", "trbert", "--policy-layers", "1,7"], "policy layers must be increasing"),
+        (["--resume"], "is not a run folder"),
+        (["--lr", "inf"], "--lr must be positive and finite"),
+        (["--warmup", "5"], "--warmup must be a share"),
+        (["--log-every", "0"], "--log-every must be ≥ 1"),
+        (["--device", "tpu"], "--device must be auto, cpu, cuda"),
+        (["--max-length", "1"], "--max-length must be ≥ 3"),
+        (["--method", "trbert", "--num-samples", "1"], "num_samples must be ≥ 2"),
+        (["--method", "nope"], "unknown method 'nope'"),
+        (["--method", "/no/file.py:X"], "no file /no/file.py"),
     ],
 )
 def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, args, message):
