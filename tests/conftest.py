@@ -10,6 +10,15 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--strategy",
+        action="append",
+        help="also run the conformance suite (tests/test_strategies.py) on this strategy: "
+        "path/to/file.py:ClassName or module:ClassName (repeatable)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same random state."""

@@ -231,3 +231,40 @@ def test_torchrun_with_two_processes_trains_and_gathers_metrics_over_all_ranks(t
     results = json.loads((out / "results.json").read_text())
     assert results["num_features"] == 37  # each rank evaluated a part; all 37 came back
     assert "2 processes" in (out / "log.txt").read_text()
+
+
+STUDENT_STRATEGY = '''
+"""A student's strategy, outside the repository: it implements decide and its cost, nothing else."""
+from skim import SkimStrategy
+
+
+class KeepEvenPositions(SkimStrategy):
+    layers = (1,)  # acts before layer 1
+
+    def decide(self, i, h, alive, ctx):
+        keep = (ctx.positions % 2 == 0) & (alive > 0)  # [CLS] is position 0
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+    def overhead_flops(self, config, n):
+        return 0  # deciding by position costs no matrix product
+'''
+
+
+def test_a_strategy_in_a_file_outside_the_repository_trains_evaluates_and_resumes(tmp_path):
+    path = tmp_path / "elsewhere" / "even.py"
+    path.parent.mkdir()
+    path.write_text(STUDENT_STRATEGY)
+    spec = f"{path}:KeepEvenPositions"
+    trained = run(tmp_path, "--method", spec, name="straight")
+    assert trained["flops"]["none"]["speedup"] > 1 and trained["kept"] < 1
+    saved = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert saved["method"] == spec
+    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "straight")])
+    assert again["metrics"] == trained["metrics"] and again["kept"] == trained["kept"]
+    assert run(tmp_path, "--method", spec, "--stop-after-steps", "4", name="resumed") == {
+        "stopped": True
+    }
+    train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    a = read_safetensors(tmp_path / "straight" / "ckpt" / "model.safetensors")
+    b = read_safetensors(tmp_path / "resumed" / "ckpt" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

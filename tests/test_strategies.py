@@ -1,0 +1,358 @@
+"""The conformance suite: what every skim strategy must do, whoever wrote it.
+
+Runs over every built-in method and, given `--strategy path/to/file.py:Class` (repeatable), over
+yours:    python -m pytest tests/test_strategies.py --strategy my_method.py:MyStrategy
+Each check is a plain function of a `make(model) -> strategy` factory, so the suite can test
+itself: known-wrong strategies at the end of this file must each fail the check they break.
+
+The checks: masked (training form) equals pruned (inference form), also where nobody leaves and
+where all but [CLS] leave; [CLS] stays, pads are never kept and a skimmed token never returns;
+batch and alone give the same decisions; tokens_per_layer counts what the layers saw; the FLOPs
+charged equal torch's FlopCounterMode at two lengths; a checkpoint round trip keeps the
+decisions; in training, gradients reach every trainable parameter of the strategy.
+"""
+
+import dataclasses
+import types
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import data
+import flops
+import runs
+from skim import SkimStrategy, StepContext, skim_forward
+from train import task_loss
+from transformer import CONFIGS, BertForTask
+
+# 4 layers and 130 positions, so a batch can hold sequences of 1, 3, 17 and 128 tokens
+CFG = dataclasses.replace(CONFIGS["tiny"], num_hidden_layers=4, max_position_embeddings=130)
+LENGTHS = (1, 3, 17, 128)
+TASK = data.get_task("synthetic")
+
+
+def make_batch(lengths=LENGTHS, seed=0) -> dict:
+    """Sequences of the given lengths: [CLS] first, [SEP] last (when there is room), pads after."""
+    g = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.randint(5, CFG.vocab_size, (len(lengths), T), generator=g)
+    mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
+    ids[:, 0] = 2  # [CLS]
+    for b, n in enumerate(lengths):
+        if n > 1:
+            ids[b, n - 1] = 3  # [SEP]
+    ids = ids * mask
+    labels = torch.randint(0, 2, (len(lengths),), generator=g)
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(ids),
+        "labels": labels,
+        "index": torch.arange(len(lengths)),
+    }
+
+
+def tiny_model(attn_impl="sdpa", seed=0) -> BertForTask:
+    torch.manual_seed(seed)
+    return BertForTask(dataclasses.replace(CFG, attn_impl=attn_impl), "classification", 2).eval()
+
+
+def built_in(name: str, **options):
+    """A factory for a built-in method, with options (and tweaks) that make it skim some tokens
+    at initialisation, so that every check has decisions to look at."""
+
+    def make(model):
+        method = runs.load_method(name)
+        opts = runs.make_options(method, options)
+        strategy = method.build(model, opts, TASK)
+        if name == "trbert":  # a policy that selects some tokens, not ~half of every sequence
+            for net in strategy.nets.values():
+                torch.nn.init.normal_(net.fc2.weight, 0, 2.0)
+        return strategy.eval()
+
+    return make
+
+
+CASES = {
+    "baseline": built_in("baseline"),
+    "transkimmer": built_in("transkimmer", init_mean=0.3, init_std=0.3),
+    "trbert": built_in("trbert"),
+    "cls-attention": built_in("cls-attention", keep=0.6),
+    "random": built_in("random", keep_shares="1,0.7,0.5,0.5"),
+}
+
+
+def from_spec(spec: str):
+    def make(model):
+        method = runs.load_method(spec)
+        defaults = runs.make_options(method, {})
+        return method.build(model, defaults, TASK).eval()
+
+    return make
+
+
+def pytest_generate_tests(metafunc):
+    if "make" in metafunc.fixturenames:
+        specs = metafunc.config.getoption("strategy") or []
+        cases = {**CASES, **{spec: from_spec(spec) for spec in specs}}
+        if specs:  # a student's run: their strategies only, the built-ins are checked in CI
+            cases = {spec: cases[spec] for spec in specs}
+        metafunc.parametrize("make", list(cases.values()), ids=list(cases))
+
+
+# ----------------------------------------------------------------------------------------------
+# Recording and forcing decisions
+
+
+def recorded(strategy):
+    """Wrap strategy.decide so that every call's (layer, alive, raw keep, ctx) is kept."""
+    calls, decide = [], strategy.decide
+
+    def spy(i, h, alive, ctx):
+        out = decide(i, h, alive, ctx)
+        keep = out[0] if isinstance(out, tuple) else out
+        calls.append((i, alive.detach().clone(), keep.detach().clone(), ctx.pruning))
+        return out
+
+    strategy.decide = spy
+    return calls
+
+
+def forced(strategy, layer: int, rule: str):
+    """Let the strategy decide, then override layer `layer`: "none" (nobody leaves) or "all"
+    (all but [CLS] leave)."""
+    decide = strategy.decide
+
+    def force(i, h, alive, ctx):
+        out = decide(i, h, alive, ctx)
+        if i != layer:
+            return out
+        keep = alive.clone() if rule == "none" else torch.zeros_like(alive)
+        keep = keep if not ctx.pruning else keep.bool()
+        return (keep, out[1]) if isinstance(out, tuple) else keep
+
+    strategy.decide = force
+    return strategy
+
+
+# ----------------------------------------------------------------------------------------------
+# The checks
+
+
+def check_masked_equals_pruned(make, force=None):
+    model = tiny_model()
+    strategy = make(model)
+    if force and strategy.layers:
+        forced(strategy, strategy.layers[0] if force == "none" else strategy.layers[-1], force)
+    batch = make_batch()
+    masked = skim_forward(model, strategy, batch, prune=False)
+    pruned = skim_forward(model, strategy, batch, prune=True)
+    assert torch.equal(masked.exit_layer, pruned.exit_layer), "masked and pruned decide differently"
+    assert torch.equal(masked.tokens_per_layer, pruned.tokens_per_layer)
+    valid = batch["attention_mask"].bool()
+    err = (masked.hidden[valid] - pruned.hidden[valid]).abs().max().item()
+    assert err <= 1e-5, f"masked and pruned hidden states differ by {err:.2e}"
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
+    if force == "all" and strategy.layers:
+        assert (pruned.tokens_per_layer[:, -1] == 1).all(), "all but [CLS] should have left"
+
+
+def check_raw_decisions(make):
+    """What decide returns: 0 at pads and at tokens already skimmed, in both forms."""
+    model = tiny_model()
+    strategy = make(model)
+    batch = make_batch()
+    for prune in (False, True):
+        calls = recorded(strategy)
+        out = skim_forward(model, strategy, batch, prune=prune)
+        assert (out.exit_layer[:, 0] == CFG.num_hidden_layers).all(), "[CLS] must stay to the end"
+        assert (out.exit_layer[batch["attention_mask"] == 0] == -1).all()
+        for i, alive, keep, pruning in calls:
+            assert keep.shape == alive.shape, (
+                f"layer {i}: keep {tuple(keep.shape)} != {tuple(alive.shape)}"
+            )
+            if pruning:
+                assert keep.dtype == torch.bool, f"layer {i}: keep must be bool when pruning"
+            gone = (alive == 0) & (keep.float() != 0)
+            if not pruning:
+                pads = gone & (batch["attention_mask"] == 0)
+                assert not pads.any(), f"layer {i} keeps a pad"
+            assert not gone.any(), f"layer {i} keeps a token that is not present (skimmed or pad)"
+        strategy = make(model)  # unwrapped again
+
+
+def check_batch_equals_alone(make):
+    model = tiny_model()
+    strategy = make(model)
+    batch = make_batch()
+    together = skim_forward(model, strategy, batch, prune=True)
+    for b, n in enumerate(LENGTHS):
+        alone = skim_forward(
+            model,
+            strategy,
+            {k: v[b : b + 1, :n] if v.ndim == 2 else v[b : b + 1] for k, v in batch.items()},
+            prune=True,
+        )
+        assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n]), f"sequence {b} alone"
+        torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
+
+
+def check_tokens_per_layer(make):
+    model = tiny_model()
+    strategy = make(model)
+    batch = make_batch()
+    for prune in (False, True):
+        out = skim_forward(model, strategy, batch, prune=prune)
+        counted = torch.stack(
+            [(out.exit_layer > i).sum(1) for i in range(CFG.num_hidden_layers)], 1
+        )
+        assert torch.equal(out.tokens_per_layer, counted), "tokens_per_layer != the tokens kept"
+        if not prune:
+            masks = torch.stack([m.sum(1) for m in out.masks], 1).round().long()
+            assert torch.equal(out.tokens_per_layer, masks)
+
+
+def check_flops(make):
+    """One example at a time, attention in explicit matmuls (FlopCounterMode does not see the
+    fused kernel): what flops.py charges equals what torch counts, at two lengths, so a cost that
+    is not linear in n is caught."""
+    model = tiny_model("eager")
+    strategy = make(model)
+    d = CFG.hidden_size
+    for n in (17, 128):
+        batch = make_batch((n,), seed=n)
+        with FlopCounterMode(display=False) as counter:
+            out = skim_forward(model, strategy, batch, prune=True)
+        kept = out.tokens_per_layer[0].tolist()
+        charged = flops.example_flops(CFG, n, kept, strategy) + 2 * d * d + 2 * d * 2  # + heads
+        measured = counter.get_total_flops()
+        assert measured == charged, f"n = {n}: FlopCounterMode {measured:,}, charged {charged:,}"
+
+
+def check_checkpoint_round_trip(make, tmp_path):
+    model = tiny_model()
+    strategy = make(model)
+    batch = make_batch()
+    before = skim_forward(model, strategy, batch, prune=True)
+    runs.save_checkpoint(tmp_path / "ckpt", model, strategy, {}, str(tmp_path))
+    model2 = tiny_model(seed=1)
+    torch.manual_seed(1)
+    strategy2 = make(model2)
+    runs.load_checkpoint(tmp_path / "ckpt", model2, strategy2)
+    after = skim_forward(model2, strategy2.eval(), batch, prune=True)
+    assert torch.equal(before.exit_layer, after.exit_layer), "decisions changed after reloading"
+    torch.testing.assert_close(before.logits, after.logits, atol=1e-6, rtol=0)
+
+
+def check_gradients(make):
+    """In the stage where the strategy learns, its loss reaches every trainable parameter."""
+    model = tiny_model()
+    strategy = make(model)
+    cfg = types.SimpleNamespace(epochs=1.0, lr=1e-3, skim_lr=None, finetuned=None)
+    stages = [s for s in strategy.stages(cfg) if s.skim and s.strategy_lr > 0]
+    params = [(name, p) for name, p in strategy.named_parameters() if p.requires_grad]
+    if not stages:
+        assert not params, "the strategy has parameters but no stage trains them"
+        return
+    stage = stages[-1]
+    teacher = tiny_model() if stage.teacher else None
+    step = StepContext(stage, 0, 10, lambda *a: task_loss(TASK, *a), teacher)
+    model.train(), strategy.train()
+    loss, _ = strategy.loss(model, make_batch(), step)
+    loss.backward()
+    for name, p in params:
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The suite: every check on every strategy
+
+
+@pytest.mark.parametrize("force", [None, "none", "all"])
+def test_masked_equals_pruned(make, force):
+    check_masked_equals_pruned(make, force)
+
+
+def test_cls_kept_pads_never_kept_skimmed_never_return(make):
+    check_raw_decisions(make)
+
+
+def test_batch_and_alone_decide_alike(make):
+    check_batch_equals_alone(make)
+
+
+def test_tokens_per_layer_counts_what_the_layers_saw(make):
+    check_tokens_per_layer(make)
+
+
+def test_flops_charged_equal_flop_counter_mode(make):
+    check_flops(make)
+
+
+def test_checkpoint_round_trip_keeps_decisions(make, tmp_path):
+    check_checkpoint_round_trip(make, tmp_path)
+
+
+def test_gradients_reach_every_trainable_parameter(make):
+    check_gradients(make)
+
+
+# ----------------------------------------------------------------------------------------------
+# The suite tests itself: each known-wrong strategy fails the check it breaks
+
+
+class KeepsPads(SkimStrategy):
+    """Wrong: keeps every cell of the grid, pads included."""
+
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        keep = torch.ones_like(alive)
+        keep[:, 2::2] = alive[:, 2::2]  # skims some tokens, but keeps every odd cell, pads too
+        return keep.bool() if ctx.pruning else keep
+
+
+class BringsBack(SkimStrategy):
+    """Wrong: at layer 2 keeps the odd positions, whatever layer 1 skimmed."""
+
+    layers = (1, 2)
+
+    def decide(self, i, h, alive, ctx):
+        odd = (ctx.positions % 2 == 1) | (ctx.positions == 0)
+        keep = (odd if i == 2 else ~odd | (ctx.positions == 0)) & (ctx.positions >= 0)
+        keep = keep & (ctx.batch["attention_mask"].gather(1, ctx.positions.clamp(min=0)) > 0)
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+
+class UnderReports(SkimStrategy):
+    """Wrong: scores tokens with a matrix product it does not charge."""
+
+    layers = (1,)
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Linear(CFG.hidden_size, 1)
+
+    def decide(self, i, h, alive, ctx):
+        keep = (self.w(h).squeeze(-1) > 0) & (alive > 0)
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+
+class QuadraticCharge(UnderReports):
+    """Wrong: charges n² where its cost is linear in n (right at one length only)."""
+
+    def overhead_flops(self, config, n):
+        return 2 * config.hidden_size * n * n // 17  # the true 2·d·n at n = 17 only
+
+
+def test_known_wrong_strategies_fail_the_suite():
+    wrong = lambda cls: lambda model: cls().eval()  # noqa: E731
+    with pytest.raises(AssertionError, match="keeps a pad"):
+        check_raw_decisions(wrong(KeepsPads))
+    with pytest.raises(AssertionError, match="not present"):
+        check_raw_decisions(wrong(BringsBack))
+    with pytest.raises(AssertionError, match="FlopCounterMode"):
+        check_flops(wrong(UnderReports))
+    with pytest.raises(AssertionError, match="FlopCounterMode"):
+        check_flops(wrong(QuadraticCharge))
