@@ -39,12 +39,11 @@ import data
 import flops
 from rl_policy import PolicyConfig, TRBertPolicy, reinforce_loss, residual_scores, reward
 from skim import SkimConfig, Transkimmer, skim_forward, skim_loss
-from transformer import (
-    CONFIGS,
-    BertConfig,
-    BertForTask,
+from transformer import CONFIGS, BertConfig, BertForTask
+from weights import (
     CheckpointError,
     atomic_write,
+    is_run_folder,
     load_encoder_weights,
     read_checkpoint,
     read_config,
@@ -283,7 +282,9 @@ def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
             folder = resolve_model_dir(cfg.model)
             bert_cfg = read_config(folder)
             model = BertForTask(bert_cfg, task.kind, task.num_labels)
-            load_encoder_weights(model.bert, read_checkpoint(folder), source=str(folder))
+            load_encoder_weights(
+                model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
+            )
         except (CheckpointError, RuntimeError) as e:
             raise SystemExit(f"error: --model {cfg.model}: {e}") from None
     if cfg.max_length > bert_cfg.max_position_embeddings:
@@ -508,7 +509,7 @@ def save_checkpoint(
     trainer_state: dict | None = None,
 ):
     """ckpt/ = config.json + model.safetensors (+ trainer_state.pt). Encoder tensors carry their
-    released names under `bert.` (so BertModel.from_pretrained and transformers can read them),
+    released names under `bert.` (so weights.from_pretrained and transformers can read them),
     the head is `classifier` or `qa_outputs`, skim modules `skim.*`, the policy `policy.*`.
     Written into ckpt.tmp/ and swapped in by renames: an interruption never leaves half a checkpoint."""
     final, tmp, old = (

@@ -1,26 +1,17 @@
-"""transformer.py against transformers.BertModel (the independent reference), and its loader's errors."""
+"""transformer.py against transformers.BertModel (the independent reference), and the hooks that
+skimming uses (key mask, packed sequences, attention probabilities). Loading is tested by
+tests/test_weights.py."""
 
 import dataclasses
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
 
-from transformer import (
-    CONFIGS,
-    BertConfig,
-    BertModel,
-    CheckpointError,
-    VarLen,
-    read_safetensors,
-    released_name,
-    resolve_model_dir,
-    write_safetensors,
-)
+from transformer import CONFIGS, BertConfig, BertModel, VarLen
+from weights import from_pretrained, write_safetensors
 
 TINY = CONFIGS["tiny"]
 
@@ -75,7 +66,7 @@ def batch(cfg: BertConfig, B=3, T=7):
 @pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
 def test_tiny_model_matches_reference_layer_by_layer(tmp_path, attn_impl):
     ref = reference_tiny()
-    ours = BertModel.from_pretrained(save_as_folder(ref, tmp_path / "tiny"))
+    ours = from_pretrained(save_as_folder(ref, tmp_path / "tiny"))
     ours.config.attn_impl = attn_impl
     for layer in ours.layers:
         layer.attn.impl = attn_impl
@@ -88,16 +79,8 @@ def test_tiny_model_matches_reference_layer_by_layer(tmp_path, attn_impl):
         torch.testing.assert_close(a[valid], b[valid], atol=1e-5, rtol=0, msg=f"state {i} differs")
 
 
-def test_pytorch_bin_with_bert_prefix_and_gamma_beta_loads_identically(tmp_path):
-    ref = reference_tiny()
-    a = BertModel.from_pretrained(save_as_folder(ref, tmp_path / "st"))
-    b = BertModel.from_pretrained(save_as_folder(ref, tmp_path / "bin", fmt="bin"))
-    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert na == nb and torch.equal(pa, pb), na
-
-
 def test_released_minilm_matches_reference_on_real_sentences(minilm_dir):
-    ours = BertModel.from_pretrained(minilm_dir)
+    ours = from_pretrained(minilm_dir)
     ref = transformers.BertModel.from_pretrained(str(minilm_dir)).eval()
     tok = transformers.BertTokenizerFast.from_pretrained(str(minilm_dir))
     cases = [
@@ -123,18 +106,6 @@ def test_released_minilm_matches_reference_on_real_sentences(minilm_dir):
             theirs = ref(**enc).last_hidden_state
         valid = enc["attention_mask"].bool()
         torch.testing.assert_close(mine[valid], theirs[valid], atol=1e-4, rtol=0)
-
-
-def test_minilm_config_preset_matches_released_config(minilm_dir):
-    ours = BertModel.from_pretrained(minilm_dir).config
-    assert dataclasses.asdict(ours) == dataclasses.asdict(CONFIGS["all-MiniLM-L6-v2"])
-
-
-def test_name_table_maps_every_parameter_to_a_released_name():
-    names = {released_name(n) for n in BertModel(TINY).state_dict()}
-    assert "encoder.layer.1.attention.output.LayerNorm.weight" in names
-    assert "embeddings.word_embeddings.weight" in names
-    assert len(names) == len(BertModel(TINY).state_dict())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,131 +147,3 @@ def test_float_key_mask_with_gradient_equals_removing_the_masked_tokens():
 def test_sequence_longer_than_positions_is_refused_with_advice():
     with pytest.raises(ValueError, match="longer than the model's 64 positions"):
         BertModel(TINY)(torch.zeros(1, 65, dtype=torch.long))
-
-
-# ----------------------------------------------------------------------------------------------
-# Bad input
-
-
-def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(CheckpointError, match="no config.json"):
-        BertModel.from_pretrained(tmp_path)
-
-
-def test_truncated_safetensors_names_the_file(tmp_path):
-    folder = save_as_folder(reference_tiny(), tmp_path / "m")
-    path = folder / "model.safetensors"
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(CheckpointError, match="model.safetensors.*truncated"):
-        BertModel.from_pretrained(folder)
-
-
-def test_corrupt_safetensors_header_is_refused(tmp_path):
-    folder = save_as_folder(reference_tiny(), tmp_path / "m")
-    path = folder / "model.safetensors"
-    data = bytearray(path.read_bytes())
-    data[8:12] = b"\xff\xfe{{"
-    path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="not valid JSON"):
-        read_safetensors(path)
-
-
-def test_checkpoint_of_another_size_names_tensor_and_shapes(tmp_path):
-    folder = save_as_folder(reference_tiny(), tmp_path / "m")
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["intermediate_size"] = 41  # config says one size, the tensors another
-    (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(
-        CheckpointError, match=r"intermediate.dense.weight has shape \(37, 32\).*\(41, 32\)"
-    ):
-        BertModel.from_pretrained(folder)
-
-
-def test_unknown_tensor_is_not_silently_dropped(tmp_path):
-    ref = reference_tiny()
-    folder = save_as_folder(ref, tmp_path / "m")
-    state = read_safetensors(folder / "model.safetensors")
-    state["encoder.layer.0.mystery.weight"] = torch.zeros(3)
-    write_safetensors(state, folder / "model.safetensors")
-    with pytest.raises(CheckpointError, match="mystery"):
-        BertModel.from_pretrained(folder)
-
-
-def test_not_a_local_folder_and_no_network_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path))
-    monkeypatch.setenv("SKIMBERT_HUB", "http://127.0.0.1:9")  # discard port: nothing listens
-    with pytest.raises(RuntimeError, match="pass the local folder"):
-        resolve_model_dir("someone/some-bert")
-    assert not list(tmp_path.rglob("*.partial")), "a failed download left a partial file"
-
-
-# ----------------------------------------------------------------------------------------------
-# Download from a model hub (a local HTTP server on 127.0.0.1 plays the hub)
-
-
-class _Hub(http.server.SimpleHTTPRequestHandler):
-    """Serves <root>/<org>/<name>/resolve/main/<file> from <root>/<org>/<name>/<file>."""
-
-    requests: list = []
-    truncate: set = set()
-
-    def translate_path(self, path):
-        return super().translate_path(path.replace("/resolve/main/", "/"))
-
-    def do_GET(self):
-        _Hub.requests.append(self.path)
-        name = self.path.rsplit("/", 1)[-1]
-        if name in _Hub.truncate:  # announce the full size, send half, hang up
-            data = Path(self.translate_path(self.path)).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.connection.close()
-            return
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    root = tmp_path / "hub"
-    save_as_folder(reference_tiny(), root / "org" / "tiny-bert")
-    handler = lambda *a, **k: _Hub(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("SKIMBERT_HUB", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path / "cache"))
-    _Hub.requests, _Hub.truncate = [], set()
-    yield root
-    server.shutdown()
-
-
-def test_hub_name_is_downloaded_once_into_the_cache(hub, tmp_path):
-    model = BertModel.from_pretrained("org/tiny-bert")
-    folder = tmp_path / "cache" / "models" / "org--tiny-bert"
-    assert (folder / "model.safetensors").is_file() and (folder / "vocab.txt").is_file()
-    first = len(_Hub.requests)
-    again = BertModel.from_pretrained("org/tiny-bert")
-    assert len(_Hub.requests) == first, "the cached checkpoint was downloaded again"
-    for a, b in zip(model.parameters(), again.parameters()):
-        assert torch.equal(a, b)
-
-
-def test_interrupted_download_never_looks_complete(hub, tmp_path):
-    _Hub.truncate = {"model.safetensors"}
-    with pytest.raises(RuntimeError, match="could not download"):
-        resolve_model_dir("org/tiny-bert")
-    folder = tmp_path / "cache" / "models" / "org--tiny-bert"
-    assert not (folder / "model.safetensors").exists()
-    assert not list(folder.glob("*.partial"))
-    _Hub.truncate = set()
-    BertModel.from_pretrained("org/tiny-bert")  # the next try completes
-
-
-def test_hub_without_the_model_says_so(hub):
-    with pytest.raises(CheckpointError, match="no config.json"):
-        resolve_model_dir("org/not-there")
