@@ -151,9 +151,27 @@ _SAFETENSORS_DTYPES = {
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The safetensors format: 8-byte little-endian header length n, n bytes of JSON
-    {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw tensor bytes."""
-    data = Path(path).read_bytes()
+    """All tensors of a safetensors file, checked against the format's rules before any is built.
+
+    The format: an 8-byte little-endian length n, n bytes of a JSON object
+    {name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+    then the data: every tensor's raw little-endian bytes, offsets counted from the data's start.
+    A checkpoint is untrusted input, so the reader holds it to the rules the official library
+    enforces (see `_check_entries`); a file that breaks one raises CheckpointError naming the file,
+    the tensor and the rule, rather than loading wrong numbers or failing deep inside."""
+    path = Path(path)
+    data = path.read_bytes()
+    header, body = _split_safetensors(path, data)
+    tensors = {}
+    for name, dtype, shape, begin, end in _check_entries(path, header, len(body)):
+        # bytearray: a private, writable, aligned copy (torch.frombuffer shares the memory it gets)
+        t = torch.frombuffer(bytearray(body[begin:end]), dtype=dtype) if end > begin else None
+        tensors[name] = (t if t is not None else torch.empty(0, dtype=dtype)).reshape(shape)
+    return tensors
+
+
+def _split_safetensors(path: Path, data: bytes) -> tuple[dict, memoryview]:
+    """data -> (header as a dict, the data section); checks the length prefix and the JSON."""
     if len(data) < 8:
         raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
@@ -162,30 +180,108 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: header says {n} bytes but the file has {len(data) - 8} after "
             f"the length; the file is truncated or not safetensors"
         )
+
+    def no_duplicates(pairs):  # plain json.loads would keep the last of two equal names silently
+        names = [k for k, _ in pairs]
+        if len(set(names)) != len(names):
+            twice = next(k for k in names if names.count(k) > 1)
+            raise CheckpointError(f"{path}: the header names {twice!r} twice; the file is corrupt")
+        return dict(pairs)
+
     try:
-        header = json.loads(data[8 : 8 + n])
+        header = json.loads(data[8 : 8 + n], object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(
             f"{path}: header is not valid JSON ({e}); the file is corrupt"
         ) from None
-    body = memoryview(data)[8 + n :]
-    tensors = {}
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{path}: header is a JSON {type(header).__name__}, not an object "
+            f"{{name: {{dtype, shape, data_offsets}}}}; the file is corrupt or not safetensors"
+        )
+    return header, memoryview(data)[8 + n :]
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)  # JSON true is a Python int: refuse it
+
+
+def _check_entries(path: Path, header: dict, size: int) -> list:
+    """The header's tensors as (name, dtype, shape, begin, end), once every rule holds:
+      * `__metadata__`, if present, maps strings to strings;
+      * every other entry has a known dtype, a shape of non-negative ints, and data_offsets
+        [begin, end] of ints with 0 <= begin <= end <= size, where end - begin is exactly the
+        bytes the dtype and shape need;
+      * sorted by offset, the tensors tile the data section: each starts where the previous one
+        ended, the first at 0, the last ends at `size` (no gap, no overlap, no trailing bytes).
+    The last rule is what stops two tensors from sharing bytes: each would load, silently equal."""
+    entries = []
     for name, info in header.items():
+        where = f"{path}: tensor {name!r}"
         if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise CheckpointError(
+                    f"{path}: __metadata__ must map strings to strings, got {info!r:.200}"
+                )
             continue
-        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
-        begin, end = info["data_offsets"]
-        count = math.prod(info["shape"])
-        if dtype is None or end > len(body) or end - begin != count * dtype.itemsize:
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{where}: entry is {info!r:.100}, not an object")
+        for field in ("dtype", "shape", "data_offsets"):
+            if field not in info:
+                raise CheckpointError(f"{where}: entry has no {field!r}; the file is corrupt")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
             raise CheckpointError(
-                f"{path}: tensor {name} ({info.get('dtype')}, shape {info['shape']}) "
-                f"does not fit bytes {begin}..{end} of a {len(body)}-byte body; "
-                f"the file is truncated or corrupt (download it again)"
+                f"{where}: unknown dtype {dtype!r}; this reader knows "
+                f"{', '.join(_SAFETENSORS_DTYPES)}"
             )
-        raw = body[begin:end]
-        t = torch.frombuffer(bytearray(raw), dtype=dtype) if count else torch.empty(0, dtype=dtype)
-        tensors[name] = t.reshape(info["shape"])
-    return tensors
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise CheckpointError(
+                f"{where}: shape {shape!r:.100} is not a list of non-negative integers"
+            )
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+            raise CheckpointError(
+                f"{where}: data_offsets {offsets!r:.100} is not a pair [begin, end] of integers"
+            )
+        begin, end = offsets
+        if not 0 <= begin <= end:
+            raise CheckpointError(
+                f"{where}: data_offsets [{begin}, {end}] need 0 <= begin <= end; "
+                f"the file is corrupt"
+            )
+        if end > size:
+            raise CheckpointError(
+                f"{where}: bytes {begin}..{end} lie past the end of the {size}-byte data; "
+                f"the file is truncated (download it again)"
+            )
+        need = math.prod(shape) * _SAFETENSORS_DTYPES[dtype].itemsize
+        if end - begin != need:
+            raise CheckpointError(
+                f"{where}: {dtype} of shape {shape} needs {need} bytes but data_offsets "
+                f"[{begin}, {end}] hold {end - begin}; the file is corrupt"
+            )
+        entries.append((name, _SAFETENSORS_DTYPES[dtype], shape, begin, end))
+    # Tiling: walk the tensors in offset order (empty ones first at a tie: they take no bytes)
+    covered, previous = 0, None  # bytes 0..covered are accounted for, by `previous` last
+    for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin < covered:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} (bytes {begin}..{end}) overlaps tensor {previous!r} "
+                f"(which ends at {covered}); two tensors cannot share bytes, the file is corrupt"
+            )
+        if begin > covered:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} starts at byte {begin} but the tensors before it end at "
+                f"{covered}: {begin - covered} bytes belong to no tensor; the file is corrupt"
+            )
+        covered, previous = end, name
+    if covered != size:
+        last = f"after tensor {previous!r} " if previous is not None else ""
+        raise CheckpointError(
+            f"{path}: {size - covered} trailing bytes {last}belong to no tensor (the data is "
+            f"{size} bytes, the tensors cover {covered}); the file is corrupt"
+        )
+    return entries
 
 
 def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -193,6 +289,11 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     names = {v: k for k, v in _SAFETENSORS_DTYPES.items()}
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
+        if name == "__metadata__" or t.dtype not in names:
+            raise ValueError(
+                f"write_safetensors: cannot save tensor {name!r} of dtype {t.dtype}: "
+                f"the name __metadata__ is reserved and the dtypes are {', '.join(map(str, names))}"
+            )
         # as bytes: flattened first, since a 0-d tensor (shape []) cannot be viewed as uint8
         flat = t.detach().cpu().contiguous().reshape(-1)
         raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""

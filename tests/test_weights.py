@@ -5,6 +5,7 @@ model, and the errors for each kind of bad input."""
 import dataclasses
 import http.server
 import json
+import struct
 import threading
 from pathlib import Path
 
@@ -182,6 +183,125 @@ def test_our_files_and_the_safetensors_package_read_each_other(tmp_path):
     for name, t in tensors.items():
         assert torch.equal(theirs[name], t) and theirs[name].shape == t.shape, name
         assert torch.equal(ours[name], t) and ours[name].shape == t.shape, name
+
+
+def test_writer_refuses_a_dtype_the_format_lacks_and_the_reserved_name(tmp_path):
+    with pytest.raises(ValueError, match="'z' of dtype torch.complex64"):
+        write_safetensors({"z": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "z.safetensors")
+    with pytest.raises(ValueError, match="__metadata__ is reserved"):
+        write_safetensors({"__metadata__": torch.zeros(2)}, tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir()), "a refused write left a file"
+
+
+def blob(header=None, data=b"", raw=None, n=None) -> bytes:
+    """A hand-made safetensors file: length prefix (`n`, else the true length), header, data."""
+    head = raw if raw is not None else json.dumps(header).encode()
+    return struct.pack("<Q", len(head) if n is None else n) + head + data
+
+
+def F32x4(begin: int, end: int) -> dict:
+    """The header entry of a 4-element float32 tensor (16 bytes) at [begin, end]."""
+    return {"dtype": "F32", "shape": [4], "data_offsets": [begin, end]}
+
+
+# name -> (file bytes, what the message must say)
+HOSTILE = {
+    "overlap, equal offsets": (
+        blob({"query": F32x4(0, 16), "key": F32x4(0, 16)}, bytes(16)),
+        r"'key' \(bytes 0\.\.16\) overlaps tensor 'query'",
+    ),
+    "overlap, partial": (
+        blob({"a": F32x4(0, 16), "b": F32x4(8, 24)}, bytes(24)),
+        r"'b' \(bytes 8\.\.24\) overlaps tensor 'a'",
+    ),
+    "gap": (
+        blob({"a": F32x4(0, 16), "b": F32x4(20, 36)}, bytes(36)),
+        r"'b' starts at byte 20 .* 4 bytes belong to no tensor",
+    ),
+    "first tensor not at 0": (blob({"a": F32x4(4, 20)}, bytes(20)), r"'a' starts at byte 4"),
+    "trailing bytes": (blob({"a": F32x4(0, 16)}, bytes(20)), r"4 trailing bytes after tensor 'a'"),
+    "negative offset": (blob({"a": F32x4(-4, 12)}, bytes(16)), r"'a'.*need 0 <= begin <= end"),
+    "begin after end": (
+        blob({"a": {"dtype": "F32", "shape": [0], "data_offsets": [16, 0]}}, bytes(16)),
+        r"'a'.*need 0 <= begin <= end",
+    ),
+    "missing data_offsets": (
+        blob({"a": {"dtype": "F32", "shape": [4]}}, bytes(16)),
+        r"'a'.*no 'data_offsets'",
+    ),
+    "three offsets": (
+        blob({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8, 16]}}, bytes(16)),
+        r"'a'.*not a pair \[begin, end\] of integers",
+    ),
+    "float offsets": (
+        blob({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0.0, 16.0]}}, bytes(16)),
+        r"'a'.*not a pair \[begin, end\] of integers",
+    ),
+    "string shape": (
+        blob({"a": {"dtype": "F32", "shape": "4", "data_offsets": [0, 16]}}, bytes(16)),
+        r"'a': shape '4' is not a list of non-negative integers",
+    ),
+    "negative dimension": (
+        blob({"a": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, bytes(16)),
+        r"'a': shape \[-4\] is not a list of non-negative integers",
+    ),
+    "list header": (blob(raw=b"[1, 2]"), r"header is a JSON list, not an object"),
+    "entry not an object": (blob({"a": [0, 16]}, bytes(16)), r"'a': entry is \[0, 16\]"),
+    "wrong size": (blob({"a": F32x4(0, 12)}, bytes(12)), r"'a'.*needs 16 bytes.*hold 12"),
+    "unknown dtype": (
+        blob({"a": {"dtype": "F12", "shape": [4], "data_offsets": [0, 16]}}, bytes(16)),
+        r"'a': unknown dtype 'F12'",
+    ),
+    "metadata not strings": (
+        blob({"__metadata__": {"format": 1}, "a": F32x4(0, 16)}, bytes(16)),
+        r"__metadata__ must map strings to strings",
+    ),
+    "duplicate name": (
+        blob(
+            raw=b'{"a": '
+            + json.dumps(F32x4(0, 16)).encode()
+            + b', "a": '
+            + json.dumps(F32x4(0, 16)).encode()
+            + b"}",
+            data=bytes(16),
+        ),
+        r"names 'a' twice",
+    ),
+    "tensor past the end": (blob({"a": F32x4(0, 16)}, bytes(8)), r"'a'.*past the end.*truncated"),
+    "header length past EOF": (
+        blob({"a": F32x4(0, 16)}, bytes(16), n=10**6),
+        r"header says 1000000 bytes but the file has \d+",
+    ),
+    "shorter than the length": (b"\x10\x00\x00", r"3 bytes, too short"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_safetensors_file_is_refused_naming_file_tensor_and_rule(tmp_path, case):
+    from safetensors.torch import load_file
+
+    data, says = HOSTILE[case]
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match=rf"bad\.safetensors: .*{says}"):
+        read_safetensors(path)
+    if case != "duplicate name":  # the reference keeps one of the two; we refuse the ambiguity
+        with pytest.raises(Exception):  # the reference refuses it too: the same rules
+            load_file(path)
+
+
+def test_the_overlap_of_the_issue_no_longer_loads_query_as_key(tmp_path):
+    """Two tensors pointing at the same bytes used to load silently, equal to each other."""
+    good = tmp_path / "good.safetensors"
+    write_safetensors({"query": torch.ones(4), "key": torch.full((4,), 2.0)}, good)
+    data = good.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header["key"]["data_offsets"] = header["query"]["data_offsets"]
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(blob(header, data[8 + n :]))
+    with pytest.raises(CheckpointError, match="'key'.*overlaps tensor 'query'"):
+        read_safetensors(bad)
 
 
 # ----------------------------------------------------------------------------------------------
