@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -55,16 +56,39 @@ class BertConfig:
     )
 
     def __post_init__(self):
-        assert self.hidden_size % self.num_attention_heads == 0, (
-            f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-            f"{self.num_attention_heads}"
-        )
-        assert self.hidden_act == "gelu", (
-            f"only the exact GELU is implemented, got {self.hidden_act!r}"
-        )
-        assert self.attn_impl in ("sdpa", "eager"), (
-            f"attn_impl must be sdpa or eager, got {self.attn_impl!r}"
-        )
+        """Refuse a shape the model cannot have, naming the field: a bad config.json otherwise
+        fails later and far away (a reshape deep in attention, a NaN after a dropout of 1)."""
+        for name in _SIZES:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}: every head gets hidden_size / heads dimensions"
+            )
+        if not _is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"pad_token_id must be an id of the vocabulary (0..{self.vocab_size - 1}), "
+                f"got {self.pad_token_id!r}"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        if not _is_number(self.layer_norm_eps) or not 0 < self.layer_norm_eps < 1:
+            raise ValueError(f"layer_norm_eps must be in (0, 1), got {self.layer_norm_eps!r}")
+        if not _is_number(self.initializer_range) or not 0 <= self.initializer_range < math.inf:
+            raise ValueError(
+                f"initializer_range must be a non-negative number, got {self.initializer_range!r}"
+            )
+        if self.hidden_act != "gelu":
+            raise ValueError(
+                f"hidden_act {self.hidden_act!r} is not implemented: only 'gelu', the exact erf "
+                f"GELU that the released BERT checkpoints were trained with"
+            )
+        if self.attn_impl not in ("sdpa", "eager"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'eager', got {self.attn_impl!r}")
         self.head_dim = self.hidden_size // self.num_attention_heads  # hs
 
     @classmethod
@@ -77,6 +101,28 @@ class BertConfig:
         d = dataclasses.asdict(self)
         d.pop("attn_impl")
         return {"architectures": ["BertModel"], "model_type": "bert", **d}
+
+
+# the fields that count something: each must be a positive integer
+_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
+
+
+def _is_int(x) -> bool:
+    """An integer, and not a bool (JSON's true is a Python int, but 'true layers' is no size)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    """A real number that is neither a bool nor NaN (every comparison with NaN is False)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isnan(x)
 
 
 CONFIGS = {
@@ -168,11 +214,42 @@ class Embeddings(nn.Module):
                 f"sequence of {T} tokens is longer than the model's "
                 f"{self.pos.num_embeddings} positions; truncate it (--max-length)"
             )
+        _check_ids(
+            input_ids,
+            self.tok.num_embeddings,
+            "token id",
+            "vocabulary",
+            "the input was made for another model: tokenise with the checkpoint's own vocab.txt",
+        )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
+        else:
+            _check_ids(
+                token_type_ids,
+                self.seg.num_embeddings,
+                "token_type_id",
+                "segment types",
+                "0 marks the first text, 1 the second text of a pair",
+            )
         positions = torch.arange(T, device=input_ids.device)  # (T,)
         h = self.tok(input_ids) + self.pos(positions) + self.seg(token_type_ids)  # (B, T, C)
         return self.drop(self.ln(h))
+
+
+def _check_ids(ids: torch.Tensor, n: int, what: str, table: str, advice: str) -> None:
+    """Refuse an id outside 0..n-1 with a message that names it. nn.Embedding would say only
+    "index out of range in self" on a CPU, and on a GPU fail later with a device-side assert.
+    One min/max reduction over (B, T) ids: microseconds (on a GPU it waits for that kernel)."""
+    if ids.numel() == 0:
+        return
+    lo, hi = (int(x) for x in ids.aminmax())
+    if lo >= 0 and hi < n:
+        return
+    b, t = ((ids < 0) | (ids >= n)).nonzero()[0].tolist()  # the first offender
+    raise ValueError(
+        f"{what} {int(ids[b, t])} (batch row {b}, position {t}) is outside the model's {table} "
+        f"of {n} (ids 0..{n - 1}); {advice}"
+    )
 
 
 class SelfAttention(nn.Module):

@@ -321,6 +321,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def read_config(folder: Path) -> BertConfig:
+    """The model shape from a folder's config.json. Only BertConfig's fields are read (a released
+    config.json has more: architectures, model_type, ...; a run folder adds "skimbert"), and each
+    is checked by BertConfig, so a bad value is reported here with the file and the field."""
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise CheckpointError(
@@ -328,9 +331,18 @@ def read_config(folder: Path) -> BertConfig:
             f"model.safetensors (or pytorch_model.bin) and vocab.txt"
         )
     try:
-        return BertConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, AssertionError) as e:
-        raise CheckpointError(f"{path}: not a BERT config ({e})") from None
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: holds a JSON {type(meta).__name__}, not an object of model fields "
+            f'such as {{"hidden_size": 768, "num_attention_heads": 12, ...}}'
+        )
+    try:
+        return BertConfig.from_dict(meta)
+    except ValueError as e:  # BertConfig names the field and what it must be
+        raise CheckpointError(f"{path}: not a valid BERT config: {e}") from None
 
 
 def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
@@ -379,9 +391,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SKIMBERT_CACHE", Path.home() / ".cache" / "skimbert"))
 
 
+class DownloadError(RuntimeError):
+    """A download that failed for want of network (or of a server). It keeps `url`, `dest` and
+    `reason`, so that a caller who knows what the file is for can give better `advice`."""
+
+    def __init__(self, url: str, dest: Path, reason: str, advice: str | None = None):
+        self.url, self.dest, self.reason = url, Path(dest), reason
+        advice = advice or f"without network, fetch it elsewhere and save it as {dest}"
+        super().__init__(f"could not download {url} ({reason}); {advice}")
+
+
 def download(url: str, dest: Path, desc: str | None = None) -> Path:
     """Fetch `url` into `dest` with a progress bar. The bytes go to a temporary file beside
-    `dest` that is renamed only when complete, so an interrupted download never looks done."""
+    `dest` that is renamed only when complete, so an interrupted download never looks done.
+    Raises FileNotFoundError for HTTP 404, DownloadError (a RuntimeError) for any other failure."""
     from tqdm import tqdm
 
     dest = Path(dest)
@@ -408,10 +431,7 @@ def download(url: str, dest: Path, desc: str | None = None) -> Path:
         tmp.unlink(missing_ok=True)
         if isinstance(e, urllib.error.HTTPError) and e.code == 404:
             raise FileNotFoundError(f"{url}: not found (HTTP 404)") from None
-        raise RuntimeError(
-            f"could not download {url} ({e}); without network, download it elsewhere "
-            f"and pass the local folder instead"
-        ) from None
+        raise DownloadError(url, dest, str(e)) from None
     return dest
 
 
@@ -452,6 +472,15 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
             return True
         except FileNotFoundError:
             return False
+        except DownloadError as e:  # offline: say every file the folder needs, not just this one
+            needs = "config.json, vocab.txt and model.safetensors (or pytorch_model.bin)"
+            raise DownloadError(
+                e.url,
+                e.dest,
+                e.reason,
+                f"without network, fetch {needs} from {hub}/{name} elsewhere and put them in "
+                f"{folder}, or pass a local folder that holds them",
+            ) from None
 
     for required in ("config.json", "vocab.txt"):
         if not fetch(required):

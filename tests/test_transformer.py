@@ -144,6 +144,22 @@ def test_float_key_mask_with_gradient_equals_removing_the_masked_tokens():
     assert soft.grad.abs().sum() > 0, "no gradient reached the key mask"
 
 
+@pytest.mark.parametrize("bad", [99, 1000, -1])  # TINY's vocabulary: ids 0..98
+def test_token_id_outside_the_vocabulary_is_named(bad):
+    ids = torch.full((2, 5), 7)
+    ids[1, 3] = bad
+    with pytest.raises(
+        ValueError, match=rf"token id {bad} \(batch row 1, position 3\).*vocabulary of 99"
+    ):
+        BertModel(TINY)(ids)
+
+
+def test_token_type_id_outside_the_segment_types_is_named():
+    ids, types = torch.full((1, 4), 7), torch.tensor([[0, 0, 1, 2]])
+    with pytest.raises(ValueError, match=r"token_type_id 2 \(batch row 0, position 3\).* 2 "):
+        BertModel(TINY)(ids, token_type_ids=types)
+
+
 def test_sequence_longer_than_positions_is_refused_with_advice():
     with pytest.raises(ValueError, match="longer than the model's 64 positions"):
         BertModel(TINY)(torch.zeros(1, 65, dtype=torch.long))

@@ -17,6 +17,7 @@ from transformer import CONFIGS, BertModel
 from weights import (
     CheckpointError,
     from_pretrained,
+    read_config,
     read_safetensors,
     released_name,
     resolve_model_dir,
@@ -115,6 +116,53 @@ def test_corrupt_safetensors_header_is_refused(tmp_path):
         read_safetensors(path)
 
 
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads must be a positive integer, got 0"),
+        ({"num_attention_heads": -4}, "num_attention_heads must be a positive integer, got -4"),
+        ({"num_attention_heads": 5}, "hidden_size 32 is not divisible by num_attention_heads 5"),
+        ({"hidden_size": 32.0}, "hidden_size must be a positive integer, got 32.0"),
+        ({"num_hidden_layers": "2"}, "num_hidden_layers must be a positive integer, got '2'"),
+        ({"vocab_size": True}, "vocab_size must be a positive integer, got True"),
+        ({"hidden_dropout_prob": 1.0}, r"hidden_dropout_prob must be a probability in \[0, 1\)"),
+        ({"attention_probs_dropout_prob": -0.1}, "attention_probs_dropout_prob must be a prob"),
+        ({"hidden_act": "relu"}, "hidden_act 'relu' is not implemented"),
+        ({"pad_token_id": 99}, r"pad_token_id must be an id of the vocabulary \(0..98\)"),
+        ({"layer_norm_eps": 0}, "layer_norm_eps must be in"),
+    ],
+)
+def test_bad_config_value_names_the_file_and_the_field(tmp_path, change, says):
+    folder = save_as_folder(reference_tiny(), tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(CheckpointError, match=rf"m/config\.json: not a valid BERT config: {says}"):
+        from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("[1, 2]", "holds a JSON list, not an object of model fields"),
+        ('"bert"', "holds a JSON str, not an object"),
+        ("{'hidden_size': 32}", "not valid JSON"),
+    ],
+)
+def test_config_that_is_not_a_json_object_names_the_file(tmp_path, text, says):
+    folder = save_as_folder(reference_tiny(), tmp_path / "m")
+    (folder / "config.json").write_text(text)
+    with pytest.raises(CheckpointError, match=rf"m/config\.json: {says}"):
+        read_config(folder)
+
+
+def test_bert_config_itself_refuses_bad_values():
+    """Built in code rather than from a file, a bad shape is a ValueError naming the field."""
+    with pytest.raises(ValueError, match="intermediate_size must be a positive integer"):
+        dataclasses.replace(TINY, intermediate_size=0)
+    with pytest.raises(ValueError, match="attn_impl must be 'sdpa' or 'eager'"):
+        dataclasses.replace(TINY, attn_impl="flash")
+
+
 def test_checkpoint_of_another_size_names_tensor_and_shapes(tmp_path):
     folder = save_as_folder(reference_tiny(), tmp_path / "m")
     cfg = json.loads((folder / "config.json").read_text())
@@ -139,8 +187,13 @@ def test_unknown_tensor_is_not_silently_dropped(tmp_path):
 def test_not_a_local_folder_and_no_network_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("SKIMBERT_CACHE", str(tmp_path))
     monkeypatch.setenv("SKIMBERT_HUB", "http://127.0.0.1:9")  # discard port: nothing listens
-    with pytest.raises(RuntimeError, match="pass the local folder"):
+    with pytest.raises(RuntimeError, match="could not download") as caught:
         resolve_model_dir("someone/some-bert")
+    message = str(caught.value)
+    for needed in ("config.json", "vocab.txt", "model.safetensors", "pytorch_model.bin"):
+        assert needed in message, f"the offline error does not name {needed}: {message}"
+    assert str(tmp_path / "models" / "someone--some-bert") in message, "where to put them"
+    assert "pass a local folder" in message
     assert not list(tmp_path.rglob("*.partial")), "a failed download left a partial file"
 
 
