@@ -4,12 +4,14 @@ Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers", NAACL 20
 https://arxiv.org/abs/1810.04805. A post-LN encoder: embeddings -> L x (self-attention, add & norm,
 feed-forward, add & norm) -> hidden states (B, T, C); a pooler and task heads on top.
 
-The encoder knows nothing of skimming. It offers two hooks that skimming needs:
+The encoder knows nothing of skimming. It offers three hooks that skimming needs:
   * `key_mask` (B, T): which tokens may be attended to. A float mask may carry gradient: keys are
     then weighted by it and the softmax renormalised, so a kept token computes exactly what it
     would compute if the masked ones were removed (Transkimmer's skim attention builds on this).
   * `VarLen`: B sequences of different lengths packed end to end as (N, C), so a layer spends
     compute only on the tokens each sequence still has (real pruning at any batch size).
+  * `need_probs`: a layer also returns its attention probabilities (B, nh, T, T), for strategies
+    that score tokens by the attention they receive.
 
 This file holds only the model and knows nothing of files: weights.py reads and writes checkpoints
 (`weights.from_pretrained` gives a BertModel with released weights). Checked by
@@ -267,10 +269,22 @@ class SelfAttention(nn.Module):
         self.p_drop = cfg.attention_probs_dropout_prob
 
     def forward(
-        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
-    ) -> torch.Tensor:
+        self,
+        h: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        varlen: VarLen | None = None,
+        need_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """h: (B, T, C), or (N, C) packed with `varlen`. key_mask: (B, T) bool or float, 1 = may be
-        attended. Returns the attention output (after the output projection), shaped like h."""
+        attended. Returns the attention output (after the output projection), shaped like h.
+
+        need_probs: also return the attention probabilities, as (out, probs). probs is
+        (B, nh, T, T), after the softmax and before dropout, with probs[b, :, i, j] the weight
+        of key j for query i. It is on the padded (B, T) grid even for packed input (T = the
+        longest sequence, the grid of `varlen.pad`), with zeros at pad keys and pad query rows.
+        A key_mask masks keys only: with padded input every query row holds probabilities, pads
+        and skimmed tokens included. Getting them costs the explicit matmuls of the eager path;
+        without need_probs nothing changes (the fused kernel runs as before)."""
         q, k, v = self.query(h), self.key(h), self.value(h)  # each (B, T, C) or (N, C)
         p_drop = self.p_drop if self.training else 0.0
         # several packed sequences on a CPU: attend within each (one sequence: pad is a view)
@@ -279,6 +293,7 @@ class SelfAttention(nn.Module):
             and len(varlen.sizes) > 1
             and self.impl == "sdpa"
             and h.device.type == "cpu"
+            and not need_probs
         ):
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
@@ -290,15 +305,23 @@ class SelfAttention(nn.Module):
         q, k, v = (
             x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v)
         )  # (B, nh, T, hs)
-        if self.impl == "sdpa" and (key_mask is None or not key_mask.requires_grad):
+        probs = None
+        if (
+            self.impl == "sdpa"
+            and not need_probs
+            and (key_mask is None or not key_mask.requires_grad)
+        ):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
-            ctx = self._eager(q, k, v, key_mask, p_drop)
+            ctx, probs = self._eager(q, k, v, key_mask, p_drop)
         ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
         if varlen is not None:
             ctx = varlen.unpad(ctx)  # (N, C)
-        return self.out(ctx)
+            if need_probs and key_mask is not None:  # a pad query row is no token: all zeros
+                probs = probs.masked_fill(~key_mask[:, None, :, None], 0.0)
+        out = self.out(ctx)
+        return (out, probs) if need_probs else out
 
     def _per_sequence(self, q, k, v, sizes, p_drop):
         """Packed q, k, v (N, C) -> context (N, C), attending within each sequence.
@@ -319,23 +342,30 @@ class SelfAttention(nn.Module):
         return torch.cat(ctx)  # (N, C)
 
     def _eager(self, q, k, v, key_mask, p_drop):
-        """Attention in explicit matmuls. A float key_mask m weights the keys:
-            probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
-        which for m ∈ {0, 1} equals the softmax over the kept keys only, yet stays differentiable
-        in m (the straight-through gradient of a skim decision flows through here)."""
+        """Attention in explicit matmuls: q, k, v (B, nh, T, hs) -> (context (B, nh, T, hs),
+        probabilities (B, nh, T, T) before dropout). A float key_mask m weights the keys
+        (see `masked_softmax`), differentiably: the straight-through gradient of a skim decision
+        flows through here."""
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)  # (B, nh, T, T)
-        if key_mask is None:
-            probs = scores.softmax(-1)
-        else:
-            m = key_mask.to(scores.dtype)[:, None, None, :]  # (B, 1, 1, T)
-            # Subtract the max over the *kept* keys so their exponentials cannot underflow; clamp
-            # at 0 so a masked key with a larger score cannot overflow (its weight is m = 0 anyway,
-            # only its gradient is bounded). Every row keeps ≥ 1 key, so the sum is ≥ 1: no NaN.
-            top = scores.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)  # (B, nh, T, 1)
-            weights = (scores - top).clamp(max=0).exp() * m  # (B, nh, T, T)
-            probs = weights / weights.sum(-1, keepdim=True)
-        probs = F.dropout(probs, p_drop, self.training)
-        return probs @ v  # (B, nh, T, hs)
+        probs = scores.softmax(-1) if key_mask is None else masked_softmax(scores, key_mask)
+        return F.dropout(probs, p_drop, self.training) @ v, probs
+
+
+def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """scores (B, nh, T, T), key_mask (B, T) bool or float (may carry gradient) -> probabilities
+    (B, nh, T, T):
+
+        probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
+
+    which for m ∈ {0, 1} equals the softmax over the kept keys only, yet stays differentiable
+    in m (the straight-through gradient of a skim decision flows through here)."""
+    m = key_mask.to(scores.dtype)[:, None, None, :]  # (B, 1, 1, T)
+    # Subtract the max over the *kept* keys so their exponentials cannot underflow; clamp
+    # at 0 so a masked key with a larger score cannot overflow (its weight is m = 0 anyway,
+    # only its gradient is bounded). Every row keeps ≥ 1 key, so the sum is ≥ 1: no NaN.
+    top = scores.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)  # (B, nh, T, 1)
+    weights = (scores - top).clamp(max=0).exp() * m  # (B, nh, T, T)
+    return weights / weights.sum(-1, keepdim=True)
 
 
 class FeedForward(nn.Module):
@@ -366,11 +396,21 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(cfg.hidden_dropout_prob)
 
     def forward(
-        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
-    ) -> torch.Tensor:
-        """h: (B, T, C) with key_mask (B, T), or (N, C) packed with varlen. Same shape out."""
-        h = self.ln_attn(h + self.drop(self.attn(h, key_mask, varlen)))
-        return self.ln_ffn(h + self.drop(self.ffn(h)))
+        self,
+        h: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        varlen: VarLen | None = None,
+        need_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """h: (B, T, C) with key_mask (B, T), or (N, C) packed with varlen. Same shape out; with
+        need_probs, (out, attention probabilities (B, nh, T, T)) as SelfAttention returns them."""
+        if need_probs:
+            a, probs = self.attn(h, key_mask, varlen, need_probs=True)
+        else:
+            a, probs = self.attn(h, key_mask, varlen), None
+        h = self.ln_attn(h + self.drop(a))
+        h = self.ln_ffn(h + self.drop(self.ffn(h)))
+        return (h, probs) if need_probs else h
 
 
 class BertModel(nn.Module):

@@ -144,6 +144,71 @@ def test_float_key_mask_with_gradient_equals_removing_the_masked_tokens():
     assert soft.grad.abs().sum() > 0, "no gradient reached the key mask"
 
 
+# ----------------------------------------------------------------------------------------------
+# need_probs: the attention probabilities
+
+
+def hand_probs(attn, h: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√hs) over the kept keys, written out: h (B, T, C), key_mask (B, T) bool."""
+    B, T, C = h.shape
+    nh, hs = attn.nh, attn.hs
+    q = attn.query(h).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    k = attn.key(h).view(B, T, nh, hs).transpose(1, 2)
+    scores = q @ k.transpose(-2, -1) / hs**0.5  # (B, nh, T, T)
+    scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return scores.softmax(-1)
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
+def test_need_probs_returns_the_softmax_over_kept_keys_and_the_same_output(attn_impl):
+    model = BertModel(dataclasses.replace(TINY, attn_impl=attn_impl)).eval()
+    ids, mask, types = batch(TINY)
+    keep = mask.bool()
+    with torch.no_grad():
+        h = model.embed(ids, types)
+        attn = model.layers[0].attn
+        out, probs = attn(h, keep, need_probs=True)
+        expected = hand_probs(attn, h, keep)
+        plain = attn(h, keep)  # without need_probs: the fused kernel (sdpa) or eager, as before
+        layer_out, layer_probs = model.layers[0](h, keep, need_probs=True)
+        layer_plain = model.layers[0](h, keep)
+    assert probs.shape == (3, TINY.num_attention_heads, 7, 7)
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, TINY.num_attention_heads, 7))
+    assert (probs * ~keep[:, None, None, :]).abs().max() == 0, "a masked key has weight"
+    torch.testing.assert_close(out, plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer_probs, probs, atol=0, rtol=0)
+    torch.testing.assert_close(layer_out, layer_plain, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
+def test_need_probs_packed_equals_padded_with_zeros_at_pads(attn_impl):
+    model = BertModel(dataclasses.replace(TINY, attn_impl=attn_impl)).eval()
+    ids, mask, types = batch(TINY)
+    keep = mask.bool()
+    with torch.no_grad():
+        h = model.embed(ids, types)
+        padded_out, padded = model.layers[0](h, keep, need_probs=True)
+        varlen = VarLen(mask.sum(1))
+        packed_out, packed = model.layers[0](h[keep], varlen=varlen, need_probs=True)
+    assert packed.shape == padded.shape == (3, TINY.num_attention_heads, 7, 7)
+    real = keep[:, None, :, None] & keep[:, None, None, :]  # (B, 1, T, T): real query, real key
+    torch.testing.assert_close(packed, padded * real, atol=1e-6, rtol=0)
+    assert (packed * ~real).abs().max() == 0, "pad query rows and pad keys must be zeros"
+    torch.testing.assert_close(packed_out, padded_out[keep], atol=1e-6, rtol=0)
+    one = VarLen(mask.sum(1)[:1])  # a single sequence: its own grid, no pads
+    with torch.no_grad():
+        _, alone = model.layers[0](h[0][keep[0]], varlen=one, need_probs=True)
+    torch.testing.assert_close(alone, padded[:1], atol=1e-6, rtol=0)
+
+
+def test_need_probs_are_taken_before_dropout():
+    model = BertModel(dataclasses.replace(TINY, attention_probs_dropout_prob=0.5)).train()
+    h = torch.randn(2, 7, TINY.hidden_size)
+    _, probs = model.layers[0](h, need_probs=True)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, TINY.num_attention_heads, 7))
+
+
 @pytest.mark.parametrize("bad", [99, 1000, -1])  # TINY's vocabulary: ids 0..98
 def test_token_id_outside_the_vocabulary_is_named(bad):
     ids = torch.full((2, 5), 7)
