@@ -351,21 +351,56 @@ class SelfAttention(nn.Module):
         return F.dropout(probs, p_drop, self.training) @ v, probs
 
 
+# How far (in nats, i.e. units of the score) masked_softmax lets exponents stray from 0. e^±40 is
+# far inside float32 (normal numbers span e^±87), so a weight, a sum and a ratio of the two
+# (the gradient w.r.t. m is up to e^80 ≈ 5.5e34 < 3.4e38) can neither overflow nor underflow.
+_EXP_LIMIT = 40.0
+
+
 def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     """scores (B, nh, T, T), key_mask (B, T) bool or float (may carry gradient) -> probabilities
-    (B, nh, T, T):
+    (B, nh, T, T) in the dtype of scores:
 
         probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
 
-    which for m ∈ {0, 1} equals the softmax over the kept keys only, yet stays differentiable
-    in m (the straight-through gradient of a skim decision flows through here)."""
-    m = key_mask.to(scores.dtype)[:, None, None, :]  # (B, 1, 1, T)
-    # Subtract the max over the *kept* keys so their exponentials cannot underflow; clamp
-    # at 0 so a masked key with a larger score cannot overflow (its weight is m = 0 anyway,
-    # only its gradient is bounded). Every row keeps ≥ 1 key, so the sum is ≥ 1: no NaN.
-    top = scores.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)  # (B, nh, T, 1)
-    weights = (scores - top).clamp(max=0).exp() * m  # (B, nh, T, T)
-    return weights / weights.sum(-1, keepdim=True)
+    For m ∈ {0, 1} this is the softmax over the kept keys (m = 1), zero at the others, so a kept
+    token computes exactly what it would compute if the masked ones were removed; and it is
+    differentiable in m and s with the formula's exact gradient. That includes a masked key that
+    scores above every kept key: its gradient ∂probs_ij/∂m_j = exp(s_ij)/Σ_k m_k·exp(s_ik) grows
+    as e^(its lead) and is not bounded, as in the authors' masked softmax.
+
+    DEVIATION: Transkimmer's released code (master branch) multiplies the mask onto the
+    probabilities after the softmax, without renormalising, so the kept weights of a row sum to
+    less than 1 during training. We renormalise, so that training computes exactly what pruning
+    (removing the skimmed tokens) computes at inference.
+
+    Numerics. Any per-row shift c gives the same formula:
+    m_j·exp(s_ij - c) / Σ_k m_k·exp(s_ik - c).
+    The usual c, the max over the row, keeps every weight ≤ 1; but when the kept keys all score far
+    below a masked one (by more than about 100 in float32), every kept weight underflows to 0 and
+    the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked key
+    far above it overflows to inf, and inf·0 = NaN. So:
+      * compute in float32, whatever the input dtype: float16 spans only e^±11 (e^-17 with
+        subnormals), too little room for either choice, and bfloat16 rounds a sum of many weights
+        to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
+      * shift by the max over all keys, but by no more than _EXP_LIMIT above the best kept key
+        (c = min(max_all, max_kept + L)): the best kept weight is then ≥ e^-L, so the sum is > 0;
+      * clip exponents at +L: a masked key more than 2L = 80 nats above the best kept key gets
+        weight e^L (times m = 0, so nothing changes forward). Only then is its gradient bounded:
+        the true value, above e^80, would leave float32's range.
+    Up to a lead of 80 nats the gradient is the exact one. A row with no kept key gives zeros."""
+    m = key_mask.to(torch.float32)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
+    s = scores.float()  # (B, nh, T, T); a no-op in float32
+    with torch.no_grad():  # the shift cancels in the ratio: no gradient flows through it
+        top_all = s.amax(-1, keepdim=True)  # (B, nh, T, 1)
+        top_kept = s.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)
+        top_kept = torch.where(top_kept == float("-inf"), top_all, top_kept)  # no key kept
+        shift = torch.minimum(top_all, top_kept + _EXP_LIMIT)
+    weights = (s - shift).clamp(max=_EXP_LIMIT).exp() * m  # (B, nh, T, T), each ≤ e^L
+    # DEVIATION: renormalised over the kept keys (the authors' code is not; see the docstring).
+    # The sum is ≥ e^-L whenever a key is kept; the floor only turns a row with none into zeros.
+    total = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return (weights / total).to(scores.dtype)
 
 
 class FeedForward(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from transformer import CONFIGS, BertConfig, BertModel, VarLen
+from transformer import CONFIGS, BertConfig, BertModel, VarLen, masked_softmax
 from weights import from_pretrained, write_safetensors
 
 TINY = CONFIGS["tiny"]
@@ -207,6 +207,74 @@ def test_need_probs_are_taken_before_dropout():
     h = torch.randn(2, 7, TINY.hidden_size)
     _, probs = model.layers[0](h, need_probs=True)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, TINY.num_attention_heads, 7))
+
+
+# ----------------------------------------------------------------------------------------------
+# masked_softmax: the skim attention's exact gradient, without overflow
+
+
+def naive_masked_softmax(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """The formula as written, m_j·exp(s_ij) / Σ_k m_k·exp(s_ik): safe in float64 for small s."""
+    w = m[:, None, None, :] * s.exp()
+    return w / w.sum(-1, keepdim=True)
+
+
+def scores_with_a_skimmed_key_on_top():
+    """(1, 2, 4, 6) scores, mask (1, 6) that skims keys 1 and 4; key 1 scores 8 above the best
+    kept key in every row (where the old clamp cut its gradient down)."""
+    s = torch.randn(1, 2, 4, 6, dtype=torch.float64)
+    s[..., 1] = s[..., [0, 2, 3, 5]].amax(-1) + 8.0
+    m = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+    return s, m
+
+
+def test_masked_softmax_forward_is_the_softmax_over_kept_keys():
+    s, m = scores_with_a_skimmed_key_on_top()
+    probs = masked_softmax(s.float(), m.float())
+    kept = s[..., m[0].bool()].softmax(-1)
+    torch.testing.assert_close(probs[..., m[0].bool()].double(), kept, atol=1e-6, rtol=0)
+    assert probs[..., ~m[0].bool()].abs().max() == 0
+
+
+def test_masked_softmax_gradient_is_the_formulas_exact_gradient():
+    s, m = scores_with_a_skimmed_key_on_top()
+    upstream = torch.randn(s.shape, dtype=torch.float64)  # a random loss: sum(upstream · probs)
+    grads = []
+    for fn, dtype in ((naive_masked_softmax, torch.float64), (masked_softmax, torch.float32)):
+        s_, m_ = (x.detach().to(dtype).clone().requires_grad_() for x in (s, m))
+        (fn(s_, m_) * upstream.to(dtype)).sum().backward()
+        grads.append((s_.grad.double(), m_.grad.double()))
+    (ref_s, ref_m), (our_s, our_m) = grads
+    torch.testing.assert_close(our_s, ref_s, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(our_m, ref_m, atol=1e-6, rtol=1e-5)
+    # the skimmed key on top: its gradient is large (~e^8 times a kept key's), and not cut down
+    assert our_m[0, 1].abs() > 100 * our_m[0, 0].abs()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("lead", [0.0, 30.0, 100.0, 1000.0, 60000.0])
+def test_masked_softmax_is_finite_with_extreme_scores(dtype, lead):
+    """Kept keys `lead` below a skimmed key (float16 tops out at 65504): no NaN, no inf, forward
+    or backward, and the forward still the softmax over the kept keys."""
+    s = torch.zeros(2, 1, 3, 5)
+    s[..., 2] = lead  # key 2 is skimmed
+    s[..., 0] = -3.0
+    s[1, ..., 4] = lead / 2  # in row 1, a skimmed key halfway
+    s = s.to(dtype).requires_grad_()
+    m = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 1.0, 0.0]], requires_grad=True)
+    probs = masked_softmax(s, m)
+    assert probs.dtype == dtype
+    (probs * torch.randn_like(probs)).sum().backward()
+    for name, x in (("probs", probs), ("grad of scores", s.grad), ("grad of mask", m.grad)):
+        assert torch.isfinite(x).all(), f"{name} not finite"
+    kept = torch.tensor([0, 1, 3])
+    expected = s.detach().float()[..., kept].softmax(-1)
+    torch.testing.assert_close(probs[..., kept].float(), expected, atol=1e-2, rtol=0)
+
+
+def test_masked_softmax_row_without_a_kept_key_is_zeros_not_nan():
+    probs = masked_softmax(torch.randn(1, 1, 2, 3), torch.zeros(1, 3))
+    assert torch.equal(probs, torch.zeros(1, 1, 2, 3))
 
 
 @pytest.mark.parametrize("bad", [99, 1000, -1])  # TINY's vocabulary: ids 0..98
