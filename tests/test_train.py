@@ -7,7 +7,7 @@ import torch
 
 import runs
 import train
-from transformer import BertModel, read_safetensors
+from weights import from_pretrained, read_safetensors
 
 # every built-in method, with the options it needs on the smoke preset
 METHOD_ARGS = {
@@ -64,7 +64,7 @@ def test_each_method_runs_the_smoke_preset_and_writes_its_outputs(tmp_path, meth
     assert "<svg" in (folder / "kept_tokens.svg").read_text()
     assert (folder / "case_study.html").read_text().count("<p>") == 5 + 1  # legend + 5 examples
     # the checkpoint is a Hugging Face-style folder: our loader reads its encoder back
-    encoder = BertModel.from_pretrained(folder / "ckpt")
+    encoder = from_pretrained(folder / "ckpt")
     tensors = read_safetensors(folder / "ckpt" / "model.safetensors")
     torch.testing.assert_close(
         encoder.emb.tok.weight, tensors["bert.embeddings.word_embeddings.weight"], atol=0, rtol=0
@@ -77,7 +77,7 @@ def test_transformers_reads_our_checkpoint_folder(tmp_path):
     import transformers
 
     run(tmp_path, "--method", "baseline", "--epochs", "0.2")
-    ours = BertModel.from_pretrained(tmp_path / "run" / "ckpt")
+    ours = from_pretrained(tmp_path / "run" / "ckpt")
     ref = transformers.BertForSequenceClassification.from_pretrained(
         str(tmp_path / "run" / "ckpt")
     ).eval()
