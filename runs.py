@@ -52,6 +52,7 @@ METHODS = {
     "trbert": "rl_policy:TRBertPolicy",
     "cls-attention": "skim:ClsAttentionSkim",
     "random": "skim:RandomSkim",
+    "ltp": "ltp:LTP",
 }
 
 

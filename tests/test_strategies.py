@@ -80,6 +80,7 @@ CASES = {
     "trbert": built_in("trbert"),
     "cls-attention": built_in("cls-attention", keep=0.6),
     "random": built_in("random", keep_shares="1,0.7,0.5,0.5"),
+    "ltp": built_in("ltp", threshold_init=0.9),
 }
 
 

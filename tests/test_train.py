@@ -16,6 +16,7 @@ METHOD_ARGS = {
     "trbert": [],
     "cls-attention": ["--keep", "0.5"],
     "random": ["--keep-shares", "1,0.5"],
+    "ltp": [],
 }
 
 FAST = [

@@ -1,0 +1,106 @@
+"""LTP, Learned Token Pruning: a learned threshold per layer on the attention each token receives.
+
+Kim et al., "Learned Token Pruning for Transformers", KDD 2022, https://arxiv.org/abs/2107.00910.
+A fourth method, written against skim.SkimStrategy alone (this file is all it takes):
+  importance   s_j = (1/(nh·n)) Σ_h Σ_i A_h[i, j], the attention token j receives in the layer
+               before, averaged over heads and the n present queries       -> `LTP.scores`
+  soft mask    M_j = σ((s_j − θ_l)/T) in the soft stage, θ_l learned         -> `LTP.decide`
+  hard mask    M_j = [s_j ≥ θ_l] in the hard stage and at inference          -> `LTP.decide`
+  loss         task loss + λ·(1/L) Σ_l Σ_j M_j / n (the soft masks' L1 norm) -> `LTP.loss`
+  schedule     soft stage (encoder and thresholds learn), then hard stage (thresholds frozen)
+NOTE: the paper's text is not in this repository; the defaults below are ours, tuned on the
+synthetic task, not the paper's. Tests: tests/test_strategies.py (the conformance suite).
+
+Shapes: B batch, T tokens, nh heads, L layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from skim import SkimStrategy, Stage, option, skim_forward, skim_loss
+
+
+@dataclass
+class LTPOptions:
+    """LTP's settings (ours: see the NOTE above)."""
+
+    temperature: float = option(0.1, "T of the soft mask σ((s − θ)/T), on the relative score")
+    skim_weight: float | None = option(
+        None, "λ of the mask regulariser (default: the task's λ of Transkimmer Table 2)"
+    )
+    threshold_init: float = option(0.0, "θ of every layer at the start, on the relative score")
+    hard_epochs: float = option(1.0, "epochs of the hard stage, thresholds frozen (0 = none)")
+
+    def __post_init__(self):
+        assert self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"
+        assert self.skim_weight is None or self.skim_weight >= 0, "--skim-weight must be ≥ 0"
+        assert self.hard_epochs >= 0, f"--hard-epochs must be ≥ 0, got {self.hard_epochs}"
+
+
+class LTP(SkimStrategy):
+    """A threshold θ_l before every layer but the first, on the attention the layer before gave.
+
+    DEVIATION: LTP removes a token right after the attention of layer l, so it skips layer l's FFN;
+    here every decision is taken before a layer (the shared loop's one place for it), on the
+    attention of the layer before: a token pays that layer's FFN and leaves after it.
+    DEVIATION: θ is compared with n·s_j, the score relative to the mean attention a token receives
+    (1/n), not with s_j itself: one θ then fits short and long inputs, and Adam's steps at the
+    method's learning rate are on its scale."""
+
+    Options = LTPOptions
+    checkpoint_prefix = "ltp"
+    wants_attention = True
+
+    def __init__(self, num_layers: int, options: LTPOptions):
+        super().__init__()
+        self.options = options
+        self.layers = tuple(range(1, num_layers))
+        self.thresholds = nn.Parameter(torch.full((num_layers,), options.threshold_init))
+        self.soft = True  # which mask training uses: σ in the soft stage, [s ≥ θ] in the hard one
+
+    @classmethod
+    def build(cls, model, options, task):
+        if options.skim_weight is None:
+            options = dataclasses.replace(options, skim_weight=task.skim_weight)
+        return cls(model.bert.config.num_hidden_layers, options)
+
+    def scores(self, attention: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Relative importance n·s_j of each token, (B, T), from the previous layer's attention
+        (B, nh, T, T) and who is present (B, T). Summing over queries is written as a product
+        with the present-query vector, so it is a matmul: flops.py and FlopCounterMode see it."""
+        nh = attention.shape[1]
+        queries = alive[:, None, None, :].to(attention.dtype).expand(-1, nh, 1, -1)  # (B, nh, 1, T)
+        received = (queries @ attention).squeeze(2).sum(1)  # (B, T): Σ_h Σ_i A_h[i, j]
+        return received / nh  # n·s_j = Σ_h Σ_i A/(nh): the n of the mean cancels
+
+    def decide(self, i, h, alive, ctx):
+        s = self.scores(ctx.attention, alive)  # (B, T)
+        theta = self.thresholds[i]
+        if self.training and self.soft:
+            return torch.sigmoid((s - theta) / self.options.temperature) * alive
+        keep = (s >= theta) & (alive > 0)
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+    def overhead_flops(self, config, n):
+        return 2 * config.num_attention_heads * n * n  # the (1×n)@(n×n) product per head
+
+    def stages(self, cfg):
+        stages = [Stage("soft", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+        if self.options.hard_epochs:
+            stages.append(Stage("hard", self.options.hard_epochs, cfg.lr, 0.0))
+        return stages
+
+    def loss(self, model, batch, step):
+        # LTP: task loss + λ·(mean over layers of each example's kept share, soft masks)
+        self.soft = step.stage.name == "soft"
+        out = skim_forward(model, self, batch, prune=False)
+        kept = skim_loss(out, batch["attention_mask"])
+        task = step.task_loss(out.logits, batch).mean()
+        if not self.soft:  # the hard stage fine-tunes the encoder to the frozen thresholds
+            return task, {"kept": kept.item()}
+        return task + self.options.skim_weight * kept, {"kept": kept.item()}
