@@ -17,7 +17,8 @@ This file holds only the model and knows nothing of files: weights.py reads and 
 (`weights.from_pretrained` gives a BertModel with released weights). Checked by
 tests/test_transformer.py.
 
-Shapes: B batch, T padded tokens, N packed tokens, C hidden size, nh heads, hs head size (C = nh·hs).
+Shapes: B batch, T padded tokens, N packed tokens, C hidden size, nh heads, hs head size
+(C = nh·hs).
 """
 
 from __future__ import annotations
@@ -53,9 +54,8 @@ class BertConfig:
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon of the released checkpoints
     pad_token_id: int = 0  # id of [PAD]
     initializer_range: float = 0.02  # std of the normal init for new weights
-    attn_impl: str = (
-        "sdpa"  # not in config.json: "sdpa" (fused kernel) or "eager" (explicit matmuls)
-    )
+    # not in config.json: "sdpa" (the fused kernel) or "eager" (explicit matmuls)
+    attn_impl: str = "sdpa"
 
     def __post_init__(self):
         """Refuse a shape the model cannot have, naming the field: a bad config.json otherwise
@@ -160,9 +160,8 @@ class VarLen:
 
     def __init__(self, lengths: torch.Tensor):
         self.lengths = lengths  # (B,) long, every entry ≥ 1
-        self.sizes = (
-            lengths.tolist()
-        )  # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
+        # the lengths as Python ints: sequence b is rows sum(sizes[:b]) .. + sizes[b]
+        self.sizes = lengths.tolist()
         self.t_max = max(self.sizes)
 
     @functools.cached_property
@@ -183,9 +182,8 @@ class VarLen:
         """(B, T_max, *) -> (N, *)."""
         if len(self.sizes) == 1:
             return x.squeeze(0)
-        return x.reshape(-1, *x.shape[2:]).index_select(
-            0, self.index
-        )  # as [index], ~3× faster on a CPU
+        # index_select: as [self.index], ~3× faster on a CPU
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)
 
     def key_mask(self) -> torch.Tensor:
         """(B, T_max) bool, True at real tokens."""
@@ -298,13 +296,11 @@ class SelfAttention(nn.Module):
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
             q, k, v = varlen.pad(q), varlen.pad(k), varlen.pad(v)  # (B, T_max, C)
-            key_mask = (
-                None if len(varlen.sizes) == 1 else varlen.key_mask()
-            )  # one sequence: no pads
+            # one sequence: no pads to mask
+            key_mask = None if len(varlen.sizes) == 1 else varlen.key_mask()
         B, T, C = q.shape
-        q, k, v = (
-            x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v)
-        )  # (B, nh, T, hs)
+        # (B, nh, T, hs): one (T, hs) slice per head
+        q, k, v = (x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v))
         probs = None
         if (
             self.impl == "sdpa"
@@ -329,14 +325,14 @@ class SelfAttention(nn.Module):
         On a CPU one attention call per sequence is cheaper than one call on a padded grid: the
         grid costs B·T_max² scores where the sequences need Σ n², plus three scatters and a
         gather, while a call costs only microseconds of Python (attention of one MiniLM layer on
-        32 IMDB reviews, 1 thread: 78 ms looping over them against 277 ms on the grid). A GPU prefers
-        one large call: each small one would pay a kernel launch and leave the device idle."""
+        32 IMDB reviews, 1 thread: 78 ms looping over them against 277 ms on the grid). A GPU
+        prefers one large call: each small one would pay a kernel launch and leave the device
+        idle."""
         ctx = []
         for qs, ks, vs in zip(q.split(sizes), k.split(sizes), v.split(sizes)):  # each (n, C)
             n = len(qs)
-            qs, ks, vs = (
-                x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs)
-            )  # (1, nh, n, hs)
+            # (1, nh, n, hs)
+            qs, ks, vs = (x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs))
             out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=p_drop)  # (1, nh, n, hs)
             ctx.append(out.transpose(1, 2).reshape(n, -1))  # (n, C)
         return torch.cat(ctx)  # (N, C)
@@ -378,8 +374,8 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     m_j·exp(s_ij - c) / Σ_k m_k·exp(s_ik - c).
     The usual c, the max over the row, keeps every weight ≤ 1; but when the kept keys all score far
     below a masked one (by more than about 100 in float32), every kept weight underflows to 0 and
-    the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked key
-    far above it overflows to inf, and inf·0 = NaN. So:
+    the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked
+    key far above it overflows to inf, and inf·0 = NaN. So:
       * compute in float32, whatever the input dtype: float16 spans only e^±11 (e^-17 with
         subnormals), too little room for either choice, and bfloat16 rounds a sum of many weights
         to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
@@ -496,7 +492,8 @@ class BertModel(nn.Module):
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """BERT's initialisation for weights that are not loaded: N(0, 0.02), zero biases, LN = identity."""
+    """BERT's initialisation for weights that are not loaded: N(0, std), zero biases, zero [PAD]
+    embedding, LayerNorm = identity."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, std)
     if isinstance(module, nn.Linear) and module.bias is not None:
@@ -514,7 +511,8 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 
 class BertForTask(nn.Module):
-    """The encoder plus one task head, named as Hugging Face names them (`classifier`, `qa_outputs`).
+    """The encoder plus one task head, named as Hugging Face names them (`classifier`,
+    `qa_outputs`).
 
     kind "classification" / "regression": dropout(pooled [CLS]) -> Linear(C, num_labels)
     kind "span" (SQuAD v2): Linear(C, 2) on every token -> start and end logits

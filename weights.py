@@ -1,19 +1,16 @@
-"""Checkpoint files: reading and writing weights, config.json, and finding a model to load.
+"""Checkpoint files: weights, config.json, and finding a model to load.
 
-transformer.py holds the model and knows nothing of files; this file turns a folder (or a model-hub
-name) into a BertModel with released weights, `from_pretrained`, and back. It imports transformer,
-never the reverse.
-
-  * names: the released checkpoints (Hugging Face's BertModel) name tensors their own way; one
-    table, `released_name`, maps ours to theirs, and `load_encoder_weights` copies them in, refusing
-    any tensor it cannot place rather than guessing.
-  * format: `model.safetensors` through our own short reader and writer (8-byte header length, a
-    JSON header, raw bytes), or a `pytorch_model.bin` pickle through torch.load.
-  * finding: a local folder, a checkpoint shipped by an installed package, the download cache, or a
-    download from the model hub; files appear under their final name only once complete.
-
-A run folder written by train.py is a model folder too: its config.json has a "skimbert" section
-and its encoder tensors are those under `bert.`. Checked by tests/test_weights.py.
+transformer.py holds the model and knows nothing of files; this file turns a folder or a model-hub
+name into a BertModel with released weights (`from_pretrained`), and saves tensors back. It
+imports transformer, never the reverse.
+  * names: one table, `released_name`, maps our parameter names to the released ones (Hugging
+    Face's BertModel); `load_encoder_weights` copies tensors in and refuses any it cannot place.
+  * format: `model.safetensors` through our own reader and writer, which check every rule of the
+    format, or a `pytorch_model.bin` pickle through torch.load; config.json checked field by field.
+  * finding: a local folder, a package's bundled checkpoint, the download cache, or the model hub.
+A train.py run folder is a model folder too: config.json has a "skimbert" section, and only its
+`bert.*` tensors are the encoder's. Errors name the file and what to fix. Checked by
+tests/test_weights.py.
 """
 
 from __future__ import annotations
@@ -101,7 +98,15 @@ def load_encoder_weights(
         state = {k: v for k, v in state.items() if k.startswith("bert.")}
     else:
         dropped = []
-    released = {_normalise(k): v for k, v in state.items()}
+    released, spelled = {}, {}  # normalised name -> tensor, and -> the name as the file spells it
+    for key, tensor in state.items():
+        name = _normalise(key)
+        if name in released:  # e.g. both bert.pooler.dense.weight and pooler.dense.weight
+            raise CheckpointError(
+                f"{source}: tensors {spelled[name]} and {key} are both {name}; "
+                f"refusing to guess which one is meant"
+            )
+        released[name], spelled[name] = tensor, key
     used, missing = set(), []
     with torch.no_grad():
         for ours, param in model.state_dict().items():
@@ -129,8 +134,9 @@ def load_encoder_weights(
             continue
         if not _DROPPED.match(name):
             raise CheckpointError(
-                f"{source}: tensor {name} is not part of BERT and not a known "
-                f"extra; refusing to guess what it is"
+                f"{source}: tensor {spelled[name]} is not part of BERT and not a known "
+                f"extra; refusing to guess what it is (a train.py run folder may hold other "
+                f'tensors beside bert.*: its config.json has a "skimbert" section)'
             )
         dropped.append(name)
     return dropped

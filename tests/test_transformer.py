@@ -112,9 +112,8 @@ def test_released_minilm_matches_reference_on_real_sentences(minilm_dir):
 # The hooks skimming uses
 
 
-@pytest.mark.parametrize(
-    "attn_impl", ["sdpa", "eager"]
-)  # CPU sdpa: per sequence; eager: padded grid
+# CPU sdpa: one attention call per sequence; eager: the padded grid
+@pytest.mark.parametrize("attn_impl", ["sdpa", "eager"])
 def test_packed_varlen_layer_equals_padded_layer_at_real_tokens(attn_impl):
     model = BertModel(dataclasses.replace(TINY, attn_impl=attn_impl)).eval()
     ids, mask, types = batch(TINY)

@@ -84,6 +84,15 @@ def test_run_folder_encoder_tensors_stay_strict(tmp_path):
         from_pretrained(folder)
 
 
+def test_two_spellings_of_one_tensor_are_refused(tmp_path):
+    folder = save_as_folder(reference_tiny(), tmp_path / "m")
+    state = read_safetensors(folder / "model.safetensors")
+    state["bert.pooler.dense.weight"] = torch.zeros_like(state["pooler.dense.weight"])
+    write_safetensors(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="pooler.dense.weight and bert.pooler.dense.weight"):
+        from_pretrained(folder)
+
+
 def test_released_checkpoint_refuses_a_strategy_prefix(tmp_path):
     """Without a "skimbert" section, `policy.*` is a tensor nobody claimed, as any other."""
     folder = save_as_folder(reference_tiny(), tmp_path / "m")
