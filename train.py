@@ -825,34 +825,15 @@ def _eval_line(task, step, loss, res, stage) -> str:
 def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> dict:
     """Final evaluation: results.json and the pictures (eval.json alone after --eval-only)."""
     res = evaluate(run, run.strategy)
-    results = {
-        "method": run.cfg.method,
-        "task": run.task.name,
-        **{k: v for k, v in res.items() if k != "exit_layers"},
-        "wall_time_s": round(time.time() - started, 1),
-        "config": run.meta,
-        "versions": _versions(),
-        **extra,
-    }
+    cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer)
+    wall = round(time.time() - started, 1)
+    results = {"method": run.cfg.method, "task": run.task.name, **res, "case_study": cases,
+               "wall_time_s": wall, "config": run.meta, "versions": _versions(), **extra}
     if run.rank == 0:
-        title = f"{run.cfg.method.rpartition('/')[2]} on {run.task.name}"
-        atomic_write(
-            run.dir / ("eval.json" if eval_only else "results.json"),
-            json.dumps(results, indent=2).encode(),
-        )
+        name = "eval.json" if eval_only else "results.json"
+        atomic_write(run.dir / name, json.dumps(results, indent=2).encode())
         if not eval_only:
-            atomic_write(
-                run.dir / "kept_tokens.svg",
-                report.kept_tokens_svg(res["kept_per_layer"], title).encode(),
-            )
-            html = report.case_study_html(
-                run.dev_feats,
-                res["exit_layers"],
-                run.tokenizer,
-                run.model.bert.config.num_hidden_layers,
-                title,
-            )
-            atomic_write(run.dir / "case_study.html", html.encode())
+            report.write(run.dir, results)
     metrics = " | ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if k != "main")
     f = res["flops"]
     line = (

@@ -3,7 +3,7 @@
 # Same data, model and budget (COMMON); run benchmarks/sst2_minilm.sh line 1 first (the baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COMMON="--task sst2 --model sentence-transformers/all-MiniLM-L6-v2 --data-dir ../shared/data/glue --train-subset 8000 --lr 5e-5 --eval-every 125 --threads 1"
+COMMON="--task sst2 --model sentence-transformers/all-MiniLM-L6-v2 ${SKIMBERT_DATA:+--data-dir $SKIMBERT_DATA/glue} --train-subset 8000 --lr 5e-5 --eval-every 125 --threads 1"
 BASE="--finetuned runs/sst2-minilm-baseline"
 OUT=runs/sst2-sweep
 python train.py --method baseline    $COMMON --epochs 3 --out-dir $OUT/baseline-3-epochs
