@@ -41,6 +41,7 @@ def layer_flops(config: Config, n: int) -> dict[str, int]:
     Heads do not change the count: nh heads of width d/nh cost nh · 2n²(d/nh) = 2n²d for the scores.
     TR-BERT Sec. 3.3 calls this O(n²d) for attention and O(nd²) for the FFN; here it is exact.
     """
+    # ASSIGNMENT 5 BEGIN: FLOPs of a skimmed forward (assignments/05_flops.md)
     d, f = config.hidden_size, config.intermediate_size
     return {
         "qkv": 3 * 2 * n * d * d,  # three (n×d)@(d×d) projections
@@ -50,6 +51,7 @@ def layer_flops(config: Config, n: int) -> dict[str, int]:
         "ffn_up": 2 * n * d * f,  # (n×d)@(d×f)
         "ffn_down": 2 * n * f * d,  # (n×f)@(f×d)
     }
+    # ASSIGNMENT 5 END
 
 
 def encoder_flops(config: Config, tokens_per_layer: Sequence[int]) -> int:
@@ -151,6 +153,7 @@ def per_token_flops(
     each, n_i = tokens in layer i). It also pays one token's scoring at every scorer it reached:
     before layers 0..k (the one before layer k is where it was dropped).
     """
+    # ASSIGNMENT 5 BEGIN: FLOPs of a skimmed forward (assignments/05_flops.md)
     d, f, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     score_cost = list(score_cost or [0] * L)
     n = count_tokens(layers_processed, L)
@@ -158,6 +161,7 @@ def per_token_flops(
         sum(8 * d * d + 4 * d * f + 4 * n[i] * d for i in range(k)) + sum(score_cost[: k + 1])
         for k in layers_processed
     ]
+    # ASSIGNMENT 5 END
 
 
 # ----------------------------------------------------------------------------------------------

@@ -254,6 +254,7 @@ class SelfAttention(nn.Module):
             probs_ij = m_j·exp(s_ij) / Σ_k m_k·exp(s_ik)
         which for m ∈ {0, 1} equals the softmax over the kept keys only, yet stays differentiable
         in m (the straight-through gradient of a skim decision flows through here)."""
+        # ASSIGNMENT 1 BEGIN: attention with a key mask, renormalised (assignments/01_attention.md)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)  # (B, nh, T, T)
         if key_mask is None:
             probs = scores.softmax(-1)
@@ -267,6 +268,7 @@ class SelfAttention(nn.Module):
             probs = weights / weights.sum(-1, keepdim=True)
         probs = F.dropout(probs, p_drop, self.training)
         return probs @ v  # (B, nh, T, hs)
+        # ASSIGNMENT 1 END
 
 
 class FeedForward(nn.Module):
