@@ -1,9 +1,10 @@
 """The graders' checks: what each assignment's functions must do, written independently of them.
 
 Every check is its own specification: numbers worked out by hand (in the comments), statistics of
-many samples against values integrated here, gradients derived here. None calls another of the
-student's functions, so assignments are graded independently and a wrong helper elsewhere cannot
-make a right answer fail (or a wrong one pass).
+many samples against values integrated here, gradients derived here. A check calls only the
+function(s) it grades (and constructors it needs, such as a config), never the student's other
+functions to compare with: assignments are graded independently, and a wrong function elsewhere
+can neither fail a right answer nor pass a wrong one.
 
 grade.py runs each assignment in its own process: it points `STUDENT_DIR` at the folder being
 graded, and `student(name)` imports the module from there and nowhere else. This file is always
@@ -333,7 +334,11 @@ def _attention_mask_gradient():
     q, k, v = _table_qkv(scores, [[4.0], [8.0], [100.0]], batch=1)
     m = torch.tensor([[1.0, 1.0, 0.0]], requires_grad=True)
     out = _tensor(_attention_module()._eager(q, k, v, m, 0.0), "_eager's result")
-    expect(abs(out[0, 0, 0, 0].item() - 7.0) < 1e-4, f"query 0 gave {out[0, 0, 0, 0]:.4g}, not 7")
+    expect(
+        abs(out[0, 0, 0, 0].item() - 7.0) < 1e-4,
+        f"with m = (1, 1, 0) query 0 gave {out[0, 0, 0, 0].item():.4g}; expected 7 (the worked "
+        f"example of assignments/01_attention.md)",
+    )
     expect(
         out.requires_grad,
         "the result does not depend differentiably on key_mask: a skim decision learns through "
@@ -363,20 +368,18 @@ def _attention_mask_gradient():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
     m = torch.rand(2, 5) * 0.8 + 0.2
-    weight = torch.randn(2, 2, 5, 4)
-    grads = []
-    for mine in (False, True):
-        leaves = [t.clone().double() if mine else t.clone() for t in (q, k, v, m)]
-        for t in leaves:
-            t.requires_grad_()
-        if mine:
-            s = leaves[0] @ leaves[1].transpose(-2, -1) / 2.0
-            w = leaves[3][:, None, None, :] * (s - s.amax(-1, keepdim=True)).exp()
-            out = (w / w.sum(-1, keepdim=True)) @ leaves[2]
-        else:
-            out = _attention_module()._eager(*leaves, 0.0)
-        (out * weight.to(out.dtype)).sum().backward()
-        grads.append([t.grad for t in leaves])
+    weight = torch.randn(2, 2, 5, 4)  # the gradients of Σ weight·out
+
+    def leaves(dtype):
+        return [t.clone().to(dtype).requires_grad_() for t in (q, k, v, m)]
+
+    theirs = leaves(torch.float32)
+    (_attention_module()._eager(*theirs, 0.0) * weight).sum().backward()
+    ours = leaves(torch.float64)
+    s = ours[0] @ ours[1].transpose(-2, -1) / 2.0  # √hs = 2
+    w = ours[3][:, None, None, :] * (s - s.amax(-1, keepdim=True)).exp()
+    ((w / w.sum(-1, keepdim=True)) @ ours[2] * weight.double()).sum().backward()
+    grads = [[t.grad for t in theirs], [t.grad for t in ours]]
     for name, got, ref in zip(("q", "k", "v", "key_mask"), *grads):
         expect(got is not None, f"no gradient reached {name}")
         err = (got.double() - ref).abs().max().item()
