@@ -36,6 +36,7 @@ def layer_flops(config: Config, n: int) -> dict[str, int]:
     Heads do not change the count: nh heads of width d/nh cost nh · 2n²(d/nh) = 2n²d for the scores.
     TR-BERT Sec. 3.3 calls this O(n²d) for attention and O(nd²) for the FFN; here it is exact.
     """
+    # ASSIGNMENT 5 BEGIN: FLOPs of a skimmed forward (assignments/05_flops.md)
     d, f = config.hidden_size, config.intermediate_size
     return {
         "qkv": 3 * 2 * n * d * d,  # three (n×d)@(d×d) projections
@@ -45,6 +46,7 @@ def layer_flops(config: Config, n: int) -> dict[str, int]:
         "ffn_up": 2 * n * d * f,  # (n×d)@(d×f)
         "ffn_down": 2 * n * f * d,  # (n×f)@(f×d)
     }
+    # ASSIGNMENT 5 END
 
 
 def encoder_flops(config: Config, tokens_per_layer: Sequence[int]) -> int:
@@ -138,6 +140,7 @@ def per_token_flops(
     that reached it, up to the one where a token was dropped): an equal integer share each, the
     remainder of the division to the first token ([CLS], which reaches every scorer).
     """
+    # ASSIGNMENT 5 BEGIN: FLOPs of a skimmed forward (assignments/05_flops.md)
     d, f, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     n = count_tokens(layers_processed, L)
     arriving = [len(layers_processed), *n[:-1]]
@@ -149,6 +152,7 @@ def per_token_flops(
         costs.append(own + share)
     costs[0] += sum(c - (c // a) * a for c, a in zip(scoring, arriving) if a)
     return costs
+    # ASSIGNMENT 5 END
 
 
 # ----------------------------------------------------------------------------------------------

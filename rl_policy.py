@@ -233,8 +233,10 @@ def reward(
     M reduction modules. DEVIATION (from the paper's raw count, as in the authors' code in spirit):
     the penalty is the mean over modules of the selected *fraction* of each example's real length,
     so λ does not depend on text length."""
+    # ASSIGNMENT 4 BEGIN: reward and REINFORCE (assignments/04_reinforce.md)
     fraction = selected.to(task_loss.dtype) / lengths[:, None].to(task_loss.dtype)  # (B, M)
     return -task_loss - length_penalty * fraction.mean(1)
+    # ASSIGNMENT 4 END
 
 
 def reinforce_loss(
@@ -245,9 +247,11 @@ def reinforce_loss(
     log_probs, rewards: (B·S,), the S samples of each example side by side. The baseline is the
     mean reward of an example's own samples (App. B: "average their rewards as the reward
     baseline"), which lowers the variance without changing the expected gradient."""
+    # ASSIGNMENT 4 BEGIN: reward and REINFORCE (assignments/04_reinforce.md)
     r = rewards.detach().view(-1, num_samples)  # (B, S)
     advantage = (r - r.mean(1, keepdim=True)).flatten()  # (B·S,)
     return -(advantage * log_probs).mean()
+    # ASSIGNMENT 4 END
 
 
 # ----------------------------------------------------------------------------------------------

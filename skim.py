@@ -349,11 +349,13 @@ def gumbel_keep(logits: torch.Tensor, tau: float) -> torch.Tensor:
     π -> softmax(logits);  g -> gumbel;  τ -> tau. log π differs from the logits by a constant per
     token, which the softmax cancels, so the logits are used directly.
     logits (B, T, 2) -> keep (B, T) float."""
+    # ASSIGNMENT 2 BEGIN: straight-through Gumbel-softmax (assignments/02_gumbel.md)
     gumbel = -torch.empty_like(logits).exponential_().log()  # g = −log(E), E ~ Exp(1)
     soft = ((logits + gumbel) / tau).softmax(-1)[..., 1]  # (B, T) probability of keep
     hard = (soft > 0.5).to(logits.dtype)  # the argmax of two classes
     # Forward value `hard` exactly (hard + 0); backward the gradient of `soft`.
     return hard + (soft - soft.detach())
+    # ASSIGNMENT 2 END
 
 
 def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -363,9 +365,11 @@ def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:
     of the kept fraction. DEVIATION (from the authors' code, which divides by the padded length
     and counts pads as kept): len(M^i) is each example's real length, and the mean also runs over
     the batch. attention_mask: (B, T), 1 = real token."""
+    # ASSIGNMENT 3 BEGIN: skim loss (assignments/03_skim_loss.md)
     lengths = attention_mask.sum(1).to(out.masks[0].dtype)  # (B,)
     kept = torch.stack([m.sum(1) for m in out.masks], 1)  # (B, L)
     return (kept / lengths[:, None]).mean()
+    # ASSIGNMENT 3 END
 
 
 class Transkimmer(SkimStrategy):

@@ -342,9 +342,11 @@ class SelfAttention(nn.Module):
         probabilities (B, nh, T, T) before dropout). A float key_mask m weights the keys
         (see `masked_softmax`), differentiably: the straight-through gradient of a skim decision
         flows through here."""
+        # ASSIGNMENT 1 BEGIN: attention with a key mask, renormalised (assignments/01_attention.md)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)  # (B, nh, T, T)
         probs = scores.softmax(-1) if key_mask is None else masked_softmax(scores, key_mask)
         return F.dropout(probs, p_drop, self.training) @ v, probs
+        # ASSIGNMENT 1 END
 
 
 # How far (in nats, i.e. units of the score) masked_softmax lets exponents stray from 0. e^±40 is
@@ -385,6 +387,7 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
         weight e^L (times m = 0, so nothing changes forward). Only then is its gradient bounded:
         the true value, above e^80, would leave float32's range.
     Up to a lead of 80 nats the gradient is the exact one. A row with no kept key gives zeros."""
+    # ASSIGNMENT 1 BEGIN: attention with a key mask, renormalised (assignments/01_attention.md)
     m = key_mask.to(torch.float32)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
     s = scores.float()  # (B, nh, T, T); a no-op in float32
     with torch.no_grad():  # the shift cancels in the ratio: no gradient flows through it
@@ -397,6 +400,7 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     # The sum is ≥ e^-L whenever a key is kept; the floor only turns a row with none into zeros.
     total = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     return (weights / total).to(scores.dtype)
+    # ASSIGNMENT 1 END
 
 
 class FeedForward(nn.Module):
