@@ -1,4 +1,4 @@
-"""Train and evaluate any skim method with one script: baseline, Transkimmer, TR-BERT, yours.
+"""Train and evaluate any skim method with one script: baseline, Transkimmer, TR-BERT, LTP, yours.
 
     python train.py --method transkimmer --task sst2 --model sentence-transformers/all-MiniLM-L6-v2
     python train.py --method baseline --preset smoke          # a tiny model, offline, ~1 minute
@@ -51,136 +51,83 @@ from weights import (
 )
 
 
-def _f(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+def _f(default, help):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a run but the method's own. None means "the task's default"."""
 
-    method: str = _f(
-        "baseline",
-        "a built-in method (" + ", ".join(runs.METHODS) + "), "
-        "path/to/file.py:Class or module:Class; --method NAME --help lists its options",
-    )
+    method: str = _f("baseline", "a built-in method (runs.METHODS), file.py:Class or module:Class")
     task: str = _f("sst2", "task name: " + " ".join(data.TASKS))
-    model: str = _f(
-        "bert-base-uncased",
-        "model-hub name or local folder; random-<shape> builds "
-        "an untrained model of a transformer.CONFIGS shape (synthetic tasks only)",
-    )
-    data_dir: str | None = _f(
-        None, "local folder with the task's files (else the cache, else a download)"
-    )
+    model: str = _f("bert-base-uncased", "hub name, local folder, or random-<CONFIGS shape>")
+    data_dir: str | None = _f(None, "folder with the task's files (else the cache, else download)")
     out_dir: str | None = _f(None, "run folder (default runs/<task>-<method>)")
-    overwrite: bool = _f(False, "replace the finished or interrupted run already in --out-dir")
-    preset: str | None = _f(
-        None, "'smoke': tiny model on the synthetic task, about a minute on a CPU"
-    )
+    overwrite: bool = _f(False, "replace the run already in --out-dir")
+    preset: str | None = _f(None, "'smoke': tiny model, synthetic task, about a minute on a CPU")
     max_length: int | None = _f(None, "tokens per input (default: the task's, Transkimmer Table 2)")
     train_subset: int = _f(0, "train on the first N examples of a fixed shuffle (0 = all)")
     eval_subset: int = _f(0, "evaluate on the first N dev examples (0 = all)")
-    padding: str = _f(
-        "batch",
-        "training batches: pad to the batch's longest (batch) or to --max-length (sequence)",
-    )
+    padding: str = _f("batch", "training batches: pad to the batch's longest or to --max-length")
     epochs: float | None = _f(None, "training epochs (default 3; 5 for MRPC and WNLI)")
     batch_size: int = _f(32, "examples per optimiser step (per process with torchrun)")
     eval_batch_size: int = _f(32, "examples per evaluation batch")
     lr: float = _f(2e-5, "AdamW learning rate of the encoder and head")
-    skim_lr: float | None = _f(None, "learning rate of the method's own parameters (default: --lr)")
+    skim_lr: float | None = _f(None, "learning rate of the method's own parameters (default --lr)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     warmup: float = _f(0.0, "share of each stage's steps with linear warm-up")
     max_grad_norm: float = _f(0.0, "clip the gradient norm to this (0 = no clipping)")
     seed: int = _f(42, "seed for initialisation, data order, dropout and sampling")
-    finetuned: str | None = _f(
-        None,
-        "start from this fine-tuned (baseline) run's folder; methods "
-        "with a fine-tuning stage skip it, and it serves as the teacher",
-    )
+    finetuned: str | None = _f(None, "start from this baseline run's folder (also the teacher)")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32, or mixed precision bf16 / fp16 (CUDA)")
     threads: int = _f(0, "CPU threads (0 = torch's default)")
     eval_every: int = _f(0, "evaluate every N steps (0 = at the end of each epoch)")
     log_every: int = _f(50, "print the training loss every N steps")
-    resume: bool = _f(False, "continue the interrupted run in --out-dir, with its saved settings")
-    eval_only: bool = _f(False, "evaluate the run saved in --out-dir, with its saved settings")
-    stop_after_steps: int = _f(
-        0, "save and stop after N steps in all, as if interrupted (to test --resume)"
-    )
-    case_study: int = _f(20, "dev examples in case_study.html")
+    resume: bool = _f(False, "continue the interrupted run in --out-dir, with its settings")
+    eval_only: bool = _f(False, "evaluate the run in --out-dir, with its settings (eval.json)")
+    stop_after_steps: int = _f(0, "save and stop after N steps, as if interrupted (tests --resume)")
+    case_study: int = _f(20, "dev examples kept for case_study.html")
 
     def problems(self) -> list[str]:
         """What is wrong with these values, each naming its flag."""
-        inf = math.inf
-        checks = {  # flag: (allowed?, what is allowed)
-            "batch_size": (self.batch_size > 0, "> 0"),
-            "eval_batch_size": (self.eval_batch_size > 0, "> 0"),
-            "lr": (0 < self.lr < inf, "positive and finite"),
-            "skim_lr": (self.skim_lr is None or 0 < self.skim_lr < inf, "positive and finite"),
-            "epochs": (self.epochs is None or 0 < self.epochs < inf, "positive"),
-            "max_length": (self.max_length is None or self.max_length >= 3, "≥ 3 ([CLS] x [SEP])"),
-            "weight_decay": (0 <= self.weight_decay < inf, "≥ 0"),
-            "warmup": (0 <= self.warmup < 1, "a share of the steps in [0, 1)"),
-            "max_grad_norm": (0 <= self.max_grad_norm < inf, "≥ 0 (0 = no clipping)"),
-            "train_subset": (self.train_subset >= 0, "≥ 0"),
-            "eval_subset": (self.eval_subset >= 0, "≥ 0"),
-            "log_every": (self.log_every >= 1, "≥ 1"),
-            "threads": (self.threads >= 0, "≥ 0 (0 = torch's default)"),
-            "eval_every": (self.eval_every >= 0, "≥ 0"),
-            "stop_after_steps": (self.stop_after_steps >= 0, "≥ 0"),
-            "case_study": (self.case_study >= 0, "≥ 0"),
-            "padding": (self.padding in ("batch", "sequence"), "batch or sequence"),
-            "precision": (self.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
-            "device": (
-                self.device in ("auto", "cpu", "cuda")
-                or self.device.removeprefix("cuda:").isdigit(),
-                "auto, cpu, cuda or cuda:N",
-            ),
-        }
-        return [
-            f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
-            for k, (ok, what) in checks.items()
-            if not ok
+        inf, device = math.inf, self.device.removeprefix("cuda:")
+        checks = [  # (flag, allowed, what is allowed)
+            ("batch_size", self.batch_size > 0, "> 0"),
+            ("eval_batch_size", self.eval_batch_size > 0, "> 0"),
+            ("lr", 0 < self.lr < inf, "positive and finite"),
+            ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < inf, "positive and finite"),
+            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive"),
+            ("max_length", self.max_length is None or self.max_length >= 3, "≥ 3"),
+            ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0"),
+            ("warmup", 0 <= self.warmup < 1, "a share of the steps in [0, 1)"),
+            ("max_grad_norm", 0 <= self.max_grad_norm < inf, "≥ 0 (0 = no clipping)"),
+            ("train_subset", self.train_subset >= 0, "≥ 0"),
+            ("eval_subset", self.eval_subset >= 0, "≥ 0"),
+            ("log_every", self.log_every >= 1, "≥ 1"),
+            ("threads", self.threads >= 0, "≥ 0 (0 = torch's default)"),
+            ("eval_every", self.eval_every >= 0, "≥ 0"),
+            ("stop_after_steps", self.stop_after_steps >= 0, "≥ 0"),
+            ("case_study", self.case_study >= 0, "≥ 0"),
+            ("padding", self.padding in ("batch", "sequence"), "batch or sequence"),
+            ("precision", self.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+            ("device", device in ("auto", "cpu", "cuda") or device.isdigit(), "auto, cpu, cuda:N"),
+            ("preset", self.preset in (None, *PRESETS), "one of " + ", ".join(PRESETS)),
         ]
+        return [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
+                for k, ok, what in checks if not ok]  # fmt: skip
 
 
-PRESETS = {
-    # a tiny model (2 layers, width 32) on the synthetic task: every method in about a minute on a CPU;
-    # one thread: a tiny model gains nothing from more, and a busy machine hurts
-    "smoke": dict(
-        task="synthetic",
-        model="random-tiny",
-        epochs=3,
-        batch_size=16,
-        lr=3e-3,
-        skim_lr=1e-3,
-        skim_weight=0.1,
-        tau=1.0,
-        train_subset=1600,
-        eval_subset=200,
-        log_every=20,
-        length_penalty=0.5,
-        num_samples=4,
-        rl_epochs=1,
-        threads=1,
-    ),
-}
+PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tiny model gains
+    # nothing from more). Keys that are not the chosen method's options are ignored.
+    "smoke": dict(task="synthetic", model="random-tiny", epochs=3, batch_size=16, lr=3e-3,
+                  skim_lr=1e-3, skim_weight=0.1, tau=1.0, train_subset=1600, eval_subset=200,
+                  log_every=20, length_penalty=0.5, num_samples=4, rl_epochs=1, threads=1),
+}  # fmt: skip
 # what --resume and --eval-only may change in a run's saved settings: where and how, not what
-MAY_CHANGE = {
-    "data_dir",
-    "device",
-    "threads",
-    "log_every",
-    "eval_batch_size",
-    "case_study",
-    "stop_after_steps",
-    "resume",
-    "eval_only",
-    "out_dir",
-    "overwrite",
-}
+MAY_CHANGE = {"data_dir", "device", "threads", "log_every", "eval_batch_size", "case_study",
+              "stop_after_steps", "resume", "eval_only", "out_dir", "overwrite"}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,34 +137,30 @@ MAY_CHANGE = {
 def add_fields(parser, cls) -> None:
     """One flag per dataclass field, with its help; defaults stay in the dataclass."""
     for f in dataclasses.fields(cls):
-        kind, flag, helptext = (
+        kind, flag, text = (
             f.type.split(" |")[0],
             "--" + f.name.replace("_", "-"),
             f.metadata["help"],
         )
         if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=helptext)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         elif kind.startswith("tuple"):  # comma-separated integers, e.g. layer indices
-            parser.add_argument(flag, type=_int_tuple, help=helptext + " (comma-separated)")
+            parser.add_argument(flag, type=_int_tuple, help=text + " (comma-separated)")
         else:
-            parser.add_argument(
-                flag, type={"int": int, "float": float}.get(kind, str), help=helptext
-            )
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), help=text)
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def parse_config(argv: list[str] | None = None):
-    """Command line -> (TrainConfig, method class, its options). Values come from, in order of
-    precedence: the command line, then (--resume / --eval-only) the run's saved settings, else
-    the preset, then the dataclass defaults. Flags that contradict a saved run are an error."""
+    """Command line -> (TrainConfig, method class, its options). Values come from the command
+    line, then (--resume / --eval-only) the run's saved settings, else the preset, then the
+    dataclass defaults. Flags that contradict a saved run are an error."""
     argv = sys.argv[1:] if argv is None else argv
     first = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     add_fields(first, TrainConfig)
@@ -232,56 +175,49 @@ def parse_config(argv: list[str] | None = None):
         method = runs.load_method(spec)
     except ValueError as e:
         raise SystemExit(f"error: --method: {e}") from None
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], argument_default=argparse.SUPPRESS
-    )
-    add_fields(parser.add_argument_group("run"), TrainConfig)
-    if method.Options is not None:
-        clash = {f.name for f in dataclasses.fields(method.Options)} & set(vars(TrainConfig()))
-        if clash:
-            raise SystemExit(
-                f"error: {spec}'s Options reuse train.py's {', '.join(sorted(clash))}: rename them"
-            )
-        add_fields(parser.add_argument_group(f"{spec} options"), method.Options)
-    given = vars(parser.parse_args(argv))
+    given = vars(method_parser(spec, method).parse_args(argv))
     if "method" in given:
         given["method"] = runs.method_spec(given["method"])
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     if saved:
         values = {**saved["train"], **(saved.get("options") or {})}
         changed = [
             k for k, v in given.items() if k not in MAY_CHANGE and _differs(values.get(k), v)
         ]
         if changed:
-            raise SystemExit(
-                f"error: {', '.join('--' + k.replace('_', '-') for k in changed)} "
-                f"contradict the saved run in {given['out_dir']}; leave them out"
-            )
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise SystemExit(f"error: {flags} contradict the run saved in {given['out_dir']}")
         values.update(given)
     else:
         values = {**PRESETS.get(given.get("preset"), {}), **given}
-    cfg = TrainConfig(**{k: v for k, v in values.items() if k in fields})
-    if cfg.preset not in (None, *PRESETS):
-        raise SystemExit(f"error: --preset {cfg.preset!r}: known presets are {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in values.items() if k in names})
     if saved is None and cfg.out_dir is None:
-        task = _known_task(values.get("task", TrainConfig.task))
-        cfg.out_dir = f"runs/{task.name}-{spec.rpartition(':')[2].lower()}"
+        cfg.out_dir = f"runs/{_known_task(cfg.task).name}-{spec.rpartition(':')[2].lower()}"
     cfg.method = runs.method_spec(spec)
-    return cfg, method, _options(method, values)
+    try:
+        return cfg, method, runs.make_options(method, values)
+    except (AssertionError, ValueError, TypeError) as e:
+        raise SystemExit(f"error: {method.__name__} options: {e}") from None
+
+
+def method_parser(spec: str, method) -> argparse.ArgumentParser:
+    """The full parser: this script's flags, then the method's own (its --help group)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     argument_default=argparse.SUPPRESS)  # fmt: skip
+    add_fields(parser.add_argument_group("run"), TrainConfig)
+    if method.Options is not None:
+        clash = {f.name for f in dataclasses.fields(method.Options)} & set(vars(TrainConfig()))
+        if clash:
+            raise SystemExit(
+                f"error: {spec}'s Options reuse train.py's {sorted(clash)}: rename them"
+            )
+        add_fields(parser.add_argument_group(f"{spec} options"), method.Options)
+    return parser
 
 
 def _differs(saved, given) -> bool:
-    return (list(saved) if isinstance(saved, (list, tuple)) else saved) != (
-        list(given) if isinstance(given, (list, tuple)) else given
-    )
-
-
-def _options(method, values: dict):
-    """The method's Options from the values that name its fields; bad values stop here."""
-    try:
-        return runs.make_options(method, values)
-    except (AssertionError, ValueError, TypeError) as e:
-        raise SystemExit(f"error: {method.__name__} options: {e}") from None
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return as_list(saved) != as_list(given)
 
 
 def _known_task(name: str) -> data.Task:
@@ -292,46 +228,39 @@ def _known_task(name: str) -> data.Task:
 
 
 # ----------------------------------------------------------------------------------------------
-# Building the model, the method and the data
+# Building the model and the data
 
 
 def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
     """(model, tokenizer folder). Pretrained weights from --model; the head is new. A run being
     resumed or evaluated rebuilds its model's shape from its own checkpoint."""
     ckpt = runs.checkpoint_folder(run_dir / "ckpt") if cfg.resume or cfg.eval_only else None
+    random_shape = cfg.model.removeprefix("random-") if cfg.model.startswith("random-") else None
     if ckpt is not None:
         folder, bert_cfg = ckpt, read_config(ckpt)
-    elif cfg.model.startswith("random-"):
-        shape = cfg.model.removeprefix("random-")
-        if shape not in CONFIGS:
-            raise SystemExit(
-                f"error: --model {cfg.model}: known shapes are random-{', random-'.join(CONFIGS)}"
-            )
+    elif random_shape:
+        if random_shape not in CONFIGS:
+            shapes = ", ".join("random-" + s for s in CONFIGS)
+            raise SystemExit(f"error: --model {cfg.model}: known shapes are {shapes}")
         if not task.name.startswith("synthetic"):
-            raise SystemExit(
-                "error: an untrained random model has no vocabulary; use a synthetic --task"
-            )
+            raise SystemExit("error: a random model has no vocabulary; use a synthetic --task")
         folder = data.write_synthetic_vocab(run_dir / "vocab")
         vocab_size = len((folder / "vocab.txt").read_text().split("\n"))
-        bert_cfg = dataclasses.replace(CONFIGS[shape], vocab_size=vocab_size)
-    else:
-        try:
+        bert_cfg = dataclasses.replace(CONFIGS[random_shape], vocab_size=vocab_size)
+    model = None
+    try:
+        if ckpt is None and not random_shape:
             folder = resolve_model_dir(cfg.model)
             bert_cfg = read_config(folder)
-        except (CheckpointError, RuntimeError) as e:
-            raise SystemExit(f"error: --model {cfg.model}: {e}") from None
-    model = BertForTask(bert_cfg, task.kind, task.num_labels)
-    if ckpt is None and not cfg.model.startswith("random-"):
-        try:
-            state = read_checkpoint(folder)  # a --model that is a run's ckpt/ holds more than BERT
+            model = BertForTask(bert_cfg, task.kind, task.num_labels)
+            state = read_checkpoint(folder)  # a run's ckpt/ as --model holds more than BERT
             load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
-        except (CheckpointError, RuntimeError) as e:
-            raise SystemExit(f"error: --model {cfg.model}: {e}") from None
+    except (CheckpointError, RuntimeError) as e:
+        raise SystemExit(f"error: --model {cfg.model}: {e}") from None
+    model = model or BertForTask(bert_cfg, task.kind, task.num_labels)
     if cfg.max_length > bert_cfg.max_position_embeddings:
-        raise SystemExit(
-            f"error: --max-length {cfg.max_length} exceeds the model's "
-            f"{bert_cfg.max_position_embeddings} positions"
-        )
+        raise SystemExit(f"error: --max-length {cfg.max_length} exceeds the model's "
+                         f"{bert_cfg.max_position_embeddings} positions")  # fmt: skip
     return model, folder
 
 
@@ -345,18 +274,12 @@ def load_features(cfg: TrainConfig, task: data.Task, tokenizer):
     if cfg.train_subset:  # a fixed shuffle, so a subset is a fair sample of the classes
         order = np.random.default_rng(0).permutation(len(train_ex))[: cfg.train_subset]
         train_ex = [train_ex[i] for i in sorted(order)]
-    if cfg.eval_subset:
-        dev_ex = dev_ex[: cfg.eval_subset]
-    return (
-        data.encode(task, train_ex, tokenizer, cfg.max_length),
-        dev_ex,
-        data.encode(task, dev_ex, tokenizer, cfg.max_length),
-    )
+    dev_ex = dev_ex[: cfg.eval_subset or None]
+    encode = functools.partial(data.encode, task, tokenizer=tokenizer, max_length=cfg.max_length)
+    return encode(train_ex), dev_ex, encode(dev_ex)
 
 
-def task_loss(
-    task: data.Task, logits: torch.Tensor, batch: dict, teacher: torch.Tensor | None = None
-):
+def task_loss(task: data.Task, logits: torch.Tensor, batch: dict, teacher=None) -> torch.Tensor:
     """Per-example loss (B,): cross-entropy, MSE for regression, mean of start/end CE for spans.
     With teacher logits, the soft cross-entropy to them instead (knowledge distillation, T = 1)."""
     if task.kind == "regression":
@@ -426,57 +349,46 @@ def train(cfg: TrainConfig, method, options) -> dict:
     elif cfg.finetuned:
         runs.load_checkpoint(Path(cfg.finetuned) / "ckpt", run.model, None)
         run.log(f"starting from the fine-tuned run {cfg.finetuned}")
-    stages, teacher = run.strategy.stages(cfg), None
+    stages, teacher = run.strategy.stages(run.cfg), None
     for s in range(progress["stage"], len(stages)):
         if stages[s].teacher and teacher is None:
-            teacher = load_teacher(run, stages)
+            teacher = load_teacher(run)
         progress = train_stage(run, s, stages[s], progress, teacher)
         if progress.get("stopped"):
             return {"stopped": True}
     return finish(run, started, {"history": progress["history"]})
 
 
-def setup(cfg: TrainConfig, method, options) -> Run:
-    """Check the settings, start torchrun's processes, build model, method and data."""
+def check(cfg: TrainConfig) -> TrainConfig:
+    """The task's defaults filled in, and every problem with the settings, before work starts."""
     task = _known_task(cfg.task)
-    cfg = dataclasses.replace(
-        cfg,
-        **{
-            k: v
-            for k, v in dict(
-                max_length=task.max_length, epochs=5.0 if task.name in ("mrpc", "wnli") else 3.0
-            ).items()
-            if getattr(cfg, k) is None
-        },
-    )
-    problems = cfg.problems()
-    if cfg.precision != "fp32" and not torch.cuda.is_available():
+    epochs = 5.0 if task.name in ("mrpc", "wnli") else 3.0
+    cfg = dataclasses.replace(cfg, max_length=cfg.max_length or task.max_length,
+                              epochs=cfg.epochs or epochs)  # fmt: skip
+    problems, cuda, run_dir = cfg.problems(), torch.cuda.is_available(), Path(cfg.out_dir)
+    if cfg.precision != "fp32" and not cuda:
         problems.append(f"--precision {cfg.precision} needs a CUDA GPU; use fp32 on a CPU")
-    if cfg.device != "auto" and cfg.device != "cpu" and not torch.cuda.is_available():
+    if cfg.device not in ("auto", "cpu") and not cuda:
         problems.append(f"--device {cfg.device}, but no CUDA GPU is available; use --device cpu")
     if cfg.data_dir and not Path(cfg.data_dir).expanduser().is_dir():
         problems.append(f"--data-dir {cfg.data_dir} is not a folder")
     if cfg.finetuned and runs.checkpoint_folder(Path(cfg.finetuned) / "ckpt") is None:
-        problems.append(
-            f"--finetuned {cfg.finetuned}: no ckpt/ there (give a baseline run's folder)"
-        )
-    run_dir = Path(cfg.out_dir)
+        problems.append(f"--finetuned {cfg.finetuned}: no ckpt/ there (give a baseline run)")
     if cfg.resume and runs.checkpoint_folder(run_dir / "ckpt") is None:
         problems.append(f"--resume: no checkpoint in {run_dir / 'ckpt'}")
-    if not (cfg.resume or cfg.eval_only) and _holds_a_run(run_dir) and not cfg.overwrite:
-        problems.append(
-            f"{run_dir} already holds a run: choose another --out-dir, continue it with "
-            "--resume, or replace it with --overwrite"
-        )
+    if not (cfg.resume or cfg.eval_only or cfg.overwrite) and _holds_a_run(run_dir):
+        problems.append(f"{run_dir} already holds a run: choose another --out-dir, continue it "
+                        "with --resume, or replace it with --overwrite")  # fmt: skip
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if cfg.device == "auto"
-        else cfg.device
-    )
+    return cfg
+
+
+def setup(cfg: TrainConfig, method, options) -> Run:
+    """Check the settings, start torchrun's processes, build model, method and data."""
+    cfg, task = check(cfg), _known_task(cfg.task)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.device == "auto" else cfg.device)
     if "LOCAL_RANK" in os.environ and not dist.is_initialized():  # started by torchrun
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
@@ -485,28 +397,21 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    meta = {"train": dataclasses.asdict(cfg), "method": cfg.method, "task": task.name,
+            "options": runs.options_dict(options), "kind": task.kind}  # fmt: skip
+    run_dir, fresh = Path(cfg.out_dir), not (cfg.resume or cfg.eval_only)
     try:
-        if cfg.overwrite and not (cfg.resume or cfg.eval_only) and rank == 0:
+        if cfg.overwrite and fresh and rank == 0:
             _clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        log = _Logger(run_dir / "log.txt", rank == 0 and not cfg.eval_only)
-        meta = {
-            "train": dataclasses.asdict(cfg),
-            "method": cfg.method,
-            "options": runs.options_dict(options),
-            "task": task.name,
-            "kind": task.kind,
-        }
-        if rank == 0 and not (cfg.resume or cfg.eval_only):
+        if rank == 0 and fresh:
             atomic_write(run_dir / "config.json", json.dumps(meta, indent=2).encode())
     except OSError as e:
         raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
-    log(
-        f"skimbert {cfg.method} on {task.name} ({device}, {world} process{'es' if world > 1 else ''})\n"
-        + "\n".join(
-            f"  {k:<19}{v}" for k, v in {**meta["train"], **(meta["options"] or {})}.items()
-        )
-    )
+    log = _Logger(run_dir / "log.txt", rank == 0, rank == 0 and not cfg.eval_only)
+    settings = {**meta["train"], **(meta["options"] or {})}
+    log(f"skimbert {cfg.method} on {task.name} ({device}, {world} process{'es' * (world > 1)})\n"
+        + "\n".join(f"  {k:<19}{v}" for k, v in settings.items()))  # fmt: skip
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     model, folder = build_model(cfg, task, run_dir)
     try:
@@ -515,50 +420,19 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     except (ValueError, AssertionError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     train_feats, dev_ex, dev_feats = load_features(cfg, task, tokenizer)
-    log(
-        f"{len(train_feats)} train and {len(dev_feats)} dev features; model "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters"
-    )
+    size = sum(p.numel() for p in model.parameters()) / 1e6
+    log(f"{len(train_feats)} train and {len(dev_feats)} dev features; model {size:.1f}M parameters")
     model.to(device), strategy.to(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-    return Run(
-        cfg,
-        task,
-        model,
-        strategy,
-        meta,
-        train_feats,
-        dev_ex,
-        dev_feats,
-        tokenizer,
-        str(folder),
-        device,
-        autocast,
-        run_dir,
-        log,
-        rank,
-        world,
-    )
+    return Run(cfg, task, model, strategy, meta, train_feats, dev_ex, dev_feats, tokenizer,
+               str(folder), device, autocast, run_dir, log, rank, world)  # fmt: skip
 
 
-RUN_FILES = (
-    "config.json",
-    "log.txt",
-    "results.json",
-    "eval.json",
-    "kept_tokens.svg",
-    "case_study.html",
-)
-RUN_FOLDERS = (
-    "ckpt",
-    "ckpt.old",
-    "ckpt.tmp",
-    "finetuned",
-    "finetuned.old",
-    "finetuned.tmp",
-    "vocab",
-)
+RUN_FILES = ("config.json", "log.txt", "results.json", "eval.json", "kept_tokens.svg",
+             "case_study.html")  # fmt: skip
+RUN_FOLDERS = ("ckpt", "ckpt.old", "ckpt.tmp", "finetuned", "finetuned.old", "finetuned.tmp",
+               "vocab")  # fmt: skip
 
 
 def _holds_a_run(run_dir: Path) -> bool:
@@ -570,11 +444,10 @@ def _clear(run_dir: Path) -> None:
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     for name in RUN_FOLDERS:
-        if (run_dir / name).is_dir():
-            shutil.rmtree(run_dir / name)
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def load_teacher(run: Run, stages) -> BertForTask:
+def load_teacher(run: Run) -> BertForTask:
     """The fine-tuned model, frozen: from --finetuned, or this run's own fine-tuning stage."""
     teacher = BertForTask(run.model.bert.config, run.task.kind, run.task.num_labels).to(run.device)
     folder = Path(run.cfg.finetuned) / "ckpt" if run.cfg.finetuned else run.dir / "finetuned"
@@ -588,7 +461,7 @@ def load_teacher(run: Run, stages) -> BertForTask:
 
 
 class _LossModule(torch.nn.Module):
-    """The strategy's loss as a module, so that DistributedDataParallel can wrap model and strategy."""
+    """The strategy's loss as a module, so DistributedDataParallel can wrap model and strategy."""
 
     def __init__(self, model, strategy, teacher):
         super().__init__()
@@ -601,23 +474,19 @@ class _LossModule(torch.nn.Module):
 
 
 def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
-    cfg = run.cfg
-    per_epoch = math.ceil(len(run.train_feats) / cfg.batch_size) // run.world
+    """Stage s of the method's schedule, from progress["step"] (0, or where a run stopped)."""
+    cfg, lengths = run.cfg, [len(f) for f in run.train_feats]
+    per_epoch = math.ceil(len(lengths) / cfg.batch_size) // run.world
     total = max(1, int(per_epoch * stage.epochs))
     opt, sched = make_optimizer(run, stage, total)
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     runner = _LossModule(run.model, run.strategy, teacher)
     if run.world > 1:  # one DDP per stage: the set of trainable parameters changes between stages
         runner = torch.nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
-    losses = functools.partial(task_loss, run.task)
-    step = progress["step"]
-    run.strategy.begin_stage(
-        StepContext(stage, 0, total, losses, teacher),
-        lambda: (
-            (idx, run.batch(idx))
-            for idx in data.batch_indices([len(f) for f in run.train_feats], cfg.eval_batch_size)
-        ),
-    )
+    losses, step = functools.partial(task_loss, run.task), progress["step"]
+    ordered = data.batch_indices(lengths, cfg.eval_batch_size)
+    batches = lambda: ((idx, run.batch(idx)) for idx in ordered)  # noqa: E731
+    run.strategy.begin_stage(StepContext(stage, 0, total, losses, teacher), batches)
     if step:  # resuming inside this stage
         opt.load_state_dict(progress["optimizer"]), sched.load_state_dict(progress["scheduler"])
         runs.set_rng_state(progress["rng"])
@@ -626,68 +495,63 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     params = [p for g in opt.param_groups for p in g["params"]]
     while step < total:
         epoch, skip = divmod(step, per_epoch)
-        batches = data.batch_indices(
-            [len(f) for f in run.train_feats],
-            cfg.batch_size,
-            shuffle=True,
-            seed=cfg.seed + 1000 * s,
-            epoch=epoch,
-            bucket=cfg.padding == "batch",
-        )[: per_epoch * run.world]
-        for idx in batches[run.rank :: run.world][skip:]:
+        order = data.batch_indices(lengths, cfg.batch_size, shuffle=True, seed=cfg.seed + 1000 * s,
+                                   epoch=epoch, bucket=cfg.padding == "batch")  # fmt: skip
+        for idx in order[: per_epoch * run.world][run.rank :: run.world][skip:]:
             run.model.train(), run.strategy.train()
             with run.autocast:
-                loss, logs = runner(
-                    run.batch(idx, padding=cfg.padding), StepContext(stage, step, total, losses)
-                )
+                batch = run.batch(idx, padding=cfg.padding)
+                loss, logs = runner(batch, StepContext(stage, step, total, losses))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # with torchrun, DDP averages the gradients here
             _check_finite(run, stage, step, loss, params, scaler)
             scaler.step(opt), scaler.update(), sched.step()
-            step += 1
-            progress["steps_done"] += 1
+            step, progress["steps_done"] = step + 1, progress["steps_done"] + 1
             bar.update()
             if step % cfg.log_every == 0 and run.rank == 0:
-                bar.write(
-                    f"step {step} | loss {loss.item():.4f}"
-                    + "".join(f" | {k} {v:.3f}" for k, v in logs.items())
-                )
-            end_of_epoch = step % per_epoch == 0 or step == total
-            if (
-                (cfg.eval_every and step % cfg.eval_every == 0)
-                or (not cfg.eval_every and end_of_epoch)
-                or step == total
-            ):
-                res = evaluate(run, run.strategy if stage.skim else None)
-                run.log(_eval_line(run.task, step, loss.item(), res, stage.name))
-                progress["history"].append(
-                    {
-                        "stage": stage.name,
-                        "step": step,
-                        "metrics": res["metrics"],
-                        "kept": res["kept"],
-                        "speedup_none": res["flops"]["none"]["speedup"],
-                    }
-                )
-            stop = cfg.stop_after_steps and progress["steps_done"] == cfg.stop_after_steps
-            if end_of_epoch or stop:
-                done = step == total
-                progress.update(
-                    stage=s + done,
-                    step=0 if done else step,
-                    rng=runs.rng_state(),
-                    optimizer=None if done else opt.state_dict(),
-                    scheduler=None if done else sched.state_dict(),
-                )
-                save(run, stage, progress, done)
-            if stop:
-                run.log(f"stopped after step {step} (--stop-after-steps); continue with --resume")
+                bar.write(f"step {step} | loss {loss.item():.4f}"
+                          + "".join(f" | {k} {v:.3f}" for k, v in logs.items()))  # fmt: skip
+            if _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched):
                 bar.close()
                 return {**progress, "stopped": True}
             if step == total:
                 break
     bar.close()
     return progress
+
+
+def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched) -> bool:
+    """Evaluate, save and stop as the settings ask after a step; True: stop the run here."""
+    cfg, end_of_epoch = run.cfg, step % per_epoch == 0 or step == total
+    due = step % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch
+    if due or step == total:
+        res = evaluate(run, run.strategy if stage.skim else None)
+        run.log(_eval_line(step, loss.item(), res, stage.name))
+        progress["history"].append(
+            {
+                "stage": stage.name,
+                "step": step,
+                "kept": res["kept"],
+                "metrics": res["metrics"],
+                "speedup_none": res["flops"]["none"]["speedup"],
+            }
+        )
+    stop = bool(cfg.stop_after_steps) and progress["steps_done"] == cfg.stop_after_steps
+    if end_of_epoch or stop:
+        done = step == total
+        progress.update(stage=s + done, step=0 if done else step, rng=runs.rng_state(),
+                        optimizer=None if done else opt.state_dict(),
+                        scheduler=None if done else sched.state_dict())  # fmt: skip
+        if run.rank == 0:
+            runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta,
+                                 run.vocab_dir, progress)  # fmt: skip
+            if done and stage.name == "finetune":  # a later stage may learn from it (a teacher)
+                runs.save_checkpoint(
+                    run.dir / "finetuned", run.model, None, run.meta, run.vocab_dir
+                )
+    if stop:
+        run.log(f"stopped after step {step} (--stop-after-steps); continue with --resume")
+    return stop
 
 
 def _check_finite(run, stage, step, loss, params, scaler) -> None:
@@ -698,46 +562,28 @@ def _check_finite(run, stage, step, loss, params, scaler) -> None:
         bad = "gradient norm" if not torch.isfinite(norm) else None
     if bad:
         raise SystemExit(
-            f"error: the {bad} is not finite at step {step + 1} of stage {stage.name}: "
-            "training diverged (try a lower --lr); no results were written"
+            f"error: the {bad} is not finite at step {step + 1} of stage {stage.name}:"
+            " training diverged (try a lower --lr); no results were written"
         )
-
-
-def save(run: Run, stage, progress: dict, stage_done: bool) -> None:
-    if run.rank != 0:
-        return
-    runs.save_checkpoint(
-        run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir, progress
-    )
-    if stage_done and stage.name == "finetune":  # later stages may learn from it (a teacher)
-        runs.save_checkpoint(run.dir / "finetuned", run.model, None, run.meta, run.vocab_dir)
 
 
 def make_optimizer(run: Run, stage, total_steps: int):
     """AdamW without decay on biases and LayerNorms, each part at its stage's learning rate."""
     groups = []
     for module, lr in ((run.model, stage.encoder_lr), (run.strategy, stage.strategy_lr)):
-        for p in module.parameters():
-            p.requires_grad_(lr > 0)
+        module.requires_grad_(lr > 0)
         for decay in (True, False):  # biases and LayerNorm gains are 1-D: no decay
             ps = [p for p in module.parameters() if lr > 0 and (p.ndim >= 2) == decay]
-            if ps:
-                groups.append(
-                    {"params": ps, "lr": lr, "weight_decay": run.cfg.weight_decay if decay else 0.0}
-                )
+            wd = run.cfg.weight_decay if decay else 0.0
+            groups += [{"params": ps, "lr": lr, "weight_decay": wd}] if ps else []
     if not groups:
         raise SystemExit(f"error: stage {stage.name} trains nothing (both learning rates are 0)")
     opt = torch.optim.AdamW(groups)
-    warm = max(1, int(run.cfg.warmup * total_steps))
+    warm, total = max(1, int(run.cfg.warmup * total_steps)), total_steps
     # linear warm-up (if any), then linear decay to 0
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(
-            (s + 1) / warm if run.cfg.warmup else 1.0,
-            max(0.0, (total_steps - s) / max(1, total_steps - warm)),
-        ),
-    )
-    return opt, sched
+    rate = lambda s: min((s + 1) / warm if run.cfg.warmup else 1.0,  # noqa: E731
+                         max(0.0, (total - s) / max(1, total - warm)))  # fmt: skip
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, rate)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -750,12 +596,8 @@ def evaluate(run: Run, strategy) -> dict:
     run.model.eval(), run.strategy.eval()
     feats, task = run.dev_feats, run.task
     rows = []  # (feature index, prediction, tokens per layer, exit layers)
-    for idx in tqdm(
-        data.batch_indices([len(f) for f in feats], run.cfg.eval_batch_size)[run.rank :: run.world],
-        desc="eval",
-        leave=False,
-        disable=run.rank != 0 or None,
-    ):
+    order = data.batch_indices([len(f) for f in feats], run.cfg.eval_batch_size)
+    for idx in tqdm(order[run.rank :: run.world], "eval", leave=False, disable=run.rank or None):
         batch = run.batch(idx, feats)
         with run.autocast:
             out = skim_forward(run.model, strategy, batch, prune=True)
@@ -764,42 +606,29 @@ def evaluate(run: Run, strategy) -> dict:
             logits = logits.masked_fill(batch["attention_mask"][..., None] == 0, -1e4)
         for b, i in enumerate(idx):
             n = len(feats[i])
-            pred = logits[b, :n] if task.kind == "span" else logits[b]
-            rows.append(
-                (
-                    i,
-                    pred.cpu().numpy(),
-                    out.tokens_per_layer[b].tolist(),
-                    out.exit_layer[b, :n].tolist(),
-                )
-            )
+            pred = (logits[b, :n] if task.kind == "span" else logits[b]).cpu().numpy()
+            rows.append((i, pred, out.tokens_per_layer[b].tolist(), out.exit_layer[b, :n].tolist()))
     if run.world > 1:
         gathered = [None] * run.world
         dist.all_gather_object(gathered, rows)
         rows = [r for part in gathered for r in part]
     rows.sort(key=lambda r: r[0])
-    preds = [r[1] for r in rows]
+    preds, tokens, lengths = [r[1] for r in rows], [r[2] for r in rows], [len(f) for f in feats]
     if task.kind == "span":
-        answers = data.squad_predictions(
-            run.dev_ex, feats, [p[:, 0] for p in preds], [p[:, 1] for p in preds]
-        )
-        metrics = data.compute_metrics(
-            task, answers, {e.uid: [a for a, _ in e.answers] for e in run.dev_ex}
-        )
+        starts, ends = [p[:, 0] for p in preds], [p[:, 1] for p in preds]
+        answers = data.squad_predictions(run.dev_ex, feats, starts, ends)
+        gold = {e.uid: [a for a, _ in e.answers] for e in run.dev_ex}
+        metrics = data.compute_metrics(task, answers, gold)
     else:
         metrics = data.compute_metrics(task, np.stack(preds), np.array([f.label for f in feats]))
-    lengths, tokens = [len(f) for f in feats], [r[2] for r in rows]
-    bert_cfg = run.model.bert.config
-    speed = flops.dataset_speedups(
-        bert_cfg, lengths, tokens, strategy, run.cfg.max_length, run.cfg.eval_batch_size
-    )
+    cfg = run.model.bert.config
+    speed = flops.dataset_speedups(cfg, lengths, tokens, strategy, run.cfg.max_length,
+                                   run.cfg.eval_batch_size)  # fmt: skip
     return {
         "metrics": metrics,
         "num_features": len(rows),
         "kept_per_layer": (np.array(tokens) / np.array(lengths)[:, None]).mean(0).round(4).tolist(),
-        "kept": float(
-            np.sum(tokens) / (bert_cfg.num_hidden_layers * np.sum(lengths))
-        ),  # token-layers
+        "kept": float(np.sum(tokens) / (cfg.num_hidden_layers * np.sum(lengths))),  # token-layers
         "flops": {
             p: {
                 "baseline_gflops": s.baseline_gflops,
@@ -809,17 +638,16 @@ def evaluate(run: Run, strategy) -> dict:
                 "speedup": s.speedup,
             }
             for p, s in speed.items()
-        },
+        },  # fmt: skip
         "exit_layers": [r[3] for r in rows[: run.cfg.case_study]],
     }
 
 
-def _eval_line(task, step, loss, res, stage) -> str:
+def _eval_line(step, loss, res, stage) -> str:
     metrics = " | ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if k != "main")
-    return (
-        f"[{stage}] step {step} | loss {loss:.4f} | {metrics} | kept {res['kept']:.3f} | "
-        f"speedup {res['flops']['none']['speedup']:.2f}x | GFLOPs {res['flops']['none']['method_gflops']:.3f}"
-    )
+    none = res["flops"]["none"]
+    return (f"[{stage}] step {step} | loss {loss:.4f} | {metrics} | kept {res['kept']:.3f} | "
+            f"speedup {none['speedup']:.2f}x | GFLOPs {none['method_gflops']:.3f}")  # fmt: skip
 
 
 def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> dict:
@@ -828,7 +656,7 @@ def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> di
     cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer)
     wall = round(time.time() - started, 1)
     results = {"method": run.cfg.method, "task": run.task.name, **res, "case_study": cases,
-               "wall_time_s": wall, "config": run.meta, "versions": _versions(), **extra}
+               "wall_time_s": wall, "config": run.meta, "versions": _versions(), **extra}  # fmt: skip
     if run.rank == 0:
         name = "eval.json" if eval_only else "results.json"
         atomic_write(run.dir / name, json.dumps(results, indent=2).encode())
@@ -836,41 +664,34 @@ def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> di
             report.write(run.dir, results)
     metrics = " | ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if k != "main")
     f = res["flops"]
-    line = (
-        f"final | {metrics} | kept {res['kept']:.3f} | speedup {f['none']['speedup']:.2f}x "
-        f"(sequence padding {f['sequence']['speedup']:.2f}x) | GFLOPs {f['none']['method_gflops']:.4f} "
-        f"| wall {results['wall_time_s']}s | {run.dir}"
-    )
-    run.log(line) if not eval_only else tqdm.write(line) if run.rank == 0 else None
+    line = (f"final | {metrics} | kept {res['kept']:.3f} | speedup {f['none']['speedup']:.2f}x "
+            f"(sequence padding {f['sequence']['speedup']:.2f}x) | GFLOPs "
+            f"{f['none']['method_gflops']:.4f} | wall {wall}s | {run.dir}")  # fmt: skip
+    run.log(line)
     return results
 
 
 def _versions() -> dict:
+    git = ["git", "rev-parse", "HEAD"]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-        ).stdout.strip()
+        commit = subprocess.run(git, capture_output=True, text=True, cwd=Path(__file__).parent)
     except OSError:
-        commit = ""
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "commit": commit,
-    }
+        commit = None
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(), "commit": commit and commit.stdout.strip(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}  # fmt: skip
 
 
 class _Logger:
-    """Print and append to the run's log.txt (rank 0 only)."""
+    """Print (rank 0) and append to the run's log.txt (not for --eval-only: the record stays)."""
 
-    def __init__(self, path: Path, write: bool):
-        self.path, self.write = path, write
+    def __init__(self, path: Path, show: bool, write: bool):
+        self.path, self.show, self.write = path, show, write
 
     def __call__(self, line: str):
-        tqdm.write(line)
+        if self.show:
+            tqdm.write(line)
         if self.write:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
