@@ -542,13 +542,12 @@ def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sche
         progress.update(stage=s + done, step=0 if done else step, rng=runs.rng_state(),
                         optimizer=None if done else opt.state_dict(),
                         scheduler=None if done else sched.state_dict())  # fmt: skip
-        if run.rank == 0:
+        if run.rank == 0:  # the teacher first: a checkpoint past the stage implies a teacher
+            if done and stage.name == "finetune":  # a later stage may learn from it
+                folder = run.dir / "finetuned"
+                runs.save_checkpoint(folder, run.model, None, run.meta, run.vocab_dir)
             runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta,
                                  run.vocab_dir, progress)  # fmt: skip
-            if done and stage.name == "finetune":  # a later stage may learn from it (a teacher)
-                runs.save_checkpoint(
-                    run.dir / "finetuned", run.model, None, run.meta, run.vocab_dir
-                )
     if stop:
         run.log(f"stopped after step {step} (--stop-after-steps); continue with --resume")
     return stop
