@@ -1,7 +1,7 @@
 """Speed benchmarks: our encoder against transformers, and real token pruning against its FLOPs.
 
-    python bench.py encoder   # ours vs transformers.BertModel, same weights, batch×length 32×128 and 1×128
-    python bench.py skim      # plain encoder (padded, packed, transformers) vs Transkimmer and TR-BERT
+    python bench.py encoder   # ours vs transformers.BertModel, same weights, 32×128 and 1×128
+    python bench.py skim      # the plain encoder (padded, packed, transformers) vs skimming
 
 `encoder` loads the same weights into our `transformer.BertModel` and into `transformers.BertModel`
 (the released all-MiniLM-L6-v2, and a random bert-base-size model) and compares tokens/s.
@@ -216,7 +216,7 @@ class FixedTranskimmer(Transkimmer):
 
 
 class FixedTRBert(TRBertPolicy):
-    """Benchmark only: the real policy networks run; each keeps a fixed share, ranked by π(Select)."""
+    """Benchmark only: the real policy networks run; each keeps a fixed share, by π(Select)."""
 
     def __init__(self, cfg, pattern: str):
         super().__init__(cfg, PolicyConfig())
@@ -313,7 +313,7 @@ def check_same_numbers(model, theirs, batch) -> None:
 
 
 def report(title, B, batches, secs, methods, cfg, rounds) -> None:
-    """One table: tokens/s, wall-clock and FLOPs speedups, and their ratio, against the packed baseline."""
+    """One table: tokens/s, wall-clock and FLOPs speedups and ratio vs the packed baseline."""
     L = cfg.num_hidden_layers
     lengths = [n for b in batches for n in b["attention_mask"].sum(1).tolist()]
     padded_lengths = [b["input_ids"].shape[1] for b in batches for _ in range(len(b["input_ids"]))]
@@ -352,7 +352,8 @@ def report(title, B, batches, secs, methods, cfg, rounds) -> None:
         )
     print_table(
         f"{title}: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
-        f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, median of {rounds} rounds; "
+        f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, "
+        f"median of {rounds} rounds; "
         f"speedups are time (or FLOPs) of the baseline / that of the row",
         [
             "setting",
@@ -419,7 +420,8 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
             ]
         )
     print_table(
-        f"{title}, batch {B}: share of each setting's time in its layers, in deciding and elsewhere; "
+        f"{title}, batch {B}: share of each setting's time in its layers, in deciding and "
+        "elsewhere; "
         f"the layers' own speedups against the baseline's layers",
         [
             "setting",

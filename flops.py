@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 
 class Config(Protocol):
-    """Any config with these fields works, e.g. transformer.BertConfig (flops.py imports nothing of ours)."""
+    """Any config with these fields, e.g. transformer.BertConfig (flops.py imports none of ours)"""
 
     hidden_size: int  # d
     intermediate_size: int  # f, FFN width
@@ -50,9 +50,10 @@ def layer_flops(config: Config, n: int) -> dict[str, int]:
 
 
 def encoder_flops(config: Config, tokens_per_layer: Sequence[int]) -> int:
-    """FLOPs of the L encoder layers for one example whose layer i processes tokens_per_layer[i] tokens.
+    """FLOPs of the L encoder layers for one example whose layer i processes tokens_per_layer[i].
 
-    No predictor, no embeddings, no heads. The plain encoder on n tokens is encoder_flops(config, [n] * L).
+    No predictor, no embeddings, no heads. The plain encoder on n tokens:
+    encoder_flops(config, [n] * L).
     """
     assert len(tokens_per_layer) == config.num_hidden_layers, "need one token count per layer"
     return sum(sum(layer_flops(config, n).values()) for n in tokens_per_layer)
@@ -76,7 +77,7 @@ def policy_flops(config: Config, n: int, hidden: int = 32) -> int:
 
 
 class Scorer(Protocol):
-    """What deciding costs. Every skim strategy (skim.SkimStrategy) is one; so is None: no scorer."""
+    """What deciding costs. Every skim strategy (skim.SkimStrategy) is one; None: no scorer."""
 
     layers: Sequence[int]  # layers before which it scores the tokens reaching them (0-indexed)
 
@@ -189,7 +190,7 @@ class Speedup:
 
 
 def batch_padded_lengths(real_lengths: Sequence[int], batch_size: int) -> list[int]:
-    """Each example's length once padded to the longest of its batch (consecutive batches, in order)."""
+    """Each example's length once padded to the longest of its batch (consecutive batches)."""
     padded = []
     for start in range(0, len(real_lengths), batch_size):
         batch = real_lengths[start : start + batch_size]
@@ -207,7 +208,8 @@ def dataset_speedups(
 ) -> dict[str, Speedup]:
     """Speedup over a dataset for padding "none" (our headline), "batch" and "sequence".
 
-    real_lengths[e]: real tokens of example e; tokens_per_layer[e][i]: real tokens layer i processed.
+    real_lengths[e]: real tokens of example e; tokens_per_layer[e][i]: real tokens layer i
+    processed.
     "batch" pads to the longest in each batch of batch_size, in the given order (the paper notes
     this depends on batch size and order); "sequence" pads to the task's max_length (Table 2).
     The baseline processes every position at every layer. The method drops pads at its first

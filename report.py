@@ -42,34 +42,53 @@ def kept_tokens_svg(curves: dict[str, list[float]], title: str) -> str:
         f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">layer</text>',
     ]
     for v in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(f'<line x1="{pad}" x2="{W - pad}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        parts.append(
+            f'<line x1="{pad}" x2="{W - pad}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+        )
         parts.append(f'<text x="{pad - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
     for i in range(L):
         parts.append(f'<text x="{x(i):.1f}" y="{H - pad + 18}" text-anchor="middle">{i}</text>')
     for k, (name, curve) in enumerate(curves.items()):
         colour = COLOURS[k % len(COLOURS)]
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(curve))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>' for i, v in enumerate(curve)]
-        parts.append(f'<text x="{W - pad}" y="{40 + 16 * k}" text-anchor="end" fill="{colour}">'
-                     f"{html.escape(name)}</text>")
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+        )
+        parts += [
+            f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>'
+            for i, v in enumerate(curve)
+        ]
+        parts.append(
+            f'<text x="{W - pad}" y="{40 + 16 * k}" text-anchor="end" fill="{colour}">'
+            f"{html.escape(name)}</text>"
+        )
     return "".join(parts) + "</svg>"
 
 
 def case_study_html(rows: list[dict], L: int, title: str) -> str:
     """Dev examples with each token coloured by the layer before which it was skimmed."""
-    palette = [f"hsl({int(220 * i / max(1, L))}, 70%, {45 + 40 * (1 - i / max(1, L)):.0f}%)"
-               for i in range(L + 1)]
-    legend = "".join(f'<span style="background:{palette[i]}">'
-                     f'{"kept to the end" if i == L else f"skimmed before layer {i}"}</span> '
-                     for i in range(L + 1))
-    body = "".join(
-        "<p>" + "".join(f'<span title="layer {e}" style="background:{palette[e]}">'
-                        f"{html.escape(t)}</span> " for t, e in zip(r["tokens"], r["exit_layers"]))
-        + "</p>" for r in rows
+    palette = [
+        f"hsl({int(220 * i / max(1, L))}, 70%, {45 + 40 * (1 - i / max(1, L)):.0f}%)"
+        for i in range(L + 1)
+    ]
+    legend = "".join(
+        f'<span style="background:{palette[i]}">'
+        f"{'kept to the end' if i == L else f'skimmed before layer {i}'}</span> "
+        for i in range(L + 1)
     )
-    return (f"<!doctype html><meta charset='utf-8'><title>case study: {html.escape(title)}</title>"
-            f"<h1>{html.escape(title)}: where each token was skimmed</h1><p>{legend}</p>{body}")
+    body = "".join(
+        "<p>"
+        + "".join(
+            f'<span title="layer {e}" style="background:{palette[e]}">{html.escape(t)}</span> '
+            for t, e in zip(r["tokens"], r["exit_layers"])
+        )
+        + "</p>"
+        for r in rows
+    )
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>case study: {html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}: where each token was skimmed</h1><p>{legend}</p>{body}"
+    )
 
 
 def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
@@ -101,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         out.write_text(kept_tokens_svg(curves, "share of tokens per layer"))
         print(f"wrote {out}")
         return
-    (name, r), = results.items()
+    ((name, r),) = results.items()
     write(Path(args.runs[0]), r, args.out)
     print(f"wrote kept_tokens.svg and case_study.html to {args.out or args.runs[0]}")
 

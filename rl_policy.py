@@ -6,7 +6,9 @@ https://arxiv.org/abs/2105.11618. Equations implemented here:
   Eq. (3) the next layer runs on the selected tokens only                 -> skim.skim_forward
   Eq. (4) the reward R = log P(y|X) − λ·(selected tokens)                 -> `reward`
   Eq. (6) REINFORCE: ∇J = Σ_t R·∇ log π(a_t|s_t), with a sample baseline  -> `reinforce_loss`
-  Sec. 2 / 3.2 the Residual Strategy's importance and imitation warm-up   -> `residual_scores`, `TRBertPolicy.decide`
+  Sec. 2 / 3.2 the Residual Strategy's importance, imitation warm-up  -> `residual_scores`,
+                                                                          `top_k_actions`
+  Sec. 3.2 the three-stage schedule                                     -> `TRBertPolicy.stages`
 The policy is a skim strategy (skim.SkimStrategy): the encoder loop that masks in training,
 prunes at inference and forwards skipped tokens to the output is skim.py's, shared with
 Transkimmer. The three-stage schedule (fine-tune; policy alone; everything) is driven by

@@ -111,7 +111,7 @@ class SkimStrategy(nn.Module):
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
-        """FLOPs spent scoring n tokens before one of its layers (any function of n; see flops.py)."""
+        """FLOPs spent scoring n tokens before one of its layers (any function of n: flops.py)."""
         return 0
 
     def stages(self, cfg) -> list[Stage]:
@@ -345,7 +345,7 @@ class SkimPredictor(nn.Module):
 def gumbel_keep(logits: torch.Tensor, tau: float) -> torch.Tensor:
     """Straight-through Gumbel-softmax keep mask: exactly 0/1 forward, soft gradient backward.
 
-    Transkimmer Eq. (5): M_j = exp((log π_j + g_j)/τ) / Σ_k exp((log π_k + g_k)/τ),  g ~ Gumbel(0, 1)
+    Transkimmer Eq. (5): M_j = exp((log π_j + g_j)/τ) / Σ_k exp((log π_k + g_k)/τ), g ~ Gumbel(0,1)
     π -> softmax(logits);  g -> gumbel;  τ -> tau. log π differs from the logits by a constant per
     token, which the softmax cancels, so the logits are used directly.
     logits (B, T, 2) -> keep (B, T) float."""
@@ -373,7 +373,7 @@ def skim_loss(out: SkimOutput, attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class Transkimmer(SkimStrategy):
-    """A skim predictor before every layer, layer 0 included (authors' code: on that layer's input)."""
+    """A skim predictor before every layer, layer 0 included (the authors' code: on its input)."""
 
     Options = SkimConfig
     checkpoint_prefix = "skim"

@@ -655,7 +655,8 @@ def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> di
     cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer)
     wall = round(time.time() - started, 1)
     results = {"method": run.cfg.method, "task": run.task.name, **res, "case_study": cases,
-               "wall_time_s": wall, "config": run.meta, "versions": _versions(), **extra}  # fmt: skip
+               "wall_time_s": wall, "config": run.meta, "versions": _versions(),
+               **extra}  # fmt: skip
     if run.rank == 0:
         name = "eval.json" if eval_only else "results.json"
         atomic_write(run.dir / name, json.dumps(results, indent=2).encode())
@@ -679,7 +680,7 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "platform": platform.platform(),
             "cpu_threads": torch.get_num_threads(), "commit": commit and commit.stdout.strip(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}  # fmt: skip
+            "cuda": torch.cuda.is_available() and torch.cuda.get_device_name()}  # fmt: skip
 
 
 class _Logger:

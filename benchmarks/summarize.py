@@ -13,7 +13,8 @@ def row(folder: Path) -> str:
     flops = r["flops"]
     kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
     return (
-        f"| {folder.name} | {100 * r['metrics']['main']:.2f} | {flops['none']['method_gflops']:.3f} | "
+        f"| {folder.name} | {100 * r['metrics']['main']:.2f} | "
+        f"{flops['none']['method_gflops']:.3f} | "
         f"{flops['none']['speedup']:.2f}× | {flops['sequence']['speedup']:.2f}× | {kept} | "
         f"{r['wall_time_s'] / 60:.0f} min |"
     )
@@ -23,7 +24,8 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     print(
-        "| run | dev | GFLOPs / example (no padding) | speedup, no padding | speedup, sequence padding | "
+        "| run | dev | GFLOPs / example (no padding) | speedup, no padding | "
+        "speedup, sequence padding | "
         "share of tokens per layer | wall time |"
     )
     print("|---|---:|---:|---:|---:|---|---:|")

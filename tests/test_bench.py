@@ -4,22 +4,13 @@ import math
 
 import pytest
 import torch
+from conftest import make_batch
 
 from bench import FixedTranskimmer, FixedTRBert, evenly_spaced, keep_pattern, keep_top, main
 from skim import skim_forward
 from transformer import CONFIGS, BertForTask
 
 TINY = CONFIGS["tiny"]
-
-
-def make_batch(lengths=(11, 8, 4), T=11):
-    ids = torch.randint(5, TINY.vocab_size, (len(lengths), T))
-    mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
-    return {
-        "input_ids": ids * mask,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros_like(ids),
-    }
 
 
 def test_keep_top_keeps_cls_and_the_best_scored_share_of_alive_tokens():

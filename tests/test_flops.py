@@ -258,7 +258,7 @@ def test_predictor_and_policy_shapes_match_flop_counter_mode_exactly(name):
 @pytest.mark.parametrize("method", ["baseline", "transkimmer", "trbert", "cls-attention"])
 @pytest.mark.parametrize("name", ["tiny", "all-MiniLM-L6-v2"])
 def test_pruned_skim_forward_matches_flop_counter_mode_exactly(name, method):
-    """FlopCounterMode around skim_forward(prune=True) on one example: the encoder on the tokens each
+    """FlopCounterMode around skim_forward(prune=True), one example: the encoder on the tokens each
     layer really kept, plus the scorer on the tokens it scored, plus pooler and classifier."""
     from rl_policy import TRBertPolicy
     from skim import ClsAttentionSkim, SkimConfig, Transkimmer, skim_forward

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_batch
 
 from rl_policy import (
     PolicyConfig,
@@ -27,13 +28,6 @@ TINY4 = BertConfig(
     intermediate_size=37,
     max_position_embeddings=64,
 )
-
-
-def make_batch(B=3, T=11, lengths=(11, 8, 4)):
-    ids = torch.randint(5, TINY.vocab_size, (B, T))
-    mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
-    ids[mask == 0] = 0
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
 def test_default_reduction_layers_are_second_and_middle():
@@ -157,7 +151,7 @@ def test_imitation_rows_follow_the_heuristic():
 def test_residual_scores_agree_with_finite_differences():
     torch.manual_seed(1)
     model = BertForTask(TINY4).eval().double()
-    batch = make_batch(B=2, T=7, lengths=(7, 5))
+    batch = make_batch((7, 5))
     labels = torch.tensor([0, 1])
     loss_fn = lambda logits, b: F.cross_entropy(logits, labels, reduction="sum")  # noqa: E731
     l, r = 1, 3

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import make_batch
 
 from skim import (
     SkimConfig,
@@ -18,15 +19,6 @@ from transformer import CONFIGS, BertForTask
 TINY = CONFIGS["tiny"]
 
 
-def make_batch(B=3, T=11, lengths=(11, 8, 4)):
-    ids = torch.randint(5, TINY.vocab_size, (B, T))
-    mask = (torch.arange(T) < torch.tensor(lengths)[:, None]).long()
-    ids[mask == 0] = 0
-    types = torch.zeros_like(ids)
-    types[:, 5:] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types * mask}
-
-
 def skimming_model(kind="classification"):
     """A tiny model whose predictors skim some tokens, not all, differently per example."""
     model = BertForTask(TINY, kind, num_labels=3).eval()
@@ -41,7 +33,7 @@ def skimming_model(kind="classification"):
 @pytest.mark.parametrize("kind", ["classification", "span"])
 def test_masked_forward_equals_pruned_forward_at_every_position(kind):
     model, strategy = skimming_model(kind)
-    batch = make_batch()
+    batch = make_batch(pair=True)
     masked = skim_forward(model, strategy, batch, prune=False)
     pruned = skim_forward(model, strategy, batch, prune=True)
     # the test is only meaningful if decisions differ between examples and layers
@@ -59,7 +51,7 @@ def test_masked_forward_equals_pruned_forward_at_every_position(kind):
 
 def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
     model, strategy = skimming_model()
-    batch = make_batch()
+    batch = make_batch(pair=True)
     together = skim_forward(model, strategy, batch, prune=True)
     for b in range(3):
         n = int(batch["attention_mask"][b].sum())
@@ -109,7 +101,7 @@ def test_inference_scores_only_present_tokens_and_matches_the_predictor_on_the_g
 def test_cls_is_always_kept_and_pads_never():
     model = BertForTask(TINY).eval()
     strategy = Transkimmer(TINY, SkimConfig(init_mean=-5.0)).eval()  # wants to skim everything
-    batch = make_batch()
+    batch = make_batch(pair=True)
     for prune in (False, True):
         out = skim_forward(model, strategy, batch, prune=prune)
         assert (out.tokens_per_layer == 1).all(), "only [CLS] should survive"
@@ -125,7 +117,7 @@ def test_cls_is_always_kept_and_pads_never():
 def test_at_initialisation_nothing_is_skimmed_and_output_equals_plain_encoder(prune):
     model = BertForTask(TINY, "span").eval()
     strategy = Transkimmer(TINY).eval()  # Eq. (9): keep bias +5, skip bias −5
-    batch = make_batch()
+    batch = make_batch(pair=True)
     out = skim_forward(model, strategy, batch, prune=prune)
     lengths = batch["attention_mask"].sum(1)
     assert torch.equal(out.tokens_per_layer, lengths[:, None].expand(-1, TINY.num_hidden_layers))
@@ -146,7 +138,7 @@ def test_gumbel_masks_are_exactly_zero_or_one_with_a_soft_gradient():
 def test_gradients_reach_every_predictor_in_training():
     model = BertForTask(TINY).train()
     strategy = Transkimmer(TINY, SkimConfig(tau=1.0)).train()
-    batch = make_batch()
+    batch = make_batch(pair=True)
     out = skim_forward(model, strategy, batch)
     assert len(out.masks) == TINY.num_hidden_layers and out.masks[0].requires_grad
     loss = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 1]))
@@ -182,7 +174,7 @@ def test_cls_attention_strategy_keeps_its_share_and_masked_equals_pruned():
 
     model = BertForTask(TINY).eval()
     strategy = ClsAttentionSkim(model.bert, keep=0.5, layers=(1,)).eval()
-    batch = make_batch()
+    batch = make_batch(pair=True)
     pruned = skim_forward(model, strategy, batch, prune=True)
     masked = skim_forward(model, strategy, batch, prune=False)
     lengths = batch["attention_mask"].sum(1)
