@@ -73,21 +73,30 @@ class LTP(SkimStrategy):
         """Relative importance n·s_j of each token, (B, T), from the previous layer's attention
         (B, nh, T, T) and who is present (B, T). Summing over queries is written as a product
         with the present-query vector, so it is a matmul: flops.py and FlopCounterMode see it."""
+        # ASSIGNMENT 6 BEGIN: a skim method of your own (assignments/06_strategy.md)
         nh = attention.shape[1]
         queries = alive[:, None, None, :].to(attention.dtype).expand(-1, nh, 1, -1)  # (B, nh, 1, T)
         received = (queries @ attention).squeeze(2).sum(1)  # (B, T): Σ_h Σ_i A_h[i, j]
         return received / nh  # n·s_j = Σ_h Σ_i A/(nh): the n of the mean cancels
+        # ASSIGNMENT 6 END
 
     def decide(self, i, h, alive, ctx):
+        """Keep the tokens whose relative score n·s_j reaches θ_i: a soft mask σ((n·s − θ)/T) in
+        the soft stage of training, hard everywhere else; 0 wherever alive is 0."""
+        # ASSIGNMENT 6 BEGIN: a skim method of your own (assignments/06_strategy.md)
         s = self.scores(ctx.attention, alive)  # (B, T)
         theta = self.thresholds[i]
         if self.training and self.soft:
             return torch.sigmoid((s - theta) / self.options.temperature) * alive
         keep = (s >= theta) & (alive > 0)
         return keep if ctx.pruning else keep.to(h.dtype)
+        # ASSIGNMENT 6 END
 
     def overhead_flops(self, config, n):
-        return 2 * config.num_attention_heads * n * n  # the (1×n)@(n×n) product per head
+        """FLOPs of `scores` on n tokens: per head, the (1×n)@(n×n) product with the queries."""
+        # ASSIGNMENT 6 BEGIN: a skim method of your own (assignments/06_strategy.md)
+        return 2 * config.num_attention_heads * n * n
+        # ASSIGNMENT 6 END
 
     def stages(self, cfg):
         stages = [Stage("soft", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]

@@ -993,3 +993,109 @@ def _per_token_flops_hand_worked():
             f"(worked out in "
             f"assignments/05_flops.md)",
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Assignment 6: a skim method of your own, trained with train.py
+
+# Which method is graded: LTP in the student's ltp.py, unless SKIMBERT_STRATEGY names another
+# (path/to/file.py:Class or module:Class, as train.py's --method takes it).
+STRATEGY = assignment(
+    6,
+    "a skim method of your own, trained with train.py",
+    "assignments/06_strategy.md",
+    ["ltp.LTP.scores", "ltp.LTP.decide", "ltp.LTP.overhead_flops"],
+    timeout_s=600,
+)
+
+
+def _spec() -> str:
+    import os
+
+    return os.environ.get("SKIMBERT_STRATEGY", "ltp:LTP")
+
+
+def _suite():
+    """The grader's own conformance suite (tests/test_strategies.py beside this folder), run on the
+    student's modules: its `import skim, runs, ...` find the graded folder's files."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "test_strategies.py"
+    spec = importlib.util.spec_from_file_location("grader_conformance", path)
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    for name in ("skim", "runs"):
+        student(name)  # they must come from the graded folder
+    return suite, suite.from_spec(_spec())
+
+
+def _conformance(*names, **kwargs):
+    suite, make = _suite()
+    for name in names:
+        try:
+            getattr(suite, name)(make, **kwargs)
+        except AssertionError as e:
+            raise CheckFailed(f"{_spec()}: {name.removeprefix('check_')}: {e}") from None
+
+
+@STRATEGY.check("masked (training) equals pruned (inference), also when nobody or all leave", 5)
+def _strategy_masked_equals_pruned():
+    for force in (None, "none", "all"):
+        _conformance("check_masked_equals_pruned", force=force)
+
+
+@STRATEGY.check("keeps [CLS], never keeps a pad, never brings a skimmed token back", points=4)
+def _strategy_raw_decisions():
+    _conformance("check_raw_decisions")
+
+
+@STRATEGY.check("decides each sequence alike alone and in a batch; counts its tokens", points=3)
+def _strategy_batch_and_counts():
+    _conformance("check_batch_equals_alone", "check_tokens_per_layer")
+
+
+@STRATEGY.check("the FLOPs it is charged equal torch's FlopCounterMode at two lengths", points=4)
+def _strategy_flops():
+    _conformance("check_flops")
+
+
+@STRATEGY.check("its gradients reach every parameter; a checkpoint keeps its decisions", points=4)
+def _strategy_gradients_and_checkpoint():
+    import tempfile
+
+    _conformance("check_gradients")
+    with tempfile.TemporaryDirectory() as tmp:
+        _conformance("check_checkpoint_round_trip", tmp_path=Path(tmp))
+
+
+def _smoke(method: str, out: Path, *extra: str) -> dict:
+    """train.py of the graded folder on the smoke preset; its results.json."""
+    import json
+    import subprocess
+
+    command = [sys.executable, "train.py", "--method", method, "--preset", "smoke",
+               "--out-dir", str(out), *extra]  # fmt: skip
+    done = subprocess.run(command, cwd=STUDENT_DIR, capture_output=True, text=True)
+    said = (done.stderr or done.stdout).strip().splitlines()
+    expect(done.returncode == 0, f"`{' '.join(command[1:])}` failed: {said[-1] if said else ''}")
+    return json.loads((out / "results.json").read_text())
+
+
+@STRATEGY.check("trains through train.py, skims, and learns more than a random control", 20)
+def _strategy_trains():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = _smoke(_spec(), Path(tmp) / "ours")
+        speedup, accuracy = ours["flops"]["none"]["speedup"], ours["metrics"]["accuracy"]
+        expect(speedup >= 1.2, f"it trains but hardly skims: {speedup:.2f}× FLOPs (want ≥ 1.2×)")
+        expect(accuracy >= 0.9, f"accuracy {accuracy:.3f} on the synthetic task (want ≥ 0.9)")
+        control = _smoke(
+            "random", Path(tmp) / "random", "--keep-shares-from", str(Path(tmp) / "ours")
+        )
+        expect(
+            accuracy >= control["metrics"]["accuracy"],
+            f"a random choice of the same share of tokens per layer scores "
+            f"{control['metrics']['accuracy']:.3f}, your method {accuracy:.3f}: it has learned "
+            "nothing beyond keeping fewer tokens",
+        )

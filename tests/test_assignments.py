@@ -56,7 +56,9 @@ def test_reference_repository_scores_full_marks(tmp_path):
         assert r["status"] == "PASS", f"assignment {number}: {r['message']}"
         assert r["earned"] == r["possible"] == checks.ASSIGNMENTS[number].points > 0
     assert status == 0
-    assert sum(r["earned"] for r in results.values()) == 100
+    assert sum(r["earned"] for r in results.values()) == sum(
+        a.points for a in checks.ASSIGNMENTS.values()
+    )
 
 
 def test_student_copy_keeps_signatures_runs_and_scores_zero(tmp_path):
@@ -112,6 +114,16 @@ def test_every_marked_region_belongs_to_a_registered_assignment_with_a_handout()
 
 # name: (file, function, wrong body, check that must fail, words its message must contain)
 MUTANTS = {
+    "a strategy that keeps pads": (
+        "ltp.py",
+        "LTP.decide",
+        """
+        keep = torch.ones_like(alive)
+        return keep.bool() if ctx.pruning else keep
+        """,
+        "never keeps a pad",
+        "keeps a pad",
+    ),
     "attention masked without renormalising": (
         "transformer.py",
         "SelfAttention._eager",
@@ -231,8 +243,14 @@ ROUNDS = [
         ["hard Gumbel sample with no straight-through gradient", "reward with its sign flipped"],
         [2, 4],
     ),
+    (["a strategy that keeps pads"], [6]),
 ]
-NUMBER = {"transformer.py": 1, "flops.py": 5, "rl_policy.py": 4}  # skim.py: 2 or 3, by function
+NUMBER = {
+    "transformer.py": 1,
+    "flops.py": 5,
+    "rl_policy.py": 4,
+    "ltp.py": 6,
+}  # skim.py: 2 or 3, by function
 
 
 def _number(path: str, function: str) -> int:
