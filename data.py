@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -386,7 +386,9 @@ def load_examples(
     downloaded into it once (unless `fetch` is False).
 
     Malformed input stops with an error naming the file, the line and the problem: a row with the
-    wrong number of columns, a label outside the task's label set, an empty file.
+    wrong number of columns, a label outside the task's label set, an empty file, bytes that are
+    not UTF-8 (with their offset), a field too long for the csv module, a blank line before more
+    rows (blank lines at the end of a file are skipped).
     """
     task = get_task(task)
     if split not in task.splits:
@@ -417,28 +419,90 @@ def _label(task: Task, value: str, where: str) -> int | float:
     return task.labels.index(value)
 
 
+# Hostile input. Every reader turns the three ways a real file goes wrong into an error that names
+# the file, the line and the fix, instead of a bare traceback from deep inside csv or a codec:
+# * bytes that are not the expected encoding (a file saved as Latin-1 or Windows-1252);
+# * an over-long field: the csv module refuses fields over csv.field_size_limit() characters
+#   (131,072 by default). No text of these tasks comes near it (the longest GLUE line in
+#   shared/data has 1,439 characters, reviews run to a few thousand), so we keep the limit (it is
+#   process-wide, too): a longer field means a broken file (a quote left open in the Yelp CSV
+#   swallows the lines after it; a TSV without line breaks is one huge line);
+# * blank lines: editors and `echo >> file` leave one at the end, which is harmless and skipped;
+#   a blank line with rows after it is more likely a damaged file and stays an error.
+
+
+def _decode(raw: bytes, encoding: str, where: str) -> str:
+    """`raw` decoded; else a ValueError naming `where`, the line and the offset of the first bad
+    byte."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        # lines end at \n, \r or \r\n, as for the csv module's line numbers (open(newline=""))
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        name = "UTF-8" if encoding.startswith("utf-8") else encoding
+        raise ValueError(
+            f"{where}:{line}: byte {e.start} (0x{raw[e.start]:02x}) is not valid {name} "
+            f"({e.reason}); save the file as {name}, e.g. `iconv -f cp1252 -t utf-8 OLD > NEW` "
+            f"if it was written as Windows-1252"
+        ) from None
+
+
+def _rows(path: Path, encoding: str, **csv_options) -> Iterator[tuple[int, list[str]]]:
+    """(line, row) for each record of a CSV or TSV file; `line` is where the record starts (a
+    quoted field may run over several lines). Trailing blank lines are skipped; see above for what
+    else is refused."""
+    with open(path, encoding=encoding, newline="") as f:
+        reader = csv.reader(f, **csv_options)
+        end, blank = 0, None  # the line the last record ended on; the first blank line since
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return  # blank lines at the end of the file: fine
+            except UnicodeDecodeError:  # find the bad byte's line and offset in the raw bytes
+                _decode(path.read_bytes(), encoding, str(path))
+                raise  # not reached: the same bytes fail again
+            except csv.Error as e:
+                where, span = f"{path}:{end + 1}", ""
+                if reader.line_num > end + 1:
+                    span = f" (the record runs on to line {reader.line_num})"
+                if "field larger than field limit" not in str(e):
+                    raise ValueError(f"{where}: {e}{span}") from None
+                raise ValueError(
+                    f"{where}: a field longer than {csv.field_size_limit():,} characters{span}, "
+                    f"far longer than any text of this task: the file is damaged or not in the "
+                    f"expected format (a quote left open? a file without line breaks?)"
+                ) from None
+            start, end = end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):  # an empty or all-space line
+                blank = blank or start
+                continue
+            if blank is not None:
+                raise ValueError(
+                    f"{path}:{blank}: blank line before more rows (line {start}); only blank "
+                    f"lines at the end of a file are skipped: delete it"
+                )
+            yield start, row
+
+
 def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
     # quoting off: GLUE rows hold literal '"' characters (the reference readers do the same);
     # utf-8-sig drops MRPC's byte-order mark and changes nothing elsewhere
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows:
-        raise ValueError(f"{path}: empty file")
+    rows = _rows(path, "utf-8-sig", delimiter="\t", quoting=csv.QUOTE_NONE)
     if isinstance(task.label_column, int):  # CoLA: no header, 4 columns
         width, columns = 4, [*task.text_columns, task.label_column]
-        start = 1
     else:
-        header, start = rows[0], 2
+        line, header = next(rows, (0, None))
+        if header is None:
+            raise ValueError(f"{path}: empty file (no header line)")
         missing = [c for c in (*task.text_columns, task.label_column) if c not in header]
         if missing:
-            raise ValueError(f"{path}:1: header {header} lacks the columns {missing}")
-        width, columns = (
-            len(header),
-            [header.index(c) for c in (*task.text_columns, task.label_column)],
-        )
-        rows = rows[1:]
+            raise ValueError(f"{path}:{line}: header {header} lacks the columns {missing}")
+        width = len(header)
+        columns = [header.index(c) for c in (*task.text_columns, task.label_column)]
     examples = []
-    for line, row in enumerate(rows, start):
+    for line, row in rows:
         where = f"{path}:{line}"
         if len(row) != width:
             raise ValueError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
@@ -455,7 +519,8 @@ def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
 
 
 def _read_folders(task: Task, split: str, path: Path) -> list[Example]:
-    """IMDB and 20News: one text per file, <split folder>/<label>/<file>, from a folder or a tarball."""
+    """IMDB and 20News: one text per file, <split folder>/<label>/<file>, from a folder or a
+    tarball."""
     split_dir = split if task.reader == "imdb" else f"20news-bydate-{split}"
     encoding = "utf-8" if task.reader == "imdb" else "latin-1"  # 20News posts predate UTF-8
 
@@ -465,64 +530,76 @@ def _read_folders(task: Task, split: str, path: Path) -> list[Example]:
 
     if path.is_dir():
         files = [
-            (p.as_posix(), p.read_bytes())
+            (p.as_posix(), p.read_bytes(), str(p))
             for p in path.rglob("*")
             if p.is_file() and wanted(p.as_posix())
         ]
     else:
         with tarfile.open(path) as tar:  # streamed in archive order, sorted below
             files = [
-                (m.name, tar.extractfile(m).read()) for m in tar if m.isfile() and wanted(m.name)
+                (m.name, tar.extractfile(m).read(), f"{path} member {m.name}")
+                for m in tar
+                if m.isfile() and wanted(m.name)
             ]
     files.sort()
+    # Latin-1 decodes any byte, so only IMDB can fail here; each file is one text, so neither
+    # long lines nor blank lines are a problem
     return [
         Example(
-            data.decode(encoding),
+            _decode(raw, encoding, where),
             None,
             task.labels.index(PurePosixPath(name).parts[-2]),
             "/".join(PurePosixPath(name).parts[-3:]),
         )
-        for name, data in files
+        for name, raw, where in files
     ]
 
 
 def _read_yelp(task: Task, split: str, path: Path) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as f:  # a quoted CSV: "label","text"
-        reader = csv.reader(f)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if len(row) != 2:
-                raise ValueError(f"{where}: expected 2 columns (label, text), got {len(row)}")
-            # the CSV writes a review's line breaks as the two characters \n
-            examples.append(
-                Example(
-                    row[1].replace("\\n", "\n"),
-                    None,
-                    _label(task, row[0], where),
-                    f"{path.name}:{reader.line_num}",
-                )
+    for line, row in _rows(path, "utf-8"):  # a quoted CSV: "label","text"
+        where = f"{path}:{line}"
+        if len(row) != 2:
+            raise ValueError(f"{where}: expected 2 columns (label, text), got {len(row)}")
+        # the CSV writes a review's line breaks as the two characters \n
+        examples.append(
+            Example(
+                row[1].replace("\\n", "\n"),
+                None,
+                _label(task, row[0], where),
+                f"{path.name}:{line}",
             )
+        )
     return examples
 
 
 def _read_squad(task: Task, split: str, path: Path) -> list[Example]:
+    # JSON allows whitespace (blank lines included) around the value and has no field limit
+    text = _decode(path.read_bytes(), "utf-8", str(path))
     try:
-        articles = json.loads(path.read_text("utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise ValueError(f"{path}: not a SQuAD json file ({e})") from None
-    return [
-        Example(
-            qa["question"],
-            p["context"],
-            int(not qa.get("is_impossible", False)),
-            qa["id"],
-            tuple((a["text"], a["answer_start"]) for a in qa["answers"]),
-        )
-        for article in articles
-        for p in article["paragraphs"]
-        for qa in p["qas"]
-    ]
+        articles = json.loads(text)["data"]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+    except (KeyError, TypeError):
+        raise ValueError(f'{path}: not a SQuAD json file (no top-level "data" list)') from None
+    try:
+        return [
+            Example(
+                qa["question"],
+                p["context"],
+                int(not qa.get("is_impossible", False)),
+                qa["id"],
+                tuple((a["text"], a["answer_start"]) for a in qa["answers"]),
+            )
+            for article in articles
+            for p in article["paragraphs"]
+            for qa in p["qas"]
+        ]
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            f"{path}: not a SQuAD v2 json file: an entry lacks the field {e} (each article needs "
+            f"paragraphs, each paragraph context and qas, each question id, question, answers)"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------

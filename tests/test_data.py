@@ -11,6 +11,7 @@ import dataclasses
 import http.server
 import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -373,6 +374,99 @@ def test_a_bad_score_and_a_cola_row_are_reported_with_their_line(tmp_path):
     write_tsv(tmp_path / "CoLA" / "dev.tsv", [["gj04", "1", "", "Fine."], ["gj04", "0", "*"]])
     with pytest.raises(ValueError, match=r"dev\.tsv:2: expected 4"):
         data.load_examples("cola", "dev", tmp_path, fetch=False)
+
+
+WNLI_ROWS = "index\tsentence1\tsentence2\tlabel\n0\tA cat.\tAn animal.\t1\n"
+
+
+def write_bytes(path, raw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n", "\n \n\n", "\r\n\r\n"])
+def test_blank_lines_at_the_end_of_a_file_are_skipped(tmp_path, ending):
+    write_bytes(tmp_path / "WNLI" / "train.tsv", WNLI_ROWS.rstrip("\n").encode() + ending.encode())
+    examples = data.load_examples("wnli", "train", tmp_path, fetch=False)
+    assert [(e.text_a, e.label, e.uid) for e in examples] == [("A cat.", 1, "train.tsv:2")]
+    write_bytes(tmp_path / "yelp_review_full_csv" / "test.csv", f'"3","So so."{ending}'.encode())
+    assert len(data.load_examples("yelp", "test", tmp_path, fetch=False)) == 1
+
+
+def test_a_blank_line_before_more_rows_is_reported_with_its_line(tmp_path):
+    write_bytes(tmp_path / "WNLI" / "train.tsv", (WNLI_ROWS + "\n1\tB.\tC.\t0\n").encode())
+    with pytest.raises(ValueError, match=r"train\.tsv:3: blank line before more rows \(line 4\)"):
+        data.load_examples("wnli", "train", tmp_path, fetch=False)
+    write_bytes(tmp_path / "yelp_review_full_csv" / "test.csv", b'"3","So so."\n\n"1","Bad."\n')
+    with pytest.raises(ValueError, match=r"test\.csv:2: blank line before more rows"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+
+
+def test_a_field_too_long_for_the_csv_module_names_its_file_and_line(tmp_path):
+    long = "x" * 200_000  # over csv.field_size_limit(): 131,072 characters
+    write_bytes(tmp_path / "WNLI" / "train.tsv", f"{WNLI_ROWS}1\t{long}\tb\t0\n".encode())
+    with pytest.raises(ValueError, match=r"train\.tsv:3: a field longer than 131,072 characters"):
+        data.load_examples("wnli", "train", tmp_path, fetch=False)
+    # in a quoted CSV a field may span lines: the error names the line the record starts on
+    yelp = write_bytes(
+        tmp_path / "yelp_review_full_csv" / "test.csv",
+        ('"3","So so."\n"1","' + "word\n" * 30_000 + '"\n').encode(),
+    )
+    with pytest.raises(ValueError, match=r"test\.csv:2: a field .* runs on to line \d+"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+    yelp.write_text(f'"3","{long}"\n')
+    with pytest.raises(ValueError, match=r"test\.csv:1: a field longer than"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+
+
+def squad_json(context):
+    qa = {"id": "q", "question": "?", "answers": []}
+    return json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [qa]}]}]}, indent=1)
+
+
+def test_bytes_that_are_not_utf8_are_reported_with_file_line_and_offset(tmp_path):
+    bad = b"caf\xe9"  # "café" written as Latin-1 / Windows-1252
+    cases = {  # (task, split, file, its bytes, where the message points)
+        "glue": (
+            "wnli",
+            "train",
+            "WNLI/train.tsv",
+            WNLI_ROWS.encode() + b"1\t" + bad + b"\tb\t0\n",
+        ),
+        "yelp": (
+            "yelp",
+            "test",
+            "yelp_review_full_csv/test.csv",
+            b'"3","ok"\r\n"1","' + bad + b'"',
+        ),
+        "imdb": ("imdb", "train", "aclImdb/train/pos/1_7.txt", b"Fine.\n" + bad),
+        "squad": ("squad2", "dev", "dev-v2.0.json", squad_json("x").encode().replace(b"x", bad)),
+    }
+    for name, (task, split, file, raw) in cases.items():
+        folder = tmp_path / name
+        write_bytes(folder / file, raw)
+        offset, line = raw.index(b"\xe9"), raw[: raw.index(b"\xe9")].count(b"\n") + 1
+        where = re.escape(f"{folder / file}:{line}: byte {offset} (0xe9) is not valid UTF-8")
+        with pytest.raises(ValueError, match=where + ".*iconv"):
+            data.load_examples(task, split, folder, fetch=False)
+    (tmp_path / "tarball").mkdir()
+    with tarfile.open(tmp_path / "tarball" / "aclImdb_v1.tar.gz", "w:gz") as tar:  # a member, too
+        tar.add(tmp_path / "imdb" / "aclImdb", arcname="aclImdb")
+    with pytest.raises(ValueError, match=r"tar\.gz member aclImdb/train/pos/1_7\.txt:2: byte 9 "):
+        data.load_examples("imdb", "train", tmp_path / "tarball", fetch=False)
+
+
+def test_a_broken_squad_file_names_its_line_or_the_missing_field(tmp_path):
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(squad_json("x").replace('"answers"', "answers"))
+    with pytest.raises(ValueError, match=r"dev-v2\.0\.json:\d+: not valid JSON \(Expecting"):
+        data.load_examples("squad2", "dev", tmp_path, fetch=False)
+    path.write_text(squad_json("x").replace('"question"', '"query"'))
+    with pytest.raises(ValueError, match=r"dev-v2\.0\.json: .* lacks the field 'question'"):
+        data.load_examples("squad2", "dev", tmp_path, fetch=False)
+    path.write_text(squad_json("x") + "\n\n\n")  # blank lines after the JSON value are fine
+    assert len(data.load_examples("squad2", "dev", tmp_path, fetch=False)) == 1
 
 
 def test_missing_split_names_the_expected_path_and_unknown_splits_are_refused(tmp_path):
