@@ -26,7 +26,6 @@ import string
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
@@ -865,23 +864,6 @@ def collate(
         for b, f in enumerate(features):
             batch["keyword_mask"][b, : len(f)] = f.keyword_mask
     return {k: torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
-
-
-def make_loader(
-    features: Sequence[Feature],
-    batch_size: int,
-    padding: str = "batch",
-    max_length: int | None = None,
-    **order,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader over `features` (a list is already a map-style dataset); `order` goes to
-    `batch_indices` (shuffle, seed, epoch, bucket)."""
-    batches = batch_indices([len(f) for f in features], batch_size, **order)
-    return torch.utils.data.DataLoader(
-        features,
-        batch_sampler=batches,
-        collate_fn=partial(collate, padding=padding, max_length=max_length),
-    )
 
 
 # ----------------------------------------------------------------------------------------------

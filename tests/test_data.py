@@ -612,11 +612,17 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch():
     assert padded(bucketed) < 0.7 * padded(batches)  # bucketing removes most of the padding
 
 
-def test_make_loader_yields_collated_batches_in_the_seeded_order(tokenizer):
+def test_batch_indices_and_collate_give_the_seeded_batches_as_train_py_builds_them(tokenizer):
     features = data.encode("synthetic", data.synthetic_examples(10, seed=1), tokenizer)
-    loader = data.make_loader(features, 4, "batch", shuffle=True, seed=5)
     indices = data.batch_indices([len(f) for f in features], 4, shuffle=True, seed=5)
-    assert [b["feature_index"].tolist() for b in loader] == indices
+    batches = [data.collate([features[i] for i in idx], "batch") for idx in indices]
+    assert [len(idx) for idx in indices] == [4, 4, 2] and sorted(sum(indices, [])) == list(
+        range(10)
+    )
+    for idx, batch in zip(indices, batches):
+        assert batch["feature_index"].tolist() == idx
+        assert batch["input_ids"].shape[1] == max(len(features[i]) for i in idx)
+        assert batch["labels"].tolist() == [features[i].label for i in idx]
 
 
 # ----------------------------------------------------------------------------------------------
