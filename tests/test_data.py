@@ -1,6 +1,6 @@
 """Tests for data.py: the tokeniser against the reference BERT tokenisers, the task registry against
 Transkimmer Table 2, the readers on the real files (published counts) and on hand-made bad input,
-downloads from a local HTTP server, batching, the synthetic task, SQuAD windows and scoring, and
+downloads from a local HTTP server, batching, the synthetic tasks, SQuAD windows and scoring, and
 the metrics against scikit-learn / scipy.
 
 No network: downloads go to 127.0.0.1 only, and every test writes only under tmp_path.
@@ -175,7 +175,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
     assert {
         name: (data.TASKS[name].max_length, data.TASKS[name].skim_weight) for name in TABLE_2
     } == TABLE_2
-    assert set(data.TASKS) == set(TABLE_2) | {"synthetic"}
+    assert set(data.TASKS) == set(TABLE_2) | {"synthetic", "synthetic-hard"}
     sizes = {name: task.num_labels for name, task in data.TASKS.items()}
     assert sizes == {
         "cola": 2,
@@ -192,6 +192,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
         "20news": 20,
         "squad2": 2,
         "synthetic": 2,
+        "synthetic-hard": 2,
     }
     for task in data.TASKS.values():
         assert task.main_metric in task.metrics
@@ -200,6 +201,8 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
 def test_task_names_accept_the_glue_spellings_and_unknown_ones_list_the_known():
     assert data.get_task("SST-2") is data.TASKS["sst2"]
     assert data.get_task("STS-B") is data.TASKS["stsb"]
+    for spelling in ("synthetic-hard", "synthetic_hard", "SyntheticHard"):
+        assert data.get_task(spelling) is data.TASKS["synthetic-hard"]
     with pytest.raises(KeyError, match="unknown task 'sst3'.*cola.*synthetic"):
         data.get_task("sst3")
 
@@ -626,7 +629,7 @@ def test_batch_indices_and_collate_give_the_seeded_batches_as_train_py_builds_th
 
 
 # ----------------------------------------------------------------------------------------------
-# The synthetic task
+# The synthetic tasks
 
 
 def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywords(tmp_path):
@@ -653,6 +656,76 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     assert batch["keyword_mask"].shape == (5, 64) and batch["keyword_mask"].sum() == sum(
         f.keyword_mask.sum() for f in features[:5]
     )
+
+
+def hard_label(words):
+    """synthetic-hard's rule written again, independently: the first word's aspect votes."""
+    positive, negative = data.ASPECTS[words[0]]
+    votes = sum(w in positive for w in words) - sum(w in negative for w in words)
+    return None if votes == 0 else int(votes > 0)
+
+
+def test_synthetic_hard_rule_on_hand_built_reviews():
+    review = "the soup was tasty and fresh but the waiter rude and slow".split()
+    food, deciding = data.synthetic_hard_rule(["food", *review])
+    assert food == 1  # tasty, fresh: the rude, slow service does not count
+    assert [w for w, d in zip(["food", *review], deciding) if d] == ["food", "tasty", "fresh"]
+    service, deciding = data.synthetic_hard_rule(["service", *review])
+    assert service == 0  # the same words, asked about the service
+    assert [w for w, d in zip(["service", *review], deciding) if d] == ["service", "rude", "slow"]
+    tie = data.synthetic_hard_rule("food bland but crisp".split())
+    assert tie == (None, (True, True, False, True))
+    assert data.synthetic_hard_rule("service the food".split()) == (None, (True, False, False))
+    with pytest.raises(ValueError, match="starts with one of \\('food', 'service'\\)"):
+        data.synthetic_hard_rule("the food was tasty".split())
+
+
+def test_synthetic_hard_is_deterministic_balanced_and_labelled_by_its_rule():
+    train = data.load_examples("synthetic-hard", "train")
+    dev = data.load_examples("synthetic-hard", "dev")
+    assert len(train) == 8000 and len(dev) == 1000
+    assert train == data.synthetic_hard_examples(8000, seed=0)  # the same every time
+    assert dev == data.synthetic_hard_examples(1000, seed=1) and dev != train[:1000]
+    assert data.synthetic_hard_examples(30, seed=7) == data.synthetic_hard_examples(30, seed=7)
+    counted_all = 0  # a model that counts every keyword, whatever the aspect
+    every_positive = {w for positive, _ in data.ASPECTS.values() for w in positive}
+    every_negative = {w for _, negative in data.ASPECTS.values() for w in negative}
+    for e in train:
+        words = e.text_a.split()
+        positive, negative = data.ASPECTS[words[0]]
+        assert 17 <= len(words) <= 49 and e.label == hard_label(words)
+        assert e.keywords == tuple(j == 0 or w in positive + negative for j, w in enumerate(words))
+        for keys in data.ASPECTS.values():  # 1, 3 or 5 keywords per aspect
+            assert sum(w in keys[0] + keys[1] for w in words) in (1, 3, 5)
+        votes = sum(w in every_positive for w in words) - sum(w in every_negative for w in words)
+        counted_all += 0.5 if votes == 0 else int(votes > 0) == e.label  # a tie: a coin flip
+    assert 3800 < sum(e.label for e in train) < 4200  # balanced
+    assert 3800 < sum(e.text_a.startswith("food ") for e in train) < 4200
+    assert 0.7 < counted_all / len(train) < 0.8  # without the aspect word: wrong 1 time in 4
+
+
+def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_tokens(tmp_path):
+    tokenizer = data.load_tokenizer(data.write_synthetic_vocab(tmp_path, "synthetic-hard"))
+    assert tokenizer.get_vocab_size() == 113  # synthetic's 99 tokens, with the same ids, then 14
+    first = data.SPECIAL_TOKENS + data.POSITIVE + data.NEGATIVE + data.FILLER
+    assert [tokenizer.token_to_id(w) for w in first] == list(range(99))
+    with pytest.raises(ValueError, match="sst2 is not a synthetic task"):
+        data.write_synthetic_vocab(tmp_path, "sst2")
+    synthetic_only = data.load_tokenizer(data.write_synthetic_vocab(tmp_path / "synthetic"))
+    with pytest.raises(ValueError, match=r"the word '(food|service)' is not in .*'synthetic-hard'"):
+        data.encode("synthetic-hard", data.synthetic_hard_examples(3), synthetic_only)
+    examples = data.load_examples("synthetic-hard", "dev")
+    features = data.encode("synthetic-hard", examples, tokenizer)
+    unk = tokenizer.token_to_id("[UNK]")
+    for e, f in zip(examples, features):
+        assert unk not in f.input_ids and len(f) == len(e.text_a.split()) + 2  # a token a word
+        assert f.keyword_mask.tolist() == [0, *e.keywords, 0]  # [CLS] and [SEP] are not marked
+        assert tokenizer.decode(f.input_ids[f.keyword_mask == 1].tolist()).split() == [
+            w for w, k in zip(e.text_a.split(), e.keywords) if k
+        ]
+    assert max(map(len, features)) <= data.get_task("synthetic-hard").max_length
+    batch = data.collate(features[:4], "sequence", max_length=64)
+    assert batch["keyword_mask"].sum() == sum(sum(e.keywords) for e in examples[:4])
 
 
 # ----------------------------------------------------------------------------------------------
