@@ -50,8 +50,9 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     """BERT's tokeniser from `model_dir/vocab.txt` (and `tokenizer_config.json` when present).
 
     Normalise (clean control characters, space out CJK characters, lower-case and strip accents as
-    the config says) -> split on whitespace and punctuation -> WordPiece (greedy longest match, words
-    over 100 characters become [UNK]) -> add [CLS] a [SEP] (b [SEP]) with token types 0 (a), 1 (b).
+    the config says) -> split on whitespace and punctuation -> WordPiece (greedy longest match,
+    words over 100 characters become [UNK]) -> add [CLS] a [SEP] (b [SEP]) with token types 0 (a),
+    1 (b).
     Encodings are truncated to `max_length` tokens, specials included (`encode` uses the task's).
     """
     vocab_file = Path(model_dir) / "vocab.txt"
@@ -123,8 +124,8 @@ GLUE_URL = "https://dl.fbaipublicfiles.com/glue/data/{}.zip"
 NEWSGROUPS = tuple(
     """alt.atheism comp.graphics comp.os.ms-windows.misc comp.sys.ibm.pc.hardware
 comp.sys.mac.hardware comp.windows.x misc.forsale rec.autos rec.motorcycles rec.sport.baseball
-rec.sport.hockey sci.crypt sci.electronics sci.med sci.space soc.religion.christian talk.politics.guns
-talk.politics.mideast talk.politics.misc talk.religion.misc""".split()
+rec.sport.hockey sci.crypt sci.electronics sci.med sci.space soc.religion.christian
+talk.politics.guns talk.politics.mideast talk.politics.misc talk.religion.misc""".split()
 )  # the 20 folders, sorted
 _NLI = ("entailment", "not_entailment")
 _ACC, _F1_ACC = ("accuracy",), ("f1", "accuracy")
@@ -165,7 +166,8 @@ TASKS: dict[str, Task] = {
     for t in [
         _glue("cola", "CoLA", (3,), 1, ("0", "1"), 64, 0.3, ("matthews",), "matthews"),
         _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), 64, 0.3),
-        # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy for QQP
+        # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy
+        # for QQP
         _glue(
             "mrpc",
             "MRPC",
@@ -332,7 +334,8 @@ def cache_root() -> Path:
 
 
 def _layouts(task: Task, split: str) -> list[str]:
-    """Paths, relative to a data folder, that hold `split` in a published layout; first found wins."""
+    """Paths, relative to a data folder, that hold `split` in a published layout; the first found
+    wins."""
     return {
         "glue": [f"{task.folder}/{split}.tsv"],
         "imdb": [f"aclImdb/{split}", f"aclImdb_{split}.tar.gz", "aclImdb_v1.tar.gz"],
@@ -635,8 +638,8 @@ NEGATIVE = ("bad", "awful", "poor", "sad", "ugly", "dull")
 FILLER = tuple(
     """the a an of to in on at by for with from and or but as is was are were be been it
 this that these those he she they we you i my your his her our their there here then now when where
-which who what how all some any each few more most other such only own same so than too very can will
-just also into over under after before about again once up down out off if""".split()
+which who what how all some any each few more most other such only own same so than too very can
+will just also into over under after before about again once up down out off if""".split()
 )
 # synthetic-hard: a review judges two aspects of a restaurant, each with its own keywords
 ASPECTS = {
@@ -805,7 +808,8 @@ def encode(
     max_query_length: int = 64,
 ) -> list[Feature]:
     """Tokenise `examples` into features of at most `max_length` tokens (default: the task's).
-    For SQuAD, see `_encode_spans`. The tokeniser's own truncation setting is restored afterwards."""
+    For SQuAD, see `_encode_spans`. The tokeniser's own truncation setting is restored
+    afterwards."""
     task, previous = get_task(task), tokenizer.truncation
     try:
         if task.kind == "span":
@@ -1049,7 +1053,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compute_metrics(task: str | Task, predictions, labels) -> dict[str, float]:
-    """The task's metrics, plus "main" (its headline metric) — all as fractions in [0, 1] (or −1..1).
+    """The task's metrics and "main" (its headline metric), as fractions in [0, 1] (or −1..1).
 
     Classification: predictions are class ids (N,) or logits (N, C); labels (N,). Regression:
     scores (N,) or (N, 1). SQuAD: predictions {question id: text}, labels {question id: gold texts}.
@@ -1141,8 +1145,8 @@ def squad_f1(prediction: str, gold: str) -> float:
 
 
 def squad_scores(predictions: dict[str, str], gold: dict[str, Sequence[str]]) -> dict[str, float]:
-    """Official SQuAD v2 exact match and F1 (fractions), each the max over a question's gold answers.
-    An unanswerable question (no gold answers) scores 1 iff the prediction is empty."""
+    """Official SQuAD v2 exact match and F1 (fractions), each the max over a question's gold
+    answers. An unanswerable question (no gold answers) scores 1 iff the prediction is empty."""
     missing = gold.keys() - predictions.keys()
     if missing:
         raise ValueError(f"no prediction for {len(missing)} questions, e.g. {sorted(missing)[:3]}")
