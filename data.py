@@ -2,8 +2,10 @@
 
 The tasks are those of Transkimmer Table 2 (Guan et al., ACL 2022, https://arxiv.org/abs/2205.07324)
 and TR-BERT's long-text set (Ye et al., NAACL 2021, https://arxiv.org/abs/2105.11618): GLUE, IMDB,
-Yelp review full, 20 Newsgroups and SQuAD v2.0, plus `synthetic`, a task of ours that is built in
-code, runs offline in seconds and knows which tokens decide the label.
+Yelp review full, 20 Newsgroups and SQuAD v2.0, plus two tasks of ours that are built in code, run
+offline in seconds and know which tokens decide the label: `synthetic`, where each keyword decides
+on its own, and `synthetic-hard`, where whether a keyword decides depends on the review's first
+word, so a skimmer must read context to keep the right tokens.
 
 Flow: `load_tokenizer` -> `load_examples` (local folder, else cache, else one download) -> `encode`
 (fixed-length features; SQuAD contexts cut into overlapping windows) -> `batch_indices` + `collate`
@@ -26,9 +28,8 @@ import string
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,8 +50,9 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     """BERT's tokeniser from `model_dir/vocab.txt` (and `tokenizer_config.json` when present).
 
     Normalise (clean control characters, space out CJK characters, lower-case and strip accents as
-    the config says) -> split on whitespace and punctuation -> WordPiece (greedy longest match, words
-    over 100 characters become [UNK]) -> add [CLS] a [SEP] (b [SEP]) with token types 0 (a), 1 (b).
+    the config says) -> split on whitespace and punctuation -> WordPiece (greedy longest match,
+    words over 100 characters become [UNK]) -> add [CLS] a [SEP] (b [SEP]) with token types 0 (a),
+    1 (b).
     Encodings are truncated to `max_length` tokens, specials included (`encode` uses the task's).
     """
     vocab_file = Path(model_dir) / "vocab.txt"
@@ -122,8 +124,8 @@ GLUE_URL = "https://dl.fbaipublicfiles.com/glue/data/{}.zip"
 NEWSGROUPS = tuple(
     """alt.atheism comp.graphics comp.os.ms-windows.misc comp.sys.ibm.pc.hardware
 comp.sys.mac.hardware comp.windows.x misc.forsale rec.autos rec.motorcycles rec.sport.baseball
-rec.sport.hockey sci.crypt sci.electronics sci.med sci.space soc.religion.christian talk.politics.guns
-talk.politics.mideast talk.politics.misc talk.religion.misc""".split()
+rec.sport.hockey sci.crypt sci.electronics sci.med sci.space soc.religion.christian
+talk.politics.guns talk.politics.mideast talk.politics.misc talk.religion.misc""".split()
 )  # the 20 folders, sorted
 _NLI = ("entailment", "not_entailment")
 _ACC, _F1_ACC = ("accuracy",), ("f1", "accuracy")
@@ -164,7 +166,8 @@ TASKS: dict[str, Task] = {
     for t in [
         _glue("cola", "CoLA", (3,), 1, ("0", "1"), 64, 0.3, ("matthews",), "matthews"),
         _glue("sst2", "SST-2", ("sentence",), "label", ("0", "1"), 64, 0.3),
-        # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy for QQP
+        # MRPC and QQP report F1 and accuracy; Transkimmer Table 3 shows F1 for MRPC, accuracy
+        # for QQP
         _glue(
             "mrpc",
             "MRPC",
@@ -273,18 +276,37 @@ TASKS: dict[str, Task] = {
             "keywords",
             "synthetic",
         ),
+        # ours too: which keywords decide depends on the first word (synthetic_hard_rule); 64
+        # covers its longest input (49 words + [CLS] [SEP])
+        Task(
+            "synthetic-hard",
+            "classification",
+            ("negative", "positive"),
+            64,
+            0.5,
+            _ACC,
+            "accuracy",
+            ("text",),
+            "keywords",
+            "synthetic",
+        ),
     ]
 }
 
 
 def get_task(name: str | Task) -> Task:
-    """The registered task `name` ("SST-2", "sst2" and "sst_2" all work)."""
+    """The registered task `name` ("SST-2", "sst2" and "sst_2" all work, as do "synthetic-hard"
+    and "synthetic_hard")."""
     if isinstance(name, Task):
         return name
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in TASKS:
+
+    def key(name: str) -> str:
+        return name.lower().replace("-", "").replace("_", "")
+
+    found = [task for task in TASKS.values() if key(task.name) == key(name)]
+    if not found:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[key]
+    return found[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,7 +322,7 @@ class Example:
     label: int | float  # class id, score (regression), or 1 = has an answer (SQuAD)
     uid: str  # "file:line", the file name, or the SQuAD question id
     answers: tuple[tuple[str, int], ...] = ()  # SQuAD: (text, character start in text_b)
-    keywords: tuple[bool, ...] | None = None  # synthetic: per word, does it decide the label
+    keywords: tuple[bool, ...] | None = None  # synthetic tasks: per word, does it decide the label
 
 
 def cache_root() -> Path:
@@ -312,7 +334,8 @@ def cache_root() -> Path:
 
 
 def _layouts(task: Task, split: str) -> list[str]:
-    """Paths, relative to a data folder, that hold `split` in a published layout; first found wins."""
+    """Paths, relative to a data folder, that hold `split` in a published layout; the first found
+    wins."""
     return {
         "glue": [f"{task.folder}/{split}.tsv"],
         "imdb": [f"aclImdb/{split}", f"aclImdb_{split}.tar.gz", "aclImdb_v1.tar.gz"],
@@ -386,13 +409,16 @@ def load_examples(
     downloaded into it once (unless `fetch` is False).
 
     Malformed input stops with an error naming the file, the line and the problem: a row with the
-    wrong number of columns, a label outside the task's label set, an empty file.
+    wrong number of columns, a label outside the task's label set, an empty file, bytes that are
+    not UTF-8 (with their offset), a field too long for the csv module, a blank line before more
+    rows (blank lines at the end of a file are skipped).
     """
     task = get_task(task)
     if split not in task.splits:
         raise ValueError(f"{task.name} has splits {task.splits}, not {split!r}")
     if task.reader == "synthetic":
-        return synthetic_examples(2000 if split == "train" else 500, seed=task.splits.index(split))
+        make, sizes = SYNTHETIC[task.name]
+        return make(sizes[split], seed=task.splits.index(split))
     path = _locate(task, split, data_dir, fetch)
     examples = {
         "glue": _read_glue,
@@ -417,28 +443,90 @@ def _label(task: Task, value: str, where: str) -> int | float:
     return task.labels.index(value)
 
 
+# Hostile input. Every reader turns the three ways a real file goes wrong into an error that names
+# the file, the line and the fix, instead of a bare traceback from deep inside csv or a codec:
+# * bytes that are not the expected encoding (a file saved as Latin-1 or Windows-1252);
+# * an over-long field: the csv module refuses fields over csv.field_size_limit() characters
+#   (131,072 by default). No text of these tasks comes near it (the longest GLUE line in
+#   shared/data has 1,439 characters, reviews run to a few thousand), so we keep the limit (it is
+#   process-wide, too): a longer field means a broken file (a quote left open in the Yelp CSV
+#   swallows the lines after it; a TSV without line breaks is one huge line);
+# * blank lines: editors and `echo >> file` leave one at the end, which is harmless and skipped;
+#   a blank line with rows after it is more likely a damaged file and stays an error.
+
+
+def _decode(raw: bytes, encoding: str, where: str) -> str:
+    """`raw` decoded; else a ValueError naming `where`, the line and the offset of the first bad
+    byte."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        # lines end at \n, \r or \r\n, as for the csv module's line numbers (open(newline=""))
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        name = "UTF-8" if encoding.startswith("utf-8") else encoding
+        raise ValueError(
+            f"{where}:{line}: byte {e.start} (0x{raw[e.start]:02x}) is not valid {name} "
+            f"({e.reason}); save the file as {name}, e.g. `iconv -f cp1252 -t utf-8 OLD > NEW` "
+            f"if it was written as Windows-1252"
+        ) from None
+
+
+def _rows(path: Path, encoding: str, **csv_options) -> Iterator[tuple[int, list[str]]]:
+    """(line, row) for each record of a CSV or TSV file; `line` is where the record starts (a
+    quoted field may run over several lines). Trailing blank lines are skipped; see above for what
+    else is refused."""
+    with open(path, encoding=encoding, newline="") as f:
+        reader = csv.reader(f, **csv_options)
+        end, blank = 0, None  # the line the last record ended on; the first blank line since
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return  # blank lines at the end of the file: fine
+            except UnicodeDecodeError:  # find the bad byte's line and offset in the raw bytes
+                _decode(path.read_bytes(), encoding, str(path))
+                raise  # not reached: the same bytes fail again
+            except csv.Error as e:
+                where, span = f"{path}:{end + 1}", ""
+                if reader.line_num > end + 1:
+                    span = f" (the record runs on to line {reader.line_num})"
+                if "field larger than field limit" not in str(e):
+                    raise ValueError(f"{where}: {e}{span}") from None
+                raise ValueError(
+                    f"{where}: a field longer than {csv.field_size_limit():,} characters{span}, "
+                    f"far longer than any text of this task: the file is damaged or not in the "
+                    f"expected format (a quote left open? a file without line breaks?)"
+                ) from None
+            start, end = end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):  # an empty or all-space line
+                blank = blank or start
+                continue
+            if blank is not None:
+                raise ValueError(
+                    f"{path}:{blank}: blank line before more rows (line {start}); only blank "
+                    f"lines at the end of a file are skipped: delete it"
+                )
+            yield start, row
+
+
 def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
     # quoting off: GLUE rows hold literal '"' characters (the reference readers do the same);
     # utf-8-sig drops MRPC's byte-order mark and changes nothing elsewhere
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows:
-        raise ValueError(f"{path}: empty file")
+    rows = _rows(path, "utf-8-sig", delimiter="\t", quoting=csv.QUOTE_NONE)
     if isinstance(task.label_column, int):  # CoLA: no header, 4 columns
         width, columns = 4, [*task.text_columns, task.label_column]
-        start = 1
     else:
-        header, start = rows[0], 2
+        line, header = next(rows, (0, None))
+        if header is None:
+            raise ValueError(f"{path}: empty file (no header line)")
         missing = [c for c in (*task.text_columns, task.label_column) if c not in header]
         if missing:
-            raise ValueError(f"{path}:1: header {header} lacks the columns {missing}")
-        width, columns = (
-            len(header),
-            [header.index(c) for c in (*task.text_columns, task.label_column)],
-        )
-        rows = rows[1:]
+            raise ValueError(f"{path}:{line}: header {header} lacks the columns {missing}")
+        width = len(header)
+        columns = [header.index(c) for c in (*task.text_columns, task.label_column)]
     examples = []
-    for line, row in enumerate(rows, start):
+    for line, row in rows:
         where = f"{path}:{line}"
         if len(row) != width:
             raise ValueError(f"{where}: expected {width} tab-separated columns, got {len(row)}")
@@ -455,7 +543,8 @@ def _read_glue(task: Task, split: str, path: Path) -> list[Example]:
 
 
 def _read_folders(task: Task, split: str, path: Path) -> list[Example]:
-    """IMDB and 20News: one text per file, <split folder>/<label>/<file>, from a folder or a tarball."""
+    """IMDB and 20News: one text per file, <split folder>/<label>/<file>, from a folder or a
+    tarball."""
     split_dir = split if task.reader == "imdb" else f"20news-bydate-{split}"
     encoding = "utf-8" if task.reader == "imdb" else "latin-1"  # 20News posts predate UTF-8
 
@@ -465,68 +554,83 @@ def _read_folders(task: Task, split: str, path: Path) -> list[Example]:
 
     if path.is_dir():
         files = [
-            (p.as_posix(), p.read_bytes())
+            (p.as_posix(), p.read_bytes(), str(p))
             for p in path.rglob("*")
             if p.is_file() and wanted(p.as_posix())
         ]
     else:
         with tarfile.open(path) as tar:  # streamed in archive order, sorted below
             files = [
-                (m.name, tar.extractfile(m).read()) for m in tar if m.isfile() and wanted(m.name)
+                (m.name, tar.extractfile(m).read(), f"{path} member {m.name}")
+                for m in tar
+                if m.isfile() and wanted(m.name)
             ]
     files.sort()
+    # Latin-1 decodes any byte, so only IMDB can fail here; each file is one text, so neither
+    # long lines nor blank lines are a problem
     return [
         Example(
-            data.decode(encoding),
+            _decode(raw, encoding, where),
             None,
             task.labels.index(PurePosixPath(name).parts[-2]),
             "/".join(PurePosixPath(name).parts[-3:]),
         )
-        for name, data in files
+        for name, raw, where in files
     ]
 
 
 def _read_yelp(task: Task, split: str, path: Path) -> list[Example]:
     examples = []
-    with open(path, encoding="utf-8", newline="") as f:  # a quoted CSV: "label","text"
-        reader = csv.reader(f)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if len(row) != 2:
-                raise ValueError(f"{where}: expected 2 columns (label, text), got {len(row)}")
-            # the CSV writes a review's line breaks as the two characters \n
-            examples.append(
-                Example(
-                    row[1].replace("\\n", "\n"),
-                    None,
-                    _label(task, row[0], where),
-                    f"{path.name}:{reader.line_num}",
-                )
+    for line, row in _rows(path, "utf-8"):  # a quoted CSV: "label","text"
+        where = f"{path}:{line}"
+        if len(row) != 2:
+            raise ValueError(f"{where}: expected 2 columns (label, text), got {len(row)}")
+        # the CSV writes a review's line breaks as the two characters \n
+        examples.append(
+            Example(
+                row[1].replace("\\n", "\n"),
+                None,
+                _label(task, row[0], where),
+                f"{path.name}:{line}",
             )
+        )
     return examples
 
 
 def _read_squad(task: Task, split: str, path: Path) -> list[Example]:
+    # JSON allows whitespace (blank lines included) around the value and has no field limit
+    text = _decode(path.read_bytes(), "utf-8", str(path))
     try:
-        articles = json.loads(path.read_text("utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError) as e:
-        raise ValueError(f"{path}: not a SQuAD json file ({e})") from None
-    return [
-        Example(
-            qa["question"],
-            p["context"],
-            int(not qa.get("is_impossible", False)),
-            qa["id"],
-            tuple((a["text"], a["answer_start"]) for a in qa["answers"]),
-        )
-        for article in articles
-        for p in article["paragraphs"]
-        for qa in p["qas"]
-    ]
+        articles = json.loads(text)["data"]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+    except (KeyError, TypeError):
+        raise ValueError(f'{path}: not a SQuAD json file (no top-level "data" list)') from None
+    try:
+        return [
+            Example(
+                qa["question"],
+                p["context"],
+                int(not qa.get("is_impossible", False)),
+                qa["id"],
+                tuple((a["text"], a["answer_start"]) for a in qa["answers"]),
+            )
+            for article in articles
+            for p in article["paragraphs"]
+            for qa in p["qas"]
+        ]
+    except (KeyError, TypeError) as e:
+        raise ValueError(
+            f"{path}: not a SQuAD v2 json file: an entry lacks the field {e} (each article needs "
+            f"paragraphs, each paragraph context and qas, each question id, question, answers)"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
-# The synthetic task: filler words with a few keywords hidden among them; the keywords decide
+# The synthetic tasks: filler words with a few keywords hidden among them; the keywords decide.
+# `synthetic`: whether a word decides can be read from the word alone, so every learned skimmer
+# reaches the best kept set ([CLS] + keywords). `synthetic-hard`: whether a keyword decides
+# depends on the review's first word, so skimmers can differ (see synthetic_hard_rule).
 
 
 POSITIVE = ("good", "great", "nice", "fine", "happy", "superb")
@@ -534,19 +638,38 @@ NEGATIVE = ("bad", "awful", "poor", "sad", "ugly", "dull")
 FILLER = tuple(
     """the a an of to in on at by for with from and or but as is was are were be been it
 this that these those he she they we you i my your his her our their there here then now when where
-which who what how all some any each few more most other such only own same so than too very can will
-just also into over under after before about again once up down out off if""".split()
+which who what how all some any each few more most other such only own same so than too very can
+will just also into over under after before about again once up down out off if""".split()
 )
+# synthetic-hard: a review judges two aspects of a restaurant, each with its own keywords
+ASPECTS = {
+    "food": (("tasty", "fresh", "crisp"), ("bland", "stale", "soggy")),
+    "service": (("friendly", "quick", "polite"), ("rude", "slow", "careless")),
+}
+HARD_WORDS = tuple(ASPECTS) + tuple(w for keys in ASPECTS.values() for half in keys for w in half)
 
 
-def write_synthetic_vocab(folder: str | Path) -> Path:
-    """Write the synthetic task's vocab.txt (99 tokens, [PAD] = 0) into `folder`; returns `folder`.
-    `load_tokenizer(folder)` then works offline, with one token per synthetic word."""
+def write_synthetic_vocab(folder: str | Path, task: str | Task = "synthetic") -> Path:
+    """Write the vocab.txt of a synthetic task into `folder` ([PAD] = 0); returns `folder`.
+    `load_tokenizer(folder)` then works offline, with one token per synthetic word.
+
+    `synthetic` has 99 tokens; `synthetic-hard` adds its 14 words (HARD_WORDS) at the end, so the
+    first 99 ids are the same in both. They are kept apart because a random model's embedding
+    table has a row per token: more rows would change the random initialisation, and so the
+    results, of every `synthetic` run (the smoke preset's included).
+    """
+    task = get_task(task)
+    if task.reader != "synthetic":
+        raise ValueError(
+            f"write_synthetic_vocab: {task.name} is not a synthetic task; use a checkpoint's "
+            f"vocab.txt (--model) for it"
+        )
+    words = SPECIAL_TOKENS + POSITIVE + NEGATIVE + FILLER
+    if task.name == "synthetic-hard":
+        words += HARD_WORDS
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text(
-        "\n".join(SPECIAL_TOKENS + POSITIVE + NEGATIVE + FILLER) + "\n", "utf-8"
-    )
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", "utf-8")
     return folder
 
 
@@ -581,6 +704,79 @@ def synthetic_examples(n: int, seed: int = 0) -> list[Example]:
     return examples
 
 
+def synthetic_hard_rule(words: Sequence[str]) -> tuple[int | None, tuple[bool, ...]]:
+    """The rule of `synthetic-hard`: (label, deciding) for a list of words; label None on a tie.
+
+    The first word names the aspect asked about ("food" or "service", ASPECTS). Each keyword of
+    that aspect votes +1 (positive) or -1 (negative); keywords of the other aspect do not vote.
+    The label is 1 iff the votes sum to more than 0. `deciding` marks, per word, the aspect word
+    and the keywords of its aspect: the label is a function of those words alone, and keeping
+    [CLS] and them is the best kept set. Whether a keyword decides is not a property of the
+    keyword: "rude" decides in a review asked about the service and is noise in one asked about
+    the food, so a skimmer must read the aspect word to know.
+    """
+    if not words or words[0] not in ASPECTS:
+        raise ValueError(f"a synthetic-hard text starts with one of {tuple(ASPECTS)}: {words[:3]}")
+    positive, negative = ASPECTS[words[0]]
+    votes = sum((w in positive) - (w in negative) for w in words)
+    deciding = tuple(j == 0 or w in positive or w in negative for j, w in enumerate(words))
+    return (None if votes == 0 else int(votes > 0)), deciding
+
+
+def synthetic_hard_examples(n: int, seed: int = 0) -> list[Example]:
+    """`n` reviews for `synthetic-hard`: an aspect word, then 16 to 48 words; see the rule.
+
+    Each aspect gets 1, 3 or 5 keywords with a majority, its verdict; the asked aspect's verdict
+    is the label (balanced), the other's is drawn independently, so a model that counts every
+    keyword is right only 3 times in 4 (0.75 on these sets) and must learn to read the aspect
+    word. Keywords sit at random places among filler words. On average 4 of ~33 words decide
+    (12%), and 7 are aspect words or keywords: a skimmer that judges each token alone keeps about
+    1.7 times the best kept set. `Example.keywords` marks the deciding words.
+
+    Measured: a random BERT of shape "tiny4" (4 layers, width 32) fine-tuned by train.py (baseline,
+    all 8000 examples, 5 epochs, batch 16, lr 1e-3, one CPU thread) reaches dev accuracy 1.0 in
+    about a minute (lr 3e-3, the smoke preset's, is unstable at 4 layers). On that model, before
+    layer 0 or 1, keeping [CLS] and the deciding words (14% of the tokens) gives 0.99 or more, as
+    many random tokens 0.60, every aspect word and keyword (23%) 0.999.
+
+    Why an aspect word and not negation ("not good" flips "good", a context of one neighbour):
+    a tiny random BERT learns a relation between words by their content in a few hundred steps,
+    but a relation between neighbours must come from its learned position embeddings, and in our
+    runs (4 layers, width 32 or 64, one CPU thread, up to 100 s) it stayed near the accuracy of
+    ignoring the negators (0.70 to 0.80), nor did it learn that a keyword directly followed by
+    "but" does not count (0.85, no better than counting it).
+    """
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        asked, label = rng.choice(tuple(ASPECTS)), rng.randint(0, 1)
+        words = [rng.choice(FILLER) for _ in range(rng.randint(16, 48))]
+        keys = []
+        for aspect in ASPECTS:
+            verdict = label if aspect == asked else rng.randint(0, 1)
+            winners, losers = ASPECTS[aspect][::-1] if verdict == 0 else ASPECTS[aspect]
+            # 1, 3 or 5 keywords, more than half of them winners, so there is never a tie
+            count = rng.choice((1, 3, 5))
+            keys += [rng.choice(winners) for _ in range(count // 2 + 1)]
+            keys += [rng.choice(winners + losers) for _ in range(count // 2)]
+        for place, key in zip(rng.sample(range(len(words)), len(keys)), keys):
+            words[place] = key
+        words = [asked] + words
+        got, deciding = synthetic_hard_rule(words)
+        assert got == label, (words, label)  # the rule and the draw agree by construction
+        examples.append(
+            Example(" ".join(words), None, label, f"synthetic-hard:{seed}:{i}", keywords=deciding)
+        )
+    return examples
+
+
+# the tasks built in code: generator and examples per split (the seed is the split's position)
+SYNTHETIC = {
+    "synthetic": (synthetic_examples, {"train": 2000, "dev": 500}),
+    "synthetic-hard": (synthetic_hard_examples, {"train": 8000, "dev": 1000}),
+}
+
+
 # ----------------------------------------------------------------------------------------------
 # Features: token ids per input; SQuAD contexts cut into overlapping windows
 
@@ -597,7 +793,7 @@ class Feature:
     start_position: int = 0  # SQuAD: answer tokens in this window; 0 = [CLS] = no answer here
     end_position: int = 0
     offsets: np.ndarray | None = None  # SQuAD: (T, 2) character span in the context, -1 elsewhere
-    keyword_mask: np.ndarray | None = None  # synthetic: (T,) int8, 1 = a label-deciding keyword
+    keyword_mask: np.ndarray | None = None  # synthetic tasks: (T,) int8, 1 = a deciding word
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -612,7 +808,8 @@ def encode(
     max_query_length: int = 64,
 ) -> list[Feature]:
     """Tokenise `examples` into features of at most `max_length` tokens (default: the task's).
-    For SQuAD, see `_encode_spans`. The tokeniser's own truncation setting is restored afterwards."""
+    For SQuAD, see `_encode_spans`. The tokeniser's own truncation setting is restored
+    afterwards."""
     task, previous = get_task(task), tokenizer.truncation
     try:
         if task.kind == "span":
@@ -629,6 +826,17 @@ def encode(
             tokenizer.enable_truncation(**previous)
         else:
             tokenizer.no_truncation()
+    if task.reader == "synthetic":  # every word is in the vocabulary that write_synthetic_vocab
+        # writes; an [UNK] means another task's was used, and the deciding words would all be
+        # [UNK]: a model would train to chance without saying why
+        unk = tokenizer.token_to_id("[UNK]")
+        for ex, enc in zip(examples, encodings):
+            if unk in enc.ids:
+                word = ex.text_a.split()[enc.word_ids[enc.ids.index(unk)]]
+                raise ValueError(
+                    f"{task.name} example {ex.uid}: the word {word!r} is not in the tokeniser's "
+                    f"vocabulary; write it with data.write_synthetic_vocab(folder, {task.name!r})"
+                )
     features = []
     for i, (ex, enc) in enumerate(zip(examples, encodings)):
         keyword_mask = None
@@ -751,7 +959,8 @@ def collate(
     rectangle), but means FLOPs are to be counted at `lengths`, the real token counts.
     Returns input_ids, attention_mask (1 = real token), token_type_ids: long (B, T); lengths,
     example_index, feature_index: long (B,); labels (B,): long, float for regression; for SQuAD
-    start_positions, end_positions (B,) long (0 = [CLS] = no answer); for synthetic keyword_mask (B, T).
+    start_positions, end_positions (B,) long (0 = [CLS] = no answer); for the synthetic tasks
+    keyword_mask (B, T), 1 = a word that decides the label.
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -788,23 +997,6 @@ def collate(
         for b, f in enumerate(features):
             batch["keyword_mask"][b, : len(f)] = f.keyword_mask
     return {k: torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
-
-
-def make_loader(
-    features: Sequence[Feature],
-    batch_size: int,
-    padding: str = "batch",
-    max_length: int | None = None,
-    **order,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader over `features` (a list is already a map-style dataset); `order` goes to
-    `batch_indices` (shuffle, seed, epoch, bucket)."""
-    batches = batch_indices([len(f) for f in features], batch_size, **order)
-    return torch.utils.data.DataLoader(
-        features,
-        batch_sampler=batches,
-        collate_fn=partial(collate, padding=padding, max_length=max_length),
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -861,7 +1053,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compute_metrics(task: str | Task, predictions, labels) -> dict[str, float]:
-    """The task's metrics, plus "main" (its headline metric) — all as fractions in [0, 1] (or −1..1).
+    """The task's metrics and "main" (its headline metric), as fractions in [0, 1] (or −1..1).
 
     Classification: predictions are class ids (N,) or logits (N, C); labels (N,). Regression:
     scores (N,) or (N, 1). SQuAD: predictions {question id: text}, labels {question id: gold texts}.
@@ -953,8 +1145,8 @@ def squad_f1(prediction: str, gold: str) -> float:
 
 
 def squad_scores(predictions: dict[str, str], gold: dict[str, Sequence[str]]) -> dict[str, float]:
-    """Official SQuAD v2 exact match and F1 (fractions), each the max over a question's gold answers.
-    An unanswerable question (no gold answers) scores 1 iff the prediction is empty."""
+    """Official SQuAD v2 exact match and F1 (fractions), each the max over a question's gold
+    answers. An unanswerable question (no gold answers) scores 1 iff the prediction is empty."""
     missing = gold.keys() - predictions.keys()
     if missing:
         raise ValueError(f"no prediction for {len(missing)} questions, e.g. {sorted(missing)[:3]}")

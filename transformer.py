@@ -137,6 +137,7 @@ CONFIGS = {
         intermediate_size=37,
         max_position_embeddings=64,
     ),
+    "tiny4": BertConfig(99, 32, 4, 4, 37, max_position_embeddings=64),  # "tiny", 4 layers deep
     # sentence-transformers/all-MiniLM-L6-v2: 6 layers, width 384, 12 heads (~22M parameters)
     "all-MiniLM-L6-v2": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
     # bert-base-uncased: 12 layers, width 768, 12 heads (~110M parameters)

@@ -1,6 +1,6 @@
 """Tests for data.py: the tokeniser against the reference BERT tokenisers, the task registry against
 Transkimmer Table 2, the readers on the real files (published counts) and on hand-made bad input,
-downloads from a local HTTP server, batching, the synthetic task, SQuAD windows and scoring, and
+downloads from a local HTTP server, batching, the synthetic tasks, SQuAD windows and scoring, and
 the metrics against scikit-learn / scipy.
 
 No network: downloads go to 127.0.0.1 only, and every test writes only under tmp_path.
@@ -11,6 +11,7 @@ import dataclasses
 import http.server
 import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -174,7 +175,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
     assert {
         name: (data.TASKS[name].max_length, data.TASKS[name].skim_weight) for name in TABLE_2
     } == TABLE_2
-    assert set(data.TASKS) == set(TABLE_2) | {"synthetic"}
+    assert set(data.TASKS) == set(TABLE_2) | {"synthetic", "synthetic-hard"}
     sizes = {name: task.num_labels for name, task in data.TASKS.items()}
     assert sizes == {
         "cola": 2,
@@ -191,6 +192,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
         "20news": 20,
         "squad2": 2,
         "synthetic": 2,
+        "synthetic-hard": 2,
     }
     for task in data.TASKS.values():
         assert task.main_metric in task.metrics
@@ -199,6 +201,8 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
 def test_task_names_accept_the_glue_spellings_and_unknown_ones_list_the_known():
     assert data.get_task("SST-2") is data.TASKS["sst2"]
     assert data.get_task("STS-B") is data.TASKS["stsb"]
+    for spelling in ("synthetic-hard", "synthetic_hard", "SyntheticHard"):
+        assert data.get_task(spelling) is data.TASKS["synthetic-hard"]
     with pytest.raises(KeyError, match="unknown task 'sst3'.*cola.*synthetic"):
         data.get_task("sst3")
 
@@ -375,6 +379,99 @@ def test_a_bad_score_and_a_cola_row_are_reported_with_their_line(tmp_path):
         data.load_examples("cola", "dev", tmp_path, fetch=False)
 
 
+WNLI_ROWS = "index\tsentence1\tsentence2\tlabel\n0\tA cat.\tAn animal.\t1\n"
+
+
+def write_bytes(path, raw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("ending", ["\n", "\n\n", "\n \n\n", "\r\n\r\n"])
+def test_blank_lines_at_the_end_of_a_file_are_skipped(tmp_path, ending):
+    write_bytes(tmp_path / "WNLI" / "train.tsv", WNLI_ROWS.rstrip("\n").encode() + ending.encode())
+    examples = data.load_examples("wnli", "train", tmp_path, fetch=False)
+    assert [(e.text_a, e.label, e.uid) for e in examples] == [("A cat.", 1, "train.tsv:2")]
+    write_bytes(tmp_path / "yelp_review_full_csv" / "test.csv", f'"3","So so."{ending}'.encode())
+    assert len(data.load_examples("yelp", "test", tmp_path, fetch=False)) == 1
+
+
+def test_a_blank_line_before_more_rows_is_reported_with_its_line(tmp_path):
+    write_bytes(tmp_path / "WNLI" / "train.tsv", (WNLI_ROWS + "\n1\tB.\tC.\t0\n").encode())
+    with pytest.raises(ValueError, match=r"train\.tsv:3: blank line before more rows \(line 4\)"):
+        data.load_examples("wnli", "train", tmp_path, fetch=False)
+    write_bytes(tmp_path / "yelp_review_full_csv" / "test.csv", b'"3","So so."\n\n"1","Bad."\n')
+    with pytest.raises(ValueError, match=r"test\.csv:2: blank line before more rows"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+
+
+def test_a_field_too_long_for_the_csv_module_names_its_file_and_line(tmp_path):
+    long = "x" * 200_000  # over csv.field_size_limit(): 131,072 characters
+    write_bytes(tmp_path / "WNLI" / "train.tsv", f"{WNLI_ROWS}1\t{long}\tb\t0\n".encode())
+    with pytest.raises(ValueError, match=r"train\.tsv:3: a field longer than 131,072 characters"):
+        data.load_examples("wnli", "train", tmp_path, fetch=False)
+    # in a quoted CSV a field may span lines: the error names the line the record starts on
+    yelp = write_bytes(
+        tmp_path / "yelp_review_full_csv" / "test.csv",
+        ('"3","So so."\n"1","' + "word\n" * 30_000 + '"\n').encode(),
+    )
+    with pytest.raises(ValueError, match=r"test\.csv:2: a field .* runs on to line \d+"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+    yelp.write_text(f'"3","{long}"\n')
+    with pytest.raises(ValueError, match=r"test\.csv:1: a field longer than"):
+        data.load_examples("yelp", "test", tmp_path, fetch=False)
+
+
+def squad_json(context):
+    qa = {"id": "q", "question": "?", "answers": []}
+    return json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [qa]}]}]}, indent=1)
+
+
+def test_bytes_that_are_not_utf8_are_reported_with_file_line_and_offset(tmp_path):
+    bad = b"caf\xe9"  # "café" written as Latin-1 / Windows-1252
+    cases = {  # (task, split, file, its bytes, where the message points)
+        "glue": (
+            "wnli",
+            "train",
+            "WNLI/train.tsv",
+            WNLI_ROWS.encode() + b"1\t" + bad + b"\tb\t0\n",
+        ),
+        "yelp": (
+            "yelp",
+            "test",
+            "yelp_review_full_csv/test.csv",
+            b'"3","ok"\r\n"1","' + bad + b'"',
+        ),
+        "imdb": ("imdb", "train", "aclImdb/train/pos/1_7.txt", b"Fine.\n" + bad),
+        "squad": ("squad2", "dev", "dev-v2.0.json", squad_json("x").encode().replace(b"x", bad)),
+    }
+    for name, (task, split, file, raw) in cases.items():
+        folder = tmp_path / name
+        write_bytes(folder / file, raw)
+        offset, line = raw.index(b"\xe9"), raw[: raw.index(b"\xe9")].count(b"\n") + 1
+        where = re.escape(f"{folder / file}:{line}: byte {offset} (0xe9) is not valid UTF-8")
+        with pytest.raises(ValueError, match=where + ".*iconv"):
+            data.load_examples(task, split, folder, fetch=False)
+    (tmp_path / "tarball").mkdir()
+    with tarfile.open(tmp_path / "tarball" / "aclImdb_v1.tar.gz", "w:gz") as tar:  # a member, too
+        tar.add(tmp_path / "imdb" / "aclImdb", arcname="aclImdb")
+    with pytest.raises(ValueError, match=r"tar\.gz member aclImdb/train/pos/1_7\.txt:2: byte 9 "):
+        data.load_examples("imdb", "train", tmp_path / "tarball", fetch=False)
+
+
+def test_a_broken_squad_file_names_its_line_or_the_missing_field(tmp_path):
+    path = tmp_path / "dev-v2.0.json"
+    path.write_text(squad_json("x").replace('"answers"', "answers"))
+    with pytest.raises(ValueError, match=r"dev-v2\.0\.json:\d+: not valid JSON \(Expecting"):
+        data.load_examples("squad2", "dev", tmp_path, fetch=False)
+    path.write_text(squad_json("x").replace('"question"', '"query"'))
+    with pytest.raises(ValueError, match=r"dev-v2\.0\.json: .* lacks the field 'question'"):
+        data.load_examples("squad2", "dev", tmp_path, fetch=False)
+    path.write_text(squad_json("x") + "\n\n\n")  # blank lines after the JSON value are fine
+    assert len(data.load_examples("squad2", "dev", tmp_path, fetch=False)) == 1
+
+
 def test_missing_split_names_the_expected_path_and_unknown_splits_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"rte train: not found .*RTE/train\.tsv"):
         data.load_examples("rte", "train", tmp_path, fetch=False)
@@ -518,15 +615,21 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch():
     assert padded(bucketed) < 0.7 * padded(batches)  # bucketing removes most of the padding
 
 
-def test_make_loader_yields_collated_batches_in_the_seeded_order(tokenizer):
+def test_batch_indices_and_collate_give_the_seeded_batches_as_train_py_builds_them(tokenizer):
     features = data.encode("synthetic", data.synthetic_examples(10, seed=1), tokenizer)
-    loader = data.make_loader(features, 4, "batch", shuffle=True, seed=5)
     indices = data.batch_indices([len(f) for f in features], 4, shuffle=True, seed=5)
-    assert [b["feature_index"].tolist() for b in loader] == indices
+    batches = [data.collate([features[i] for i in idx], "batch") for idx in indices]
+    assert [len(idx) for idx in indices] == [4, 4, 2] and sorted(sum(indices, [])) == list(
+        range(10)
+    )
+    for idx, batch in zip(indices, batches):
+        assert batch["feature_index"].tolist() == idx
+        assert batch["input_ids"].shape[1] == max(len(features[i]) for i in idx)
+        assert batch["labels"].tolist() == [features[i].label for i in idx]
 
 
 # ----------------------------------------------------------------------------------------------
-# The synthetic task
+# The synthetic tasks
 
 
 def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywords(tmp_path):
@@ -553,6 +656,76 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     assert batch["keyword_mask"].shape == (5, 64) and batch["keyword_mask"].sum() == sum(
         f.keyword_mask.sum() for f in features[:5]
     )
+
+
+def hard_label(words):
+    """synthetic-hard's rule written again, independently: the first word's aspect votes."""
+    positive, negative = data.ASPECTS[words[0]]
+    votes = sum(w in positive for w in words) - sum(w in negative for w in words)
+    return None if votes == 0 else int(votes > 0)
+
+
+def test_synthetic_hard_rule_on_hand_built_reviews():
+    review = "the soup was tasty and fresh but the waiter rude and slow".split()
+    food, deciding = data.synthetic_hard_rule(["food", *review])
+    assert food == 1  # tasty, fresh: the rude, slow service does not count
+    assert [w for w, d in zip(["food", *review], deciding) if d] == ["food", "tasty", "fresh"]
+    service, deciding = data.synthetic_hard_rule(["service", *review])
+    assert service == 0  # the same words, asked about the service
+    assert [w for w, d in zip(["service", *review], deciding) if d] == ["service", "rude", "slow"]
+    tie = data.synthetic_hard_rule("food bland but crisp".split())
+    assert tie == (None, (True, True, False, True))
+    assert data.synthetic_hard_rule("service the food".split()) == (None, (True, False, False))
+    with pytest.raises(ValueError, match="starts with one of \\('food', 'service'\\)"):
+        data.synthetic_hard_rule("the food was tasty".split())
+
+
+def test_synthetic_hard_is_deterministic_balanced_and_labelled_by_its_rule():
+    train = data.load_examples("synthetic-hard", "train")
+    dev = data.load_examples("synthetic-hard", "dev")
+    assert len(train) == 8000 and len(dev) == 1000
+    assert train == data.synthetic_hard_examples(8000, seed=0)  # the same every time
+    assert dev == data.synthetic_hard_examples(1000, seed=1) and dev != train[:1000]
+    assert data.synthetic_hard_examples(30, seed=7) == data.synthetic_hard_examples(30, seed=7)
+    counted_all = 0  # a model that counts every keyword, whatever the aspect
+    every_positive = {w for positive, _ in data.ASPECTS.values() for w in positive}
+    every_negative = {w for _, negative in data.ASPECTS.values() for w in negative}
+    for e in train:
+        words = e.text_a.split()
+        positive, negative = data.ASPECTS[words[0]]
+        assert 17 <= len(words) <= 49 and e.label == hard_label(words)
+        assert e.keywords == tuple(j == 0 or w in positive + negative for j, w in enumerate(words))
+        for keys in data.ASPECTS.values():  # 1, 3 or 5 keywords per aspect
+            assert sum(w in keys[0] + keys[1] for w in words) in (1, 3, 5)
+        votes = sum(w in every_positive for w in words) - sum(w in every_negative for w in words)
+        counted_all += 0.5 if votes == 0 else int(votes > 0) == e.label  # a tie: a coin flip
+    assert 3800 < sum(e.label for e in train) < 4200  # balanced
+    assert 3800 < sum(e.text_a.startswith("food ") for e in train) < 4200
+    assert 0.7 < counted_all / len(train) < 0.8  # without the aspect word: wrong 1 time in 4
+
+
+def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_tokens(tmp_path):
+    tokenizer = data.load_tokenizer(data.write_synthetic_vocab(tmp_path, "synthetic-hard"))
+    assert tokenizer.get_vocab_size() == 113  # synthetic's 99 tokens, with the same ids, then 14
+    first = data.SPECIAL_TOKENS + data.POSITIVE + data.NEGATIVE + data.FILLER
+    assert [tokenizer.token_to_id(w) for w in first] == list(range(99))
+    with pytest.raises(ValueError, match="sst2 is not a synthetic task"):
+        data.write_synthetic_vocab(tmp_path, "sst2")
+    synthetic_only = data.load_tokenizer(data.write_synthetic_vocab(tmp_path / "synthetic"))
+    with pytest.raises(ValueError, match=r"the word '(food|service)' is not in .*'synthetic-hard'"):
+        data.encode("synthetic-hard", data.synthetic_hard_examples(3), synthetic_only)
+    examples = data.load_examples("synthetic-hard", "dev")
+    features = data.encode("synthetic-hard", examples, tokenizer)
+    unk = tokenizer.token_to_id("[UNK]")
+    for e, f in zip(examples, features):
+        assert unk not in f.input_ids and len(f) == len(e.text_a.split()) + 2  # a token a word
+        assert f.keyword_mask.tolist() == [0, *e.keywords, 0]  # [CLS] and [SEP] are not marked
+        assert tokenizer.decode(f.input_ids[f.keyword_mask == 1].tolist()).split() == [
+            w for w, k in zip(e.text_a.split(), e.keywords) if k
+        ]
+    assert max(map(len, features)) <= data.get_task("synthetic-hard").max_length
+    batch = data.collate(features[:4], "sequence", max_length=64)
+    assert batch["keyword_mask"].sum() == sum(sum(e.keywords) for e in examples[:4])
 
 
 # ----------------------------------------------------------------------------------------------
