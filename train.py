@@ -242,9 +242,9 @@ def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
         if random_shape not in CONFIGS:
             shapes = ", ".join("random-" + s for s in CONFIGS)
             raise SystemExit(f"error: --model {cfg.model}: known shapes are {shapes}")
-        if not task.name.startswith("synthetic"):
+        if task.reader != "synthetic":
             raise SystemExit("error: a random model has no vocabulary; use a synthetic --task")
-        folder = data.write_synthetic_vocab(run_dir / "vocab")
+        folder = data.write_synthetic_vocab(run_dir / "vocab", task)
         vocab_size = len((folder / "vocab.txt").read_text().split("\n"))
         bert_cfg = dataclasses.replace(CONFIGS[random_shape], vocab_size=vocab_size)
     model = None

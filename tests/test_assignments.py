@@ -87,7 +87,10 @@ def test_student_copy_keeps_signatures_runs_and_scores_zero(tmp_path):
     for number, r in results.items():
         assert r["status"] == "FAIL" and r["earned"] == 0, number
         # the stub's own message: the module imported, and only the stubbed function raised
-        assert "not written yet" in r["message"] and r["handout"] in r["message"]
+        assert "not written yet" in r["message"]
+        # assignment 6 runs LTP, which reads attention: the stub of assignment 1 stops it first
+        handout = "assignments/01_attention.md" if number == 6 else r["handout"]
+        assert handout in r["message"], (number, r["message"])
 
 
 def test_make_student_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
