@@ -247,8 +247,10 @@ def reinforce_loss(
     """TR-BERT Eq. (6): ∇J = Σ_t R·∇ log π(a_t|s_t), as a loss to minimise.
 
     log_probs, rewards: (B·S,), the S samples of each example side by side. The baseline is the
-    mean reward of an example's own samples (App. B: "average their rewards as the reward
-    baseline"), which lowers the variance without changing the expected gradient."""
+    mean reward of an example's own samples (Sec. 4.3 / App. B: "average their rewards as the
+    reward baseline"). It lowers the variance; because each sample is part of its own baseline,
+    it also scales the expected gradient by (S−1)/S (a leave-one-out mean would not), which a
+    learning rate absorbs: docs/tutorial.md, section 7, checks it by enumeration."""
     # ASSIGNMENT 4 BEGIN: reward and REINFORCE (assignments/04_reinforce.md)
     r = rewards.detach().view(-1, num_samples)  # (B, S)
     advantage = (r - r.mean(1, keepdim=True)).flatten()  # (B·S,)

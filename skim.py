@@ -105,9 +105,10 @@ class SkimStrategy(nn.Module):
         remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
         ctx.positions says where each token was).
 
-        Returns keep (B, T), 0 wherever alive is 0: float 0/1 in training (it may carry a
-        gradient: it multiplies the attention weights and the forwarded states), bool when
-        pruning; or a tuple (keep, extra), extra kept in `SkimOutput.extras[i]` for `loss`."""
+        Returns keep (B, T), 0 wherever alive is 0: bool when pruning; otherwise a float mask
+        (0/1, or soft values in [0, 1]; it may carry a gradient: it multiplies the attention
+        weights and the forwarded states) or bool; or a tuple (keep, extra), extra kept in
+        `SkimOutput.extras[i]` for `loss`."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
@@ -424,6 +425,11 @@ class Transkimmer(SkimStrategy):
                     batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
                 )
         task = step.task_loss(out.logits, batch, teacher).mean()
+        if self.skim.skim_weight is None:
+            raise ValueError(
+                "SkimConfig.skim_weight (λ) is None: give one, or build with "
+                "Transkimmer.build, which takes the task's (Table 2)"
+            )
         return task + self.skim.skim_weight * loss_skim, {"skim": loss_skim.item()}
 
 
