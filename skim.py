@@ -556,5 +556,5 @@ class RandomSkim(SkimStrategy):
         score = (self.by_position[i][ctx.positions.clamp(min=0)] + self.by_token[ids]) % 1.0
         score[:, 0] = 2.0  # [CLS] is kept anyway: let it count towards the share
         lengths = ctx.batch["attention_mask"].sum(1)  # each example's original length
-        k = torch.ceil(self.shares[i] * lengths - 1e-6).clamp(min=1)
+        k = torch.round(self.shares[i] * lengths).clamp(min=1)  # the share, on average
         return keep_top(score, alive, k, not ctx.pruning)

@@ -20,5 +20,5 @@ row transkimmer    --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3
 row trbert         --method trbert      --epochs 1 --rl-epochs 1 --num-samples 4 --skim-lr 1e-3 --length-penalty 0.25 --finetuned runs/sst2-minilm-baseline
 row transkimmer-tau1 --method transkimmer --epochs 2 --tau 1 --skim-lr 1e-4
 row transkimmer-ft --method transkimmer --epochs 3 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.2 --finetuned runs/sst2-minilm-baseline
-row ltp            --method ltp         --epochs 2 --skim-lr 1e-3 --finetuned runs/sst2-minilm-baseline
+row ltp            --method ltp         --epochs 2 --skim-lr 1e-2 --finetuned runs/sst2-minilm-baseline
 row random         --method random      --epochs 2 --keep-shares-from runs/sst2-minilm-ltp

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The instructor guide's reference numbers: synthetic-hard (the first word names an aspect and
+# only that aspect's keywords decide the label) on a 4-layer tiny BERT, three seeds. Each seed:
+# the baseline, then Transkimmer, TR-BERT and LTP from it, and the random control at LTP's
+# shares per layer. python benchmarks/summarize.py runs/hard-*   prints the rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for seed in ${SEEDS:-1 2 3}; do
+  base=runs/hard-baseline-s$seed
+  python train.py --method baseline --preset hard --seed "$seed" --out-dir "$base" "$@"
+  skim="--preset hard --seed $seed --epochs 2 --finetuned $base"
+  python train.py --method transkimmer $skim --out-dir "runs/hard-transkimmer-s$seed" "$@"
+  python train.py --method trbert $skim --out-dir "runs/hard-trbert-s$seed" "$@"
+  python train.py --method ltp $skim --skim-lr 1e-2 --out-dir "runs/hard-ltp-s$seed" "$@"
+  python train.py --method random $skim --keep-shares-from "runs/hard-ltp-s$seed" \
+    --out-dir "runs/hard-random-s$seed" "$@"
+done
