@@ -1,10 +1,15 @@
 """Print one results-table row per train.py run folder, read from its results.json.
 
 python benchmarks/summarize.py runs/sst2-minilm-*
+python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean ± standard
+                                                       deviation over runs named <name>-s<seed>
 """
 
 import json
+import re
+import statistics
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 
@@ -20,9 +25,33 @@ def row(folder: Path) -> str:
     )
 
 
+def seed_rows(folders: list[Path]) -> None:
+    """Runs named <name>-s<seed> grouped by name: mean ± sd of the main metric, the FLOPs
+    speedup without padding and the share of tokens per layer."""
+    groups = defaultdict(list)
+    for folder in folders:
+        groups[re.sub(r"-s\d+$", "", folder.name)].append(
+            json.loads((folder / "results.json").read_text())
+        )
+    print("| run | seeds | dev (mean ± sd) | speedup, no padding | share of tokens per layer |")
+    print("|---|---:|---:|---:|---|")
+    for name, rs in groups.items():
+        pm = lambda xs: (
+            f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}"
+        )  # noqa: E731
+        dev = pm([100 * r["metrics"]["main"] for r in rs])
+        speed = pm([r["flops"]["none"]["speedup"] for r in rs])
+        layers = zip(*(r["kept_per_layer"] for r in rs))
+        kept = " / ".join(f"{statistics.mean(k):.2f}" for k in layers)
+        print(f"| {name} | {len(rs)} | {dev} | {speed}× | {kept} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if sys.argv[1] == "--seeds":
+        seed_rows([Path(f) for f in sys.argv[2:] if (Path(f) / "results.json").is_file()])
+        raise SystemExit(0)
     print(
         "| run | dev | GFLOPs / example (no padding) | speedup, no padding | "
         "speedup, sequence padding | "
