@@ -89,7 +89,9 @@ class PolicyNetwork(nn.Module):
     def __init__(self, cfg: BertConfig, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(cfg.hidden_size, hidden)  # W1, b1
-        self.fc2 = nn.Linear(hidden, 1)  # W2, b2; default init, so p ≈ 0.5 at first (authors' code)
+        self.fc2 = nn.Linear(hidden, 1)  # W2, b2
+        # DEVIATION: PyTorch's default init for both (p ≈ 0.5 at first either way); the authors
+        # draw the weights from N(0, 0.02) with zero biases.
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> select probabilities (B, T)."""
@@ -99,7 +101,12 @@ class PolicyNetwork(nn.Module):
 class TRBertPolicy(SkimStrategy):
     """A policy network before each reduction layer. Training samples Bernoulli actions (no
     gradient flows through them: REINFORCE learns from their log-probabilities); inference keeps
-    the tokens with p ≥ 0.5, each sequence exactly its own."""
+    the tokens with p ≥ 0.5, each sequence exactly its own.
+
+    DEVIATION: at inference the authors keep the top K to the batch's largest K, so a sequence's
+    decisions depend on its batch; here they never do. DEVIATION: skipped tokens are forwarded
+    to the output (the shared loop's Eq. 3), as Transkimmer does; the authors drop them for
+    classification, which changes nothing there ([CLS] stays) but lets span heads read them."""
 
     Options = PolicyConfig
     checkpoint_prefix = "policy"
@@ -129,6 +136,7 @@ class TRBertPolicy(SkimStrategy):
         if "guide_scores" in batch:  # imitation warm-up: some samples follow the Residual Strategy
             guided = top_k_actions(batch["guide_scores"], probs, alive)
             actions = torch.where(batch["guide_rows"][:, None], guided, actions)
+        # DEVIATION: the authors take the mean over the present tokens, [CLS] included.
         # log π(a_t|s_t), summed over the tokens this module decided ([CLS] is forced, pads absent)
         decided = alive.clone()
         decided[:, 0] = 0
@@ -159,7 +167,10 @@ class TRBertPolicy(SkimStrategy):
         if step.stage.name != "policy" or not self.policy.imitation_fraction:
             return
         teacher, L = step.teacher, step.teacher.bert.config.num_hidden_layers
-        l, r = self.layers[0], max(self.layers[0] + 1, round(0.75 * L))  # r = 9 of 12 in the paper
+        # r = 9 of 12 in the paper; Python's round is to even: round(0.75·6) = round(4.5) = 4
+        l, r = self.layers[0], max(self.layers[0] + 1, round(0.75 * L))
+        # DEVIATION: one set of scores (from layers l..r) guides every policy module; the authors
+        # compute one per module, from its own layer.
         for idx, batch in batches():
             s = residual_scores(teacher, batch, lambda x, b: step.task_loss(x, b).sum(), l, r)
             for b, i in enumerate(idx):
@@ -191,6 +202,8 @@ class TRBertPolicy(SkimStrategy):
         logs = {"reward": rewards.mean().item(), "kept": kept}
         if step.stage.name == "policy":  # stage 2: the backbone is frozen, only the policy learns
             return loss_rl, logs
+        # DEVIATION: the reward above is on the gold labels; with --train_teacher the authors'
+        # stage 3 rewards the distillation loss instead.
         if step.teacher is not None:  # stage 3: the task loss on the teacher's soft labels
             with torch.no_grad():
                 teacher = step.teacher(
@@ -210,7 +223,8 @@ class TRBertPolicy(SkimStrategy):
 def top_k_actions(scores: torch.Tensor, probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     """The heuristic action sequence of Sec. 3.2: select the K most important tokens still alive,
     K = round(Σ p), the number the current policy expects to select. scores, probs, alive: (B, T).
-    [CLS] is not counted (the loop keeps it anyway)."""
+    [CLS] is not counted (the loop keeps it anyway). DEVIATION: the authors count K over every
+    present token, [CLS] included."""
     candidates = alive.clone()
     candidates[:, 0] = 0
     k = torch.round((probs.detach() * candidates).sum(1)).long()  # (B,)

@@ -209,6 +209,8 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
             # running product: once skimmed, gone; [CLS] always stays (the classifier reads it)
             keep = torch.cat([alive[:, :1], keep[:, 1:].to(h.dtype) * alive[:, 1:]], 1)  # (B, T)
             # Eq. (3): H^L = Σ_i H^i·M^i. Tokens leaving here carry their input state to the output.
+            # DEVIATION: the paper's sum, as written; the authors mix step by step (same forward
+            # values, another straight-through backward for heads that read every token).
             out = out + h * (alive - keep).unsqueeze(-1)
             exit_layer = torch.where((alive - keep).detach() > 0, i, exit_layer)
             alive = keep
@@ -321,6 +323,7 @@ class SkimPredictor(nn.Module):
     def __init__(self, cfg: BertConfig, skim: SkimConfig):
         super().__init__()
         C = cfg.hidden_size
+        # DEVIATION: BERT's LayerNorm eps (1e-12); the authors' predictor uses PyTorch's 1e-5
         self.ln_in = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.fc = nn.Linear(C, C)
         self.ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)

@@ -75,6 +75,8 @@ class TrainConfig:
     eval_batch_size: int = _f(32, "examples per evaluation batch")
     lr: float = _f(2e-5, "AdamW learning rate of the encoder and head")
     skim_lr: float | None = _f(None, "learning rate of the method's own parameters (default --lr)")
+    # DEVIATION: the next three defaults are ours, not the authors' (both use no weight decay,
+    # TR-BERT clips gradients at 1.0 and warms up for 10% of the steps); flags follow them.
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     warmup: float = _f(0.0, "share of each stage's steps with linear warm-up")
     max_grad_norm: float = _f(0.0, "clip the gradient norm to this (0 = no clipping)")
