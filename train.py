@@ -144,11 +144,9 @@ MAY_CHANGE = {"data_dir", "device", "threads", "log_every", "eval_batch_size", "
 def add_fields(parser, cls) -> None:
     """One flag per dataclass field, with its help; defaults stay in the dataclass."""
     for f in dataclasses.fields(cls):
-        kind, flag, text = (
-            f.type.split(" |")[0],
-            "--" + f.name.replace("_", "-"),
-            f.metadata["help"],
-        )
+        kind, flag = f.type.split(" |")[0], "--" + f.name.replace("_", "-")
+        default = "" if f.default in (None, "", ()) else f" [default: {f.default}]"
+        text = f.metadata["help"] + default
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         elif kind.startswith("tuple"):  # comma-separated integers, e.g. layer indices
