@@ -105,10 +105,11 @@ class SkimStrategy(nn.Module):
         remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
         ctx.positions says where each token was).
 
-        Returns keep (B, T), 0 wherever alive is 0: bool when pruning; otherwise a float mask
-        (0/1, or soft values in [0, 1]; it may carry a gradient: it multiplies the attention
-        weights and the forwarded states) or bool; or a tuple (keep, extra), extra kept in
-        `SkimOutput.extras[i]` for `loss`."""
+        Returns keep (B, T): bool when pruning; otherwise a float mask (0/1, or soft values in
+        [0, 1]; it may carry a gradient: it multiplies the attention weights and the forwarded
+        states) or bool; or a tuple (keep, extra), extra kept in `SkimOutput.extras[i]` for
+        `loss`. In eval mode keep must be 0 wherever alive is 0 (the conformance suite checks);
+        in training the loop multiplies it by alive, a running product: once gone, gone."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
@@ -396,8 +397,9 @@ class Transkimmer(SkimStrategy):
 
     def decide(self, i, h, alive, ctx):
         if self.training or self.skim.sample_at_eval:
-            # × alive (detached: the loop already carries alive's gradient): 0 where not present
-            return gumbel_keep(self.predictors[i](h), self.skim.tau) * alive.detach()
+            # the loop multiplies by alive (the running product of Eq. 3's masks), and its
+            # gradient reaches the earlier decisions through this sample, as in the authors' code
+            return gumbel_keep(self.predictors[i](h), self.skim.tau)
         return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):

@@ -3,16 +3,18 @@
 # Each line is one row of the results table; run them in this order (TR-BERT and the from-the-
 # baseline Transkimmer row start from the baseline run; the random control copies LTP's shares).
 # Data: $SKIMBERT_DATA/glue when set (a folder holding SST-2/), else the download cache.
-# One line alone: bash benchmarks/sst2_minilm.sh ltp   (the name after the run folder's prefix)
+# One row alone: bash benchmarks/sst2_minilm.sh ltp [--overwrite]   (NAME in runs/sst2-minilm-NAME)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SKIMBERT_DATA:+--data-dir $SKIMBERT_DATA/glue}
 COMMON="--task sst2 --model sentence-transformers/all-MiniLM-L6-v2 $DATA --train-subset 8000 --lr 5e-5 --eval-every 125 --threads 1"
 ONLY=${1:-}
+shift || true
+EXTRA=("$@")  # more flags for every row, e.g. --overwrite
 row() {  # row NAME FLAGS...: one results row, into runs/sst2-minilm-NAME
   local name=$1; shift
   if [ -z "$ONLY" ] || [ "$ONLY" = "$name" ]; then
-    python train.py "$@" $COMMON --out-dir "runs/sst2-minilm-$name"
+    python train.py "$@" $COMMON --out-dir "runs/sst2-minilm-$name" "${EXTRA[@]}"
   fi
 }
 row baseline       --method baseline    --epochs 2
