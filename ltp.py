@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from skim import SkimStrategy, Stage, option, skim_forward, skim_loss
+from skim import SkimStrategy, Stage, option, require, skim_forward, skim_loss
 
 
 @dataclass
@@ -37,9 +37,9 @@ class LTPOptions:
     hard_epochs: float = option(1.0, "epochs of the hard stage, thresholds frozen (0 = none)")
 
     def __post_init__(self):
-        assert self.temperature > 0, f"--temperature must be > 0, got {self.temperature}"
-        assert self.skim_weight is None or self.skim_weight >= 0, "--skim-weight must be ≥ 0"
-        assert self.hard_epochs >= 0, f"--hard-epochs must be ≥ 0, got {self.hard_epochs}"
+        require(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}")
+        require(self.skim_weight is None or self.skim_weight >= 0, "--skim-weight must be ≥ 0")
+        require(self.hard_epochs >= 0, f"--hard-epochs must be ≥ 0, got {self.hard_epochs}")
 
 
 class LTP(SkimStrategy):

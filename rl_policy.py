@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flops import policy_flops
-from skim import SkimStrategy, Stage, on_present_tokens, option, skim_forward
+from skim import SkimStrategy, Stage, on_present_tokens, option, require, skim_forward
 from transformer import BertConfig, BertForTask
 
 # ----------------------------------------------------------------------------------------------
@@ -60,22 +60,19 @@ class PolicyConfig:
 
     def __post_init__(self):
         # S = 1 would make each sample its own baseline: the REINFORCE loss would be 0
-        assert self.num_samples >= 2, f"num_samples must be ≥ 2, got {self.num_samples}"
-        assert self.hidden >= 1, f"hidden must be ≥ 1, got {self.hidden}"
-        assert self.length_penalty >= 0, f"length_penalty must be ≥ 0, got {self.length_penalty}"
+        require(self.num_samples >= 2, f"--num-samples must be ≥ 2, got {self.num_samples}")
+        require(self.hidden >= 1, f"--hidden must be ≥ 1, got {self.hidden}")
+        require(self.length_penalty >= 0, f"--length-penalty must be ≥ 0: {self.length_penalty}")
         f = self.imitation_fraction
-        assert f is None or 0 <= f <= 1, f"imitation_fraction must be in [0, 1], got {f}"
-        assert self.rl_epochs is None or self.rl_epochs > 0, (
-            f"rl_epochs must be > 0: {self.rl_epochs}"
-        )
+        require(f is None or 0 <= f <= 1, f"--imitation-fraction must be in [0, 1], got {f}")
+        require(self.rl_epochs is None or self.rl_epochs > 0, "--rl-epochs must be > 0")
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
         layers = self.policy_layers or tuple(
             sorted({1, num_layers // 2})
         )  # one module when L // 2 = 1
-        assert all(0 <= i < num_layers for i in layers) and list(layers) == sorted(set(layers)), (
-            f"policy layers must be increasing indices in 0..{num_layers - 1}, got {layers}"
-        )
+        ok = all(0 <= i < num_layers for i in layers) and list(layers) == sorted(set(layers))
+        require(ok, f"--policy-layers must be increasing indices in 0..{num_layers - 1}: {layers}")
         return tuple(layers)
 
 

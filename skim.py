@@ -35,6 +35,12 @@ from flops import skim_predictor_flops
 from transformer import BertConfig, BertForTask, VarLen
 
 
+def require(ok: bool, message: str) -> None:
+    """A method's settings check: a ValueError naming the flag (asserts vanish under python -O)."""
+    if not ok:
+        raise ValueError(message)
+
+
 def option(default, help: str):
     """A field of a method's `Options` dataclass; train.py turns it into a flag with this help."""
     return field(default=default, metadata={"help": help})
@@ -308,11 +314,9 @@ class SkimConfig:
     )
 
     def __post_init__(self):
-        assert self.tau > 0, f"the Gumbel temperature must be positive, got {self.tau}"
-        assert self.skim_weight is None or self.skim_weight >= 0, (
-            f"λ must be ≥ 0: {self.skim_weight}"
-        )
-        assert self.init_std >= 0, f"init_std must be ≥ 0, got {self.init_std}"
+        require(self.tau > 0, f"--tau (the Gumbel temperature) must be > 0, got {self.tau}")
+        require(self.skim_weight is None or self.skim_weight >= 0, "--skim-weight (λ) must be ≥ 0")
+        require(self.init_std >= 0, f"--init-std must be ≥ 0, got {self.init_std}")
 
 
 class SkimPredictor(nn.Module):
@@ -449,7 +453,7 @@ class ClsAttentionOptions:
     )
 
     def __post_init__(self):
-        assert 0 < self.keep <= 1, f"keep must be in (0, 1], got {self.keep}"
+        require(0 < self.keep <= 1, f"--keep must be in (0, 1], got {self.keep}")
 
 
 class ClsAttentionSkim(SkimStrategy):
@@ -466,7 +470,7 @@ class ClsAttentionSkim(SkimStrategy):
 
     def __init__(self, bert, keep: float = 0.7, layers: tuple[int, ...] = ()):
         super().__init__()
-        assert 0 < keep <= 1, f"keep must be in (0, 1], got {keep}"
+        require(0 < keep <= 1, f"keep must be in (0, 1], got {keep}")
         self.keep, self.bert = keep, [bert]  # in a list: the encoder's weights are not ours to save
         self.layers = layers or tuple(range(1, len(bert.layers)))
 
@@ -526,7 +530,7 @@ class RandomSkim(SkimStrategy):
 
     def __init__(self, shares: list[float], vocab_size: int, max_positions: int, seed: int = 0):
         super().__init__()
-        assert shares and all(0 < s <= 1 for s in shares), f"shares must be in (0, 1]: {shares}"
+        require(shares and all(0 < s <= 1 for s in shares), f"shares must be in (0, 1]: {shares}")
         self.shares = shares
         # it acts where the share falls below the previous layer's (before layer 0: below 1)
         self.layers = tuple(i for i, s in enumerate(shares) if s < ([1.0] + shares)[i])

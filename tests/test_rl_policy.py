@@ -33,7 +33,7 @@ TINY4 = BertConfig(
 def test_default_reduction_layers_are_second_and_middle():
     assert TRBertPolicy(CONFIGS["bert-base-uncased"]).layers == (1, 6)
     assert TRBertPolicy(CONFIGS["all-MiniLM-L6-v2"]).layers == (1, 3)
-    with pytest.raises(AssertionError, match="increasing indices"):
+    with pytest.raises(ValueError, match="increasing indices"):
         PolicyConfig(policy_layers=(3, 1)).resolved_layers(6)
 
 

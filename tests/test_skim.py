@@ -182,3 +182,12 @@ def test_cls_attention_strategy_keeps_its_share_and_masked_equals_pruned():
     assert torch.equal(masked.exit_layer, pruned.exit_layer)
     torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
     assert "bert" not in dict(strategy.named_modules()), "the strategy must not own the encoder"
+
+
+def test_a_batch_row_without_tokens_is_a_clear_error():
+    model, strategy = skimming_model()
+    batch = make_batch()
+    batch["attention_mask"][1] = 0  # an empty row: not even [CLS]
+    for prune in (False, True):
+        with pytest.raises(ValueError, match=r"batch rows \[1\] have no tokens"):
+            skim_forward(model, strategy, batch, prune=prune)
