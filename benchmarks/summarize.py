@@ -3,6 +3,8 @@
 python benchmarks/summarize.py runs/sst2-minilm-*
 python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean ± standard
                                                        deviation over runs named <name>-s<seed>
+python benchmarks/summarize.py --check README.md       which README rows no longer match their
+                                                       runs' results.json (stale numbers)
 """
 
 import json
@@ -46,7 +48,47 @@ def seed_rows(folders: list[Path]) -> None:
         print(f"| {name} | {len(rs)} | {dev} | {speed}× | {kept} |")
 
 
+def check(readme: Path) -> int:
+    """Compare each README table row whose command names a run (`sst2_minilm.sh NAME` ->
+    runs/sst2-minilm-NAME, or `--out-dir RUN`) with that run's results.json: the "dev acc." and
+    "speedup, no padding" cells. Returns the number of stale rows."""
+    header, stale = None, 0
+    for line in readme.read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        found = re.search(r"sst2_minilm\.sh ([\w-]+)", line) or re.search(
+            r"--out-dir (\S+?)`", line
+        )
+        if not found or "dev acc." not in header:
+            continue
+        run = Path(
+            f"runs/sst2-minilm-{found.group(1)}"
+            if "sst2_minilm" in found.group(0)
+            else found.group(1)
+        )
+        if not (run / "results.json").is_file():
+            print(f"unchecked: {cells[0]}: no {run / 'results.json'} (run the row's command)")
+            continue
+        r = json.loads((run / "results.json").read_text())
+        theirs = {"dev acc.": f"{100 * r['metrics']['main']:.2f}",
+                  "speedup, no padding": f"{r['flops']['none']['speedup']:.2f}×"}  # fmt: skip
+        ours = {k: cells[header.index(k)] for k in theirs if k in header}
+        if all(ours[k] == theirs[k] for k in ours):
+            print(f"ok: {cells[0]}")
+        else:
+            stale += 1
+            print(f"stale: {cells[0]}: README {ours}, {run}/results.json {theirs}")
+    return stale
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        raise SystemExit(1 if check(Path(sys.argv[2])) else 0)
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     if sys.argv[1] == "--seeds":
