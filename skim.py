@@ -65,7 +65,8 @@ class SkimContext:
 class Stage:
     """One phase of a method's training: how long, what learns at which rate, what it needs."""
 
-    name: str  # "finetune", "policy", "joint", ...: in the log, and the teacher's folder name
+    name: str  # "finetune", "policy", "joint", ...: in the log; after a stage named "finetune"
+    #             the model is saved as the teacher of later stages (run/finetuned/)
     epochs: float
     encoder_lr: float  # learning rate of the encoder and task head; 0 = frozen
     strategy_lr: float  # learning rate of the strategy's parameters; 0 = frozen
