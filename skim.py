@@ -518,6 +518,11 @@ class RandomOptions:
     )
     keep_shares_from: str = option("", "a run folder whose results.json gives the shares")
     random_seed: int = option(0, "seed of the fixed random table that decides which tokens go")
+    retrain: bool = option(
+        True,
+        "train the encoder with the random skims; --no-retrain with --finetuned RUN "
+        "evaluates that run skimming at random, as it is",
+    )
 
 
 class RandomSkim(SkimStrategy):
@@ -528,6 +533,7 @@ class RandomSkim(SkimStrategy):
 
     Options = RandomOptions
     checkpoint_prefix = "random"
+    retrain = True  # train the encoder with the random skims (RandomOptions.retrain)
 
     def __init__(self, shares: list[float], vocab_size: int, max_positions: int, seed: int = 0):
         super().__init__()
@@ -557,7 +563,14 @@ class RandomSkim(SkimStrategy):
                 f"--keep-shares needs {cfg.num_hidden_layers} shares in (0, 1], one per layer, "
                 f"got {text!r} (or give --keep-shares-from RUN)"
             )
-        return cls(shares, cfg.vocab_size, cfg.max_position_embeddings, options.random_seed)
+        strategy = cls(shares, cfg.vocab_size, cfg.max_position_embeddings, options.random_seed)
+        strategy.retrain = options.retrain
+        return strategy
+
+    def stages(self, cfg):
+        if cfg.finetuned and not self.retrain:  # the fine-tuned run as it is, skimming at random
+            return []
+        return super().stages(cfg)
 
     def decide(self, i, h, alive, ctx):
         ids = ctx.batch["input_ids"]

@@ -355,6 +355,10 @@ def train(cfg: TrainConfig, method, options) -> dict:
         runs.load_checkpoint(Path(cfg.finetuned) / "ckpt", run.model, None)
         run.log(f"starting from the fine-tuned run {cfg.finetuned}")
     stages, teacher = run.strategy.stages(run.cfg), None
+    if not stages and run.rank == 0:  # nothing to train (a fine-tuned run evaluated as it is):
+        progress["rng"] = runs.rng_state()  # its checkpoint still makes the folder a whole run
+        runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir,
+                             progress)  # fmt: skip
     for s in range(progress["stage"], len(stages)):
         if stages[s].teacher and teacher is None:
             teacher = load_teacher(run)

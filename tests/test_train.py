@@ -277,3 +277,14 @@ def test_a_strategy_in_a_file_outside_the_repository_trains_evaluates_and_resume
     a = read_safetensors(tmp_path / "straight" / "ckpt" / "model.safetensors")
     b = read_safetensors(tmp_path / "resumed" / "ckpt" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_random_control_without_retraining_evaluates_the_finetuned_run_as_it_is(tmp_path):
+    run(tmp_path, "--method", "baseline", name="base")
+    args = ["--method", "random", "--keep-shares", "1,0.5", "--finetuned", str(tmp_path / "base")]
+    results = run(tmp_path, *args, "--no-retrain", name="control")
+    assert "stage" not in (tmp_path / "control" / "log.txt").read_text()  # nothing trained
+    assert results["kept_per_layer"][1] == pytest.approx(0.5, abs=0.1)
+    base = read_safetensors(tmp_path / "base" / "ckpt" / "model.safetensors")
+    ctrl = read_safetensors(tmp_path / "control" / "ckpt" / "model.safetensors")
+    assert all(torch.equal(base[k], ctrl[k]) for k in base)
