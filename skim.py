@@ -50,15 +50,26 @@ def option(default, help: str):
 # The strategy interface: what a student implements to try a new skimming idea
 
 
-@dataclass
 class SkimContext:
-    """What a strategy may look at before layer i, besides the states and who is still present."""
+    """What a strategy may look at before layer i, besides the states and who is still present.
 
-    batch: dict  # the caller's batch: input_ids, attention_mask, ... (extra keys may guide it)
-    pruning: bool  # True: tokens are really removed (inference); False: masked (training)
-    positions: torch.Tensor  # (B, T) long: each token's position in its original sequence
-    attention: torch.Tensor | None = None  # (B, nh, T, T): the previous layer's attention
-    #   probabilities on this same grid, for strategies with `wants_attention`; None before layer 0
+    batch: the caller's batch: input_ids, attention_mask, ... (extra keys may guide a strategy)
+    pruning: True: tokens are really removed (inference); False: masked (training)
+    positions: (B, T) long, each token's position in its original sequence (−1 at grid padding);
+        computed only when a strategy reads it (at batch 1 every tensor operation counts)
+    attention: (B, nh, T, T), the previous layer's attention probabilities on this same grid,
+        for strategies with `wants_attention`; None before layer 0
+    """
+
+    def __init__(self, batch: dict, pruning: bool, positions, attention=None):
+        self.batch, self.pruning, self.attention = batch, pruning, attention
+        self._positions = positions  # a tensor, or a function that makes it
+
+    @property
+    def positions(self) -> torch.Tensor:
+        if callable(self._positions):
+            self._positions = self._positions()
+        return self._positions
 
 
 @dataclass
@@ -256,7 +267,8 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
             alive = varlen.key_mask()  # (B, T_i): survivors packed left, [CLS] at position 0
-            ctx.positions = varlen.pad((pos % T + 1)[:, None]).squeeze(-1) - 1  # (B, T_i), −1 pad
+            # (B, T_i) original positions, −1 at grid padding; made only if the strategy asks
+            ctx._positions = lambda pos=pos, v=varlen: v.pad((pos % T + 1)[:, None]).squeeze(-1) - 1
             keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), ctx)
             if isinstance(keep, tuple):
                 keep, extras[i] = keep
