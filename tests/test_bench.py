@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_batch
+from conftest import DEVICES, make_batch
 
 from bench import FixedTranskimmer, FixedTRBert, evenly_spaced, keep_pattern, keep_top, main
 from skim import skim_forward
@@ -66,6 +66,8 @@ def test_keep_pattern_reads_one_share_or_one_per_layer_and_names_a_bad_one():
         (["--sets", "sst2,mnli"], "'mnli' is not one of imdb, sst2"),
         (["--batch-sizes", "1,x"], "expected int values separated by commas"),
         (["--batch-sizes", "0"], "0 is not positive"),
+        (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+        (["--models", "gpt2"], "'gpt2' is not one of MiniLM-L6, bert-base"),
     ],
 )
 def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message, capsys):
@@ -95,9 +97,34 @@ def test_evenly_spaced_subset_spans_the_list():
     assert evenly_spaced(list(range(3)), 0) == [0, 1, 2]
 
 
+def test_a_gpu_that_is_not_there_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        main(["skim", "--device", "cuda"])
+    assert "--device cuda, but torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_timings_run_on_the_device_and_wait_for_it(device, capsys, monkeypatch):
+    import bench
+
+    waits = []
+    sync = bench.synchronizer(torch.device(device))
+    monkeypatch.setattr(bench, "synchronizer", lambda d: lambda: waits.append(sync()))
+    bert = BertForTask(TINY).eval().to(device).bert
+    with torch.no_grad():
+        bench.layer_cost(bert, 2, torch.device(device))
+    assert "one layer at batch 1" in capsys.readouterr().out
+    assert (
+        len(waits) == 2 * 6 * 4 * 2
+    )  # before and after each timed call: 6 sizes, 4 calls, 2 rounds
+
+
 def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
-    minilm_dir, shared_data, capsys
+    minilm_dir, shared_data, capsys, tmp_path
 ):
+    import json
+
     import bench
 
     bench.main(
@@ -117,6 +144,10 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
             "1",
             "--threads",
             "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(tmp_path / "skim.json"),
         ]
     )
     out = capsys.readouterr().out
@@ -133,6 +164,11 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
         out.count("share of each setting's time in its layers") == 4
     )  # where the time goes, per table
     assert "one layer at batch 1" in out
+    saved = json.loads((tmp_path / "skim.json").read_text())
+    assert saved["device"] == "cpu" and saved["threads"] == 1
+    assert len(saved["tables"]) == 4 + 4 + 1  # 4 tables, their 4 splits, the layer's cost
+    rows = saved["tables"][0]["rows"]
+    assert rows[0][0] == "baseline, padded" and all(isinstance(v, float) for v in rows[0][1:])
 
 
 def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
