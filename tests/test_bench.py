@@ -206,3 +206,63 @@ def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
         "forward" not in vars(layer) for layer in model.bert.layers
     ) and "decide" not in vars(strategy)
     torch.testing.assert_close(after.hidden, before.hidden)
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/gpu.py: the carried checkpoint and the summary of benchmarks/gpu.sh
+
+
+def gpu_helper():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_helper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_float16_checkpoint_is_expanded_to_float32_with_its_values(tmp_path, capsys):
+    from weights import read_safetensors, write_safetensors
+
+    gpu = gpu_helper()
+    src = tmp_path / "half"
+    src.mkdir()
+    weights = {"a.weight": torch.randn(3, 4), "ids": torch.arange(3)}
+    write_safetensors({k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
+                      src / "model.safetensors")  # fmt: skip
+    (src / "config.json").write_text("{}")
+    gpu.expand(src, tmp_path / "full")
+    assert capsys.readouterr().out.strip() == str(tmp_path / "full")
+    full = read_safetensors(tmp_path / "full" / "model.safetensors")
+    assert full["a.weight"].dtype == torch.float32 and full["ids"].dtype == torch.int64
+    assert torch.equal(full["a.weight"], weights["a.weight"].half().float())
+    assert (tmp_path / "full" / "config.json").is_file()
+    gpu.expand(tmp_path / "full", tmp_path / "again")  # float32 already: used where it is
+    assert capsys.readouterr().out.strip() == str(tmp_path / "full")
+
+
+def test_the_gpu_summary_reports_tests_runs_and_steps(tmp_path):
+    import json
+
+    gpu = gpu_helper()
+    work = tmp_path / "work"
+    (work / "sst2-baseline").mkdir(parents=True)
+    (work / "pytest-cuda.xml").write_text(
+        '<testsuites><testsuite><testcase classname="t" name="ok"/>'
+        '<testcase classname="t" name="bad"><failure message="boom"/></testcase>'
+        '<testcase classname="t" name="off"><skipped/></testcase></testsuite></testsuites>'
+    )
+    speed = {"none": {"speedup": 1.0}, "sequence": {"speedup": 1.0}}
+    result = {"method": "baseline", "metrics": {"accuracy": 0.9}, "kept": 1.0, "flops": speed,
+              "kept_per_layer": [1.0, 1.0], "wall_time_s": 3.0, "case_study": ["long"]}  # fmt: skip
+    (work / "sst2-baseline" / "results.json").write_text(json.dumps(result))
+    (work / "steps.jsonl").write_text('{"step": "tests", "status": "ok", "wall_s": 5}\n')
+    gpu.summary(work, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["tests"]["passed"] == 1 and saved["tests"]["skipped"] == 1
+    assert saved["tests"]["failures"] == [{"test": "t::bad", "message": "boom"}]
+    assert "case_study" not in saved["train"]["baseline"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| baseline | 90.00 |" in table and "FAILED t::bad: boom" in table
