@@ -21,7 +21,9 @@ one layer at batch 1 against its token count: why batch 1 gains less than its FL
 How: one process, fp32, eval mode, no_grad, `--threads` (default 2). Each round runs every input
 through every setting in turn (the order rotating), and tables show the median over rounds, so a
 busy spell on a shared machine slows every setting alike: trust the ratios, not the tokens/s.
-Tests: tests/test_bench.py.
+`--device cuda`: models and inputs on the GPU (inputs copied there before timing), every timed
+call followed by torch.cuda.synchronize() (a CUDA call returns before the GPU is done), --threads
+ignored. `--json PATH` also writes every table as JSON. Tests: tests/test_bench.py.
 """
 
 from __future__ import annotations
@@ -61,13 +63,33 @@ DATA = os.environ.get("SKIMBERT_DATA")
 # ----------------------------------------------------------------------------------------------
 # Timing and printing
 
+TABLES = []  # every table printed, as {"title", "header", "rows"}: what --json writes
 
-def interleaved(settings: dict, inputs: list, rounds: int) -> dict[str, float]:
+
+def no_sync() -> None:
+    """A CPU computes before it returns: nothing to wait for."""
+
+
+def synchronizer(device: torch.device):
+    """What a timer must call before it reads the clock: a CUDA call only queues work, so without
+    torch.cuda.synchronize() a timer would measure the launch, not the computation."""
+    return torch.cuda.synchronize if device.type == "cuda" else no_sync
+
+
+def where(device: torch.device) -> str:
+    """Where the timings ran, for the tables' titles."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    return f"{torch.get_num_threads()} threads"
+
+
+def interleaved(settings: dict, inputs: list, rounds: int, sync=no_sync) -> dict[str, float]:
     """Median over `rounds` of the seconds each setting spends on all `inputs`.
 
     settings: name -> function(input). Within a round each input goes through every setting
     before the next input, starting from a different setting each time, so neither drift nor a
-    neighbour's burst of work favours one setting. One untimed warm-up call each comes first."""
+    neighbour's burst of work favours one setting. One untimed warm-up call each comes first.
+    sync: waits for the device (see `synchronizer`), before the clock starts and before it stops."""
     for fn in settings.values():
         fn(inputs[0])
     names = list(settings)
@@ -77,8 +99,10 @@ def interleaved(settings: dict, inputs: list, rounds: int) -> dict[str, float]:
         for j, x in enumerate(inputs):
             shift = (r + j) % len(names)
             for name in names[shift:] + names[:shift]:
+                sync()
                 start = time.perf_counter()
                 settings[name](x)
+                sync()
                 spent[name] += time.perf_counter() - start
         for name in names:
             totals[name].append(spent[name])
@@ -86,6 +110,7 @@ def interleaved(settings: dict, inputs: list, rounds: int) -> dict[str, float]:
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    TABLES.append({"title": title, "header": header, "rows": rows})
     print(f"\n{title}")
     cells = [header] + [
         [c if isinstance(c, str) else f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in row]
@@ -106,9 +131,10 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
 # 1. encoder: ours against transformers, same weights
 
 
-def model_pair(size: str, folder: Path):
-    """(ours, theirs) with the same weights: the released MiniLM, or a random bert-base-size model
-    that transformers initialises and our loader reads back from a safetensors folder."""
+def model_pair(size: str, folder: Path, minilm: str = MINILM):
+    """(ours, theirs) with the same weights: the released MiniLM (hub name or folder), or a random
+    bert-base-size model that transformers initialises and our loader reads back from a
+    safetensors folder."""
     import transformers
 
     if size == "bert-base":
@@ -118,35 +144,35 @@ def model_pair(size: str, folder: Path):
         write_safetensors(theirs.state_dict(), folder / "model.safetensors")
         (folder / "config.json").write_text(json.dumps(CONFIGS["bert-base-uncased"].to_dict()))
     else:
-        folder = resolve_model_dir(MINILM)
+        folder = resolve_model_dir(minilm)
         theirs = transformers.BertModel.from_pretrained(str(folder))
     return from_pretrained(folder).eval(), theirs.eval()
 
 
 def bench_encoder(args) -> None:
-    rows = []
-    for size in ("MiniLM-L6", "bert-base"):
+    rows, device = [], args.device
+    for size in args.models:
         with tempfile.TemporaryDirectory() as tmp:
-            ours, theirs = model_pair(size, Path(tmp))
+            ours, theirs = model_pair(size, Path(tmp), args.model)
+        ours, theirs = ours.to(device), theirs.to(device)
         for B, T in ((32, 128), (1, 128)):
             ids = torch.randint(
                 1000, ours.config.vocab_size, (B, T), generator=torch.Generator().manual_seed(0)
-            )
+            ).to(device)
             mask = torch.ones_like(ids)
             settings = {
                 "ours": lambda _: ours(ids, mask),
                 "theirs": lambda _: theirs(input_ids=ids, attention_mask=mask).last_hidden_state,
             }
             torch.testing.assert_close(
-                settings["ours"](0), settings["theirs"](0), atol=1e-4, rtol=0
+                settings["ours"](0), settings["theirs"](0), atol=SAME[device.type], rtol=0
             )
             calls = 32 // B  # every round covers 32×128 tokens per setting, whatever the shape
-            secs = interleaved(settings, [0] * calls, args.rounds)
+            secs = interleaved(settings, [0] * calls, args.rounds, synchronizer(device))
             tps = {k: calls * B * T / s for k, s in secs.items()}
             rows.append([size, f"{B}×{T}", tps["ours"], tps["theirs"], tps["ours"] / tps["theirs"]])
     print_table(
-        f"encoder throughput (tokens/s), fp32, {torch.get_num_threads()} threads, "
-        f"median of {args.rounds} rounds",
+        f"encoder throughput (tokens/s), fp32, {where(device)}, median of {args.rounds} rounds",
         ["model", "batch×length", "ours", "transformers", "ours/theirs"],
         rows,
     )
@@ -247,6 +273,7 @@ def load_run(run: str, cfg):
 def bench_skim(args) -> None:
     import transformers
 
+    device, sync = args.device, synchronizer(args.device)
     folder = resolve_model_dir(args.model)
     tokenizer = data.load_tokenizer(folder)
     cfg = read_config(folder)
@@ -256,16 +283,17 @@ def bench_skim(args) -> None:
         model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
     )
     theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
+    model, theirs = model.to(device), theirs.to(device)
     methods = {}  # name -> (model, strategy)
     for pattern in args.transkimmer_keep:
-        strategy = FixedTranskimmer(cfg, pattern).eval()
+        strategy = FixedTranskimmer(cfg, pattern).eval().to(device)
         methods[f"transkimmer, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for pattern in args.trbert_keep:
-        strategy = FixedTRBert(cfg, pattern).eval()
+        strategy = FixedTRBert(cfg, pattern).eval().to(device)
         methods[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for run in args.checkpoint:
         name, run_model, strategy = load_run(run, cfg)
-        methods[name] = (run_model, strategy)
+        methods[name] = (run_model.to(device), strategy.to(device))
     sets = {
         "sst2": ("dev", args.glue_dir, args.sst2_examples),
         "imdb": ("test", args.imdb_dir, args.imdb_examples),
@@ -275,8 +303,9 @@ def bench_skim(args) -> None:
         examples = evenly_spaced(data.load_examples(task, split, data_dir), n)
         features = data.encode(task, examples, tokenizer)
         for B in args.batch_sizes:
-            batches = [
-                data.collate(features[i : i + B], "batch") for i in range(0, len(features), B)
+            batches = [  # on the device before any timing: the copy is not what is measured
+                {k: v.to(device) for k, v in data.collate(features[i : i + B], "batch").items()}
+                for i in range(0, len(features), B)
             ]
             settings = {
                 "baseline, padded": lambda b: model(
@@ -291,14 +320,20 @@ def bench_skim(args) -> None:
             }
             for name, (m, s) in methods.items():
                 settings[name] = lambda b, m=m, s=s: skim_forward(m, s, b, prune=True)
-            check_same_numbers(model, theirs, batches[-1])
-            secs = interleaved(settings, batches, args.rounds)
-            report(f"{task} {split}", B, batches, secs, methods, cfg, args.rounds)
-            time_split(f"{task} {split}", B, batches, secs, model, methods, cfg)
-    layer_cost(model.bert, args.rounds)
+            check_same_numbers(model, theirs, batches[-1], SAME[device.type])
+            secs = interleaved(settings, batches, args.rounds, sync)
+            report(f"{task} {split}", B, batches, secs, methods, cfg, args.rounds, where(device))
+            time_split(f"{task} {split}", B, batches, secs, model, methods, cfg, sync)
+    layer_cost(model.bert, args.rounds, device)
 
 
-def check_same_numbers(model, theirs, batch) -> None:
+# How close ours and transformers must be (hidden states) for their times to compare. On a GPU the
+# kernels (cuBLAS, fused attention) choose their blocking by shape and sum in other orders; 1e-3
+# there is still far below what a wrong mask or weight would cost (differences of order 0.1).
+SAME = {"cpu": 1e-4, "cuda": 1e-3}
+
+
+def check_same_numbers(model, theirs, batch, atol: float = 1e-4) -> None:
     """The three baselines compute the same hidden states at real tokens, so their times compare."""
     valid = batch["attention_mask"].bool()
     padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
@@ -308,11 +343,11 @@ def check_same_numbers(model, theirs, batch) -> None:
         attention_mask=batch["attention_mask"],
         token_type_ids=batch["token_type_ids"],
     ).last_hidden_state
-    torch.testing.assert_close(packed[valid], padded[valid], atol=1e-4, rtol=0)
-    torch.testing.assert_close(ref[valid], padded[valid], atol=1e-4, rtol=0)
+    torch.testing.assert_close(packed[valid], padded[valid], atol=atol, rtol=0)
+    torch.testing.assert_close(ref[valid], padded[valid], atol=atol, rtol=0)
 
 
-def report(title, B, batches, secs, methods, cfg, rounds) -> None:
+def report(title, B, batches, secs, methods, cfg, rounds, on=None) -> None:
     """One table: tokens/s, wall-clock and FLOPs speedups and ratio vs the packed baseline."""
     L = cfg.num_hidden_layers
     lengths = [n for b in batches for n in b["attention_mask"].sum(1).tolist()]
@@ -352,7 +387,7 @@ def report(title, B, batches, secs, methods, cfg, rounds) -> None:
         )
     print_table(
         f"{title}: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
-        f"(max {max(lengths)}), batch {B}, {torch.get_num_threads()} threads, "
+        f"(max {max(lengths)}), batch {B}, {on or where(torch.device('cpu'))}, "
         f"median of {rounds} rounds; "
         f"speedups are time (or FLOPs) of the baseline / that of the row",
         [
@@ -368,20 +403,23 @@ def report(title, B, batches, secs, methods, cfg, rounds) -> None:
     )
 
 
-def time_split(title, B, batches, secs, model, methods, cfg) -> None:
+def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync) -> None:
     """Where each setting's time goes: in the encoder layers, in the strategy's `decide` (predictor
     or policy network, and ranking its scores) and elsewhere (embeddings, head, moving the tokens
     that leave). The shares come from one extra pass that times those calls, applied to the median
     times above; the layers' own wall-clock speedup is then set beside their own FLOPs speedup,
-    which tells the cost of small layers apart from the cost of everything around them."""
+    which tells the cost of small layers apart from the cost of everything around them.
+    On a GPU (sync) every timed call waits for the device, which adds a little to each share."""
     rows, base = [], None
     for name, (m, strategy) in {"baseline, packed": (model, None), **methods}.items():
         spent = {"layers": 0.0, "deciding": 0.0}
 
         def timed(part, fn):
             def call(*args, **kwargs):
+                sync()
                 began = time.perf_counter()
                 result = fn(*args, **kwargs)
+                sync()
                 spent[part] += time.perf_counter() - began
                 return result
 
@@ -394,8 +432,10 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
         if strategy is not None:
             strategy.decide = timed("deciding", strategy.decide)
         try:
+            sync()
             began = time.perf_counter()
             tokens = [skim_forward(m, strategy, b, prune=True).tokens_per_layer for b in batches]
+            sync()
             total = time.perf_counter() - began
         finally:
             for layer in m.bert.layers:
@@ -436,7 +476,7 @@ def time_split(title, B, batches, secs, model, methods, cfg) -> None:
     )
 
 
-def layer_cost(bert: BertModel, rounds: int) -> None:
+def layer_cost(bert: BertModel, rounds: int, device=torch.device("cpu")) -> None:
     """Why batch 1 gains less than its FLOPs: a layer's time against the tokens it sees.
 
     FLOPs fall in proportion to the tokens, time does not: every layer reads all its weights
@@ -444,12 +484,15 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
     in turn, as in the model, so each one's weights have left the cache when it comes again."""
     C = bert.config.hidden_size
     sizes = (512, 256, 128, 64, 32, 16)
-    inputs = {n: (torch.randn(n, C), VarLen(torch.tensor([n]))) for n in sizes}
+    inputs = {
+        n: (torch.randn(n, C, device=device), VarLen(torch.tensor([n], device=device)))
+        for n in sizes
+    }
     settings = {
         n: lambda _, n=n: [layer(inputs[n][0], varlen=inputs[n][1]) for layer in bert.layers]
         for n in sizes
     }
-    secs = interleaved(settings, [0] * 4, rounds)
+    secs = interleaved(settings, [0] * 4, rounds, synchronizer(device))
     per_layer = {n: s / (4 * len(bert.layers)) for n, s in secs.items()}
     layer_flops = {n: sum(flops.layer_flops(bert.config, n).values()) for n in sizes}
     rows = [
@@ -463,7 +506,7 @@ def layer_cost(bert: BertModel, rounds: int) -> None:
         for n in sizes
     ]
     print_table(
-        f"one layer at batch 1, {torch.get_num_threads()} threads, median of {rounds} rounds",
+        f"one layer at batch 1, {where(device)}, median of {rounds} rounds",
         ["tokens", "ms per layer", "µs per token", "FLOPs vs 256 tokens", "time vs 256 tokens"],
         rows,
     )
@@ -497,14 +540,28 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("bench", choices=("encoder", "skim"))
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda / cuda:N: models and inputs on that GPU"
+    )
+    parser.add_argument("--json", help="also write every table to this JSON file")
     parser.add_argument(
         "--rounds",
         type=int,
         default=None,
         help="timed rounds, tables show medians (default: 5 for encoder, 3 for skim)",
     )
-    parser.add_argument("--model", default=MINILM, help="skim: model folder or hub name")
+    parser.add_argument(
+        "--model",
+        default=MINILM,
+        help="all-MiniLM-L6-v2's folder or hub name (skim: any model's)",
+    )
+    parser.add_argument(
+        "--models",
+        type=comma_list(str, {"MiniLM-L6", "bert-base"}),
+        default="MiniLM-L6,bert-base",
+        help="encoder: which models, comma-separated (MiniLM-L6: --model; bert-base: random)",
+    )
     parser.add_argument(
         "--glue-dir",
         default=DATA and str(Path(DATA) / "glue"),
@@ -553,17 +610,42 @@ def main(argv: list[str] | None = None) -> None:
         help="also time the trained decisions of a train.py run folder (repeatable)",
     )
     args = parser.parse_args(argv)
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device!r}: expected cpu, cuda or cuda:N")
+    if args.device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device}: expected cpu, cuda or cuda:N")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}, but torch sees no CUDA GPU; use --device cpu")
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
     # Two shapes of pattern: gradual (every layer drops a share; ~2.3x FLOPs on IMDB) and early
     # (one cut at layer 1, the shape our trained models learn, sized to ~2.1x: just past the 2x
     # the speed target asks for, as less pruning leaves the fewest small layers at batch 1).
     args.transkimmer_keep = args.transkimmer_keep or ["0.75", "1,0.35,1,1,1,1"]
     args.trbert_keep = args.trbert_keep or ["0.5", "0.4,1"]
-    torch.set_num_threads(args.threads)
-    print("python bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, eval, no_grad")
+    if args.device.type == "cpu":  # on a GPU the CPU only launches work: torch's default
+        torch.set_num_threads(args.threads)
+    command = "python bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(command)
+    print(f"torch {torch.__version__}, {where(args.device)}, fp32, eval, no_grad")
+    TABLES.clear()
     with torch.no_grad():
         bench_encoder(args) if args.bench == "encoder" else bench_skim(args)
+    if args.json:
+        cuda = args.device.type == "cuda"
+        record = {
+            "command": command,
+            "bench": args.bench,
+            "device": str(args.device),
+            "device_name": torch.cuda.get_device_name(args.device) if cuda else "cpu",
+            "threads": None if cuda else torch.get_num_threads(),
+            "torch": torch.__version__,
+            "rounds": args.rounds,
+            "tables": TABLES,
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -170,8 +170,10 @@ class TRBertPolicy(SkimStrategy):
         # compute one per module, from its own layer.
         for idx, batch in batches():
             s = residual_scores(teacher, batch, lambda x, b: step.task_loss(x, b).sum(), l, r)
+            # to the host once per batch, not once per example (each copy waits for a GPU)
+            s, lengths = s.cpu(), batch["attention_mask"].sum(1).tolist()
             for b, i in enumerate(idx):
-                self.guide[i] = s[b, : int(batch["attention_mask"][b].sum())].cpu()
+                self.guide[i] = s[b, : lengths[b]]
 
     def loss(self, model, batch, step):
         """REINFORCE on S sampled action sequences per example (Eq. 4, 6); in the joint stage

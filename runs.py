@@ -247,7 +247,10 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per GPU of the machine that saved it: a machine with fewer GPUs (a run
+        # resumed elsewhere) sets those it has; set_rng_state_all would fail on the missing ones
+        for i, gpu_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(gpu_state, i)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -171,12 +171,14 @@ def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) 
     """score(h) for a scorer that looks at each token on its own ((..., C) -> (...)), computed on
     the present tokens only, `fill` elsewhere. At inference with more than one sequence the grid a
     strategy gets is padded to the longest sequence still running, and on long texts pads can be
-    half of it. h: (B, T, C); alive: (B, T), 1 = present. Returns (B, T)."""
+    half of it. h: (B, T, C); alive: (B, T), 1 = present. Returns (B, T) in h's dtype: under
+    autocast (bf16 / fp16) a scorer's linear layers answer in the lower precision, and writing
+    those scores into the float32 grid below needs them cast (index_put refuses mixed dtypes)."""
     present = alive.bool()
     if bool(present.all()):  # one sequence, or equal lengths: nothing to leave out
-        return score(h)
+        return score(h).to(h.dtype)
     out = torch.full(present.shape, fill, dtype=h.dtype, device=h.device)
-    out[present] = score(h[present])  # (N,)
+    out[present] = score(h[present]).to(h.dtype)  # (N,)
     return out
 
 
@@ -415,8 +417,11 @@ class Transkimmer(SkimStrategy):
     def decide(self, i, h, alive, ctx):
         if self.training or self.skim.sample_at_eval:
             # the loop multiplies by alive (the running product of Eq. 3's masks), and its
-            # gradient reaches the earlier decisions through this sample, as in the authors' code
-            return gumbel_keep(self.predictors[i](h), self.skim.tau)
+            # gradient reaches the earlier decisions through this sample, as in the authors' code.
+            # The sample is drawn in float32 whatever autocast made the logits: in float16 an
+            # Exp(1) draw below 6e-8 rounds to 0 and −log(0) = inf turns the softmax into NaN, and
+            # bfloat16's 3 digits would round the noise that makes the decision.
+            return gumbel_keep(self.predictors[i](h).float(), self.skim.tau)
         return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):

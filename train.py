@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = _f(42, "seed for initialisation, data order, dropout and sampling")
     finetuned: str | None = _f(None, "start from this baseline run's folder (also the teacher)")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _f("fp32", "fp32, or mixed precision bf16 / fp16 (CUDA)")
+    precision: str = _f("fp32", "fp32, or mixed precision: bf16, or fp16 (CUDA only)")
     threads: int = _f(0, "CPU threads (0 = torch's default)")
     eval_every: int = _f(0, "evaluate every N steps (0 = at the end of each epoch)")
     log_every: int = _f(50, "print the training loss every N steps")
@@ -375,8 +375,11 @@ def check(cfg: TrainConfig) -> TrainConfig:
     cfg = dataclasses.replace(cfg, max_length=cfg.max_length or task.max_length,
                               epochs=cfg.epochs or epochs)  # fmt: skip
     problems, cuda, run_dir = cfg.problems(), torch.cuda.is_available(), Path(cfg.out_dir)
-    if cfg.precision != "fp32" and not cuda:
-        problems.append(f"--precision {cfg.precision} needs a CUDA GPU; use fp32 on a CPU")
+    on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and cuda)
+    # bf16 autocast also runs on a CPU (slowly, unless it has bf16 units): what lets the mixed-
+    # precision path be tested without a GPU. fp16 needs loss scaling, which we do on CUDA only.
+    if cfg.precision == "fp16" and not on_cuda:
+        problems.append("--precision fp16 needs a CUDA GPU; use fp32 or bf16 on a CPU")
     if cfg.device not in ("auto", "cpu") and not cuda:
         problems.append(f"--device {cfg.device}, but no CUDA GPU is available; use --device cpu")
     if cfg.data_dir and not Path(cfg.data_dir).expanduser().is_dir():
@@ -488,7 +491,7 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     per_epoch = math.ceil(len(lengths) / cfg.batch_size) // run.world
     total = max(1, int(per_epoch * stage.epochs))
     opt, sched = make_optimizer(run, stage, total)
-    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
+    scaler = torch.amp.GradScaler(run.device.type, enabled=cfg.precision == "fp16")
     runner = _LossModule(run.model, run.strategy, teacher)
     if run.world > 1:  # one DDP per stage: the set of trainable parameters changes between stages
         runner = torch.nn.parallel.DistributedDataParallel(runner, find_unused_parameters=True)
@@ -497,7 +500,11 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     batches = lambda: ((idx, run.batch(idx)) for idx in ordered)  # noqa: E731
     run.strategy.begin_stage(StepContext(stage, 0, total, losses, teacher), batches)
     if step:  # resuming inside this stage
+        # the saved tensors are on the CPU; load_state_dict moves the optimiser's moments to
+        # each parameter's device, so a run stopped on a GPU may go on on a CPU and back
         opt.load_state_dict(progress["optimizer"]), sched.load_state_dict(progress["scheduler"])
+        if progress.get("scaler"):  # fp16's loss scale (absent from older checkpoints)
+            scaler.load_state_dict(progress["scaler"])
         runs.set_rng_state(progress["rng"])
     run.log(f"stage {stage.name}: {stage.epochs:g} epochs, {total} steps")
     bar = tqdm(total=total, initial=step, desc=stage.name, disable=run.rank != 0 or None)
@@ -513,14 +520,15 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
                 loss, logs = runner(batch, StepContext(stage, step, total, losses))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # with torchrun, DDP averages the gradients here
-            _check_finite(run, stage, step, loss, params, scaler)
+            _check_finite(run, stage, step, loss, params, scaler, opt)
             scaler.step(opt), scaler.update(), sched.step()
             step, progress["steps_done"] = step + 1, progress["steps_done"] + 1
             bar.update()
             if step % cfg.log_every == 0 and run.rank == 0:
                 bar.write(f"step {step} | loss {loss.item():.4f}"
                           + "".join(f" | {k} {v:.3f}" for k, v in logs.items()))  # fmt: skip
-            if _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched):
+            if _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched,
+                           scaler):  # fmt: skip
                 bar.close()
                 return {**progress, "stopped": True}
             if step == total:
@@ -529,7 +537,8 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     return progress
 
 
-def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched) -> bool:
+def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched,
+                scaler) -> bool:  # fmt: skip
     """Evaluate, save and stop as the settings ask after a step; True: stop the run here."""
     cfg, end_of_epoch = run.cfg, step % per_epoch == 0 or step == total
     due = step % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch
@@ -550,7 +559,8 @@ def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sche
         done = step == total
         progress.update(stage=s + done, step=0 if done else step, rng=runs.rng_state(),
                         optimizer=None if done else opt.state_dict(),
-                        scheduler=None if done else sched.state_dict())  # fmt: skip
+                        scheduler=None if done else sched.state_dict(),
+                        scaler=None if done else scaler.state_dict())  # fmt: skip
         if run.rank == 0:  # the teacher first: a checkpoint past the stage implies a teacher
             if done and stage.name == "finetune":  # a later stage may learn from it
                 folder = run.dir / "finetuned"
@@ -562,10 +572,15 @@ def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sche
     return stop
 
 
-def _check_finite(run, stage, step, loss, params, scaler) -> None:
-    """Stop a diverged run at once, naming the step; nothing is saved or reported after it."""
+def _check_finite(run, stage, step, loss, params, scaler, opt) -> None:
+    """Stop a diverged run at once, naming the step; nothing is saved or reported after it. On
+    the way, clip the gradient norm to --max-grad-norm."""
     bad = "loss" if not torch.isfinite(loss) else None
-    if bad is None and not scaler.is_enabled():  # fp16: the scaler skips overflowing steps itself
+    if bad is None and scaler.is_enabled():  # fp16: the scaler skips overflowing steps itself
+        if run.cfg.max_grad_norm:  # the gradients hold the loss scale: divide it out, then clip
+            scaler.unscale_(opt)  # (scaler.step then knows they are unscaled already)
+            torch.nn.utils.clip_grad_norm_(params, run.cfg.max_grad_norm)
+    elif bad is None:
         norm = torch.nn.utils.clip_grad_norm_(params, run.cfg.max_grad_norm or math.inf)
         bad = "gradient norm" if not torch.isfinite(norm) else None
     if bad:
@@ -612,10 +627,13 @@ def evaluate(run: Run, strategy) -> dict:
         logits = out.logits.float()
         if task.kind == "span":
             logits = logits.masked_fill(batch["attention_mask"][..., None] == 0, -1e4)
+        # to the host once per batch: on a GPU every .cpu() or .tolist() waits for the device
+        logits = logits.cpu().numpy()
+        tokens, exits = out.tokens_per_layer.tolist(), out.exit_layer.cpu()
         for b, i in enumerate(idx):
             n = len(feats[i])
-            pred = (logits[b, :n] if task.kind == "span" else logits[b]).cpu().numpy()
-            rows.append((i, pred, out.tokens_per_layer[b].tolist(), out.exit_layer[b, :n].tolist()))
+            pred = logits[b, :n] if task.kind == "span" else logits[b]
+            rows.append((i, pred, tokens[b], exits[b, :n].tolist()))
     if run.world > 1:
         gathered = [None] * run.world
         dist.all_gather_object(gathered, rows)

@@ -253,6 +253,13 @@ def _check_ids(ids: torch.Tensor, n: int, what: str, table: str, advice: str) ->
     )
 
 
+def attends_per_sequence(device: torch.device) -> bool:
+    """Where packed sequences attend one call per sequence (a CPU) rather than in one call on the
+    padded grid (a GPU): see `SelfAttention._per_sequence`. A function of its own so that a test
+    can send a CPU down the GPU's path (tests/test_skim.py)."""
+    return device.type == "cpu"
+
+
 class SelfAttention(nn.Module):
     """Multi-head scaled dot-product attention with a mask on keys.
 
@@ -291,7 +298,7 @@ class SelfAttention(nn.Module):
             varlen is not None
             and len(varlen.sizes) > 1
             and self.impl == "sdpa"
-            and h.device.type == "cpu"
+            and attends_per_sequence(h.device)
             and not need_probs
         ):
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)

@@ -1,4 +1,5 @@
-"""Fixtures shared by the test files: fixed seeds, the released checkpoint, the shared data."""
+"""Fixtures shared by the test files: fixed seeds, the released checkpoint, the shared data, and
+the devices that device-dependent tests run on."""
 
 import importlib.util
 import os
@@ -11,6 +12,16 @@ import torch
 # glue/ and imdb/. CI sets it (see .ci/run); in a clone without it those tests skip.
 DATA = os.environ.get("SKIMBERT_DATA")
 
+# Tests whose result depends on the device (masked = pruned, resuming, the conformance suite) take
+# `device` from DEVICES: always "cpu"; also "cuda", marked `cuda` and skipped without a GPU. On a
+# GPU machine, `python -m pytest -m cuda` runs the CUDA variants alone (benchmarks/gpu.sh does).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def to(batch: dict, device) -> dict:
+    """A batch of tensors, moved to `device`."""
+    return {k: v.to(device) for k, v in batch.items()}
+
 
 def pytest_addoption(parser):
     parser.addoption(
@@ -19,6 +30,16 @@ def pytest_addoption(parser):
         help="also run the conformance suite (tests/test_strategies.py) on this strategy: "
         "path/to/file.py:ClassName or module:ClassName (repeatable)",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip every test marked `cuda` (see DEVICES) when torch sees no CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
 
 
 def make_batch(lengths=(11, 8, 4), T=None, pair=False, vocab_size=99) -> dict:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_batch
+from conftest import DEVICES, make_batch
 
 from bench import FixedTranskimmer, FixedTRBert, evenly_spaced, keep_pattern, keep_top, main
 from skim import skim_forward
@@ -66,6 +66,8 @@ def test_keep_pattern_reads_one_share_or_one_per_layer_and_names_a_bad_one():
         (["--sets", "sst2,mnli"], "'mnli' is not one of imdb, sst2"),
         (["--batch-sizes", "1,x"], "expected int values separated by commas"),
         (["--batch-sizes", "0"], "0 is not positive"),
+        (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+        (["--models", "gpt2"], "'gpt2' is not one of MiniLM-L6, bert-base"),
     ],
 )
 def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message, capsys):
@@ -95,9 +97,34 @@ def test_evenly_spaced_subset_spans_the_list():
     assert evenly_spaced(list(range(3)), 0) == [0, 1, 2]
 
 
+def test_a_gpu_that_is_not_there_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        main(["skim", "--device", "cuda"])
+    assert "--device cuda, but torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_timings_run_on_the_device_and_wait_for_it(device, capsys, monkeypatch):
+    import bench
+
+    waits = []
+    sync = bench.synchronizer(torch.device(device))
+    monkeypatch.setattr(bench, "synchronizer", lambda d: lambda: waits.append(sync()))
+    bert = BertForTask(TINY).eval().to(device).bert
+    with torch.no_grad():
+        bench.layer_cost(bert, 2, torch.device(device))
+    assert "one layer at batch 1" in capsys.readouterr().out
+    assert (
+        len(waits) == 2 * 6 * 4 * 2
+    )  # before and after each timed call: 6 sizes, 4 calls, 2 rounds
+
+
 def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
-    minilm_dir, shared_data, capsys
+    minilm_dir, shared_data, capsys, tmp_path
 ):
+    import json
+
     import bench
 
     bench.main(
@@ -117,6 +144,10 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
             "1",
             "--threads",
             "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(tmp_path / "skim.json"),
         ]
     )
     out = capsys.readouterr().out
@@ -133,6 +164,11 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
         out.count("share of each setting's time in its layers") == 4
     )  # where the time goes, per table
     assert "one layer at batch 1" in out
+    saved = json.loads((tmp_path / "skim.json").read_text())
+    assert saved["device"] == "cpu" and saved["threads"] == 1
+    assert len(saved["tables"]) == 4 + 4 + 1  # 4 tables, their 4 splits, the layer's cost
+    rows = saved["tables"][0]["rows"]
+    assert rows[0][0] == "baseline, padded" and all(isinstance(v, float) for v in rows[0][1:])
 
 
 def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
@@ -170,3 +206,63 @@ def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
         "forward" not in vars(layer) for layer in model.bert.layers
     ) and "decide" not in vars(strategy)
     torch.testing.assert_close(after.hidden, before.hidden)
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/gpu.py: the carried checkpoint and the summary of benchmarks/gpu.sh
+
+
+def gpu_helper():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_helper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_float16_checkpoint_is_expanded_to_float32_with_its_values(tmp_path, capsys):
+    from weights import read_safetensors, write_safetensors
+
+    gpu = gpu_helper()
+    src = tmp_path / "half"
+    src.mkdir()
+    weights = {"a.weight": torch.randn(3, 4), "ids": torch.arange(3)}
+    write_safetensors({k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
+                      src / "model.safetensors")  # fmt: skip
+    (src / "config.json").write_text("{}")
+    gpu.expand(src, tmp_path / "full")
+    assert capsys.readouterr().out.strip() == str(tmp_path / "full")
+    full = read_safetensors(tmp_path / "full" / "model.safetensors")
+    assert full["a.weight"].dtype == torch.float32 and full["ids"].dtype == torch.int64
+    assert torch.equal(full["a.weight"], weights["a.weight"].half().float())
+    assert (tmp_path / "full" / "config.json").is_file()
+    gpu.expand(tmp_path / "full", tmp_path / "again")  # float32 already: used where it is
+    assert capsys.readouterr().out.strip() == str(tmp_path / "full")
+
+
+def test_the_gpu_summary_reports_tests_runs_and_steps(tmp_path):
+    import json
+
+    gpu = gpu_helper()
+    work = tmp_path / "work"
+    (work / "sst2-baseline").mkdir(parents=True)
+    (work / "pytest-cuda.xml").write_text(
+        '<testsuites><testsuite><testcase classname="t" name="ok"/>'
+        '<testcase classname="t" name="bad"><failure message="boom"/></testcase>'
+        '<testcase classname="t" name="off"><skipped/></testcase></testsuite></testsuites>'
+    )
+    speed = {"none": {"speedup": 1.0}, "sequence": {"speedup": 1.0}}
+    result = {"method": "baseline", "metrics": {"accuracy": 0.9}, "kept": 1.0, "flops": speed,
+              "kept_per_layer": [1.0, 1.0], "wall_time_s": 3.0, "case_study": ["long"]}  # fmt: skip
+    (work / "sst2-baseline" / "results.json").write_text(json.dumps(result))
+    (work / "steps.jsonl").write_text('{"step": "tests", "status": "ok", "wall_s": 5}\n')
+    gpu.summary(work, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["tests"]["passed"] == 1 and saved["tests"]["skipped"] == 1
+    assert saved["tests"]["failures"] == [{"test": "t::bad", "message": "boom"}]
+    assert "case_study" not in saved["train"]["baseline"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| baseline | 90.00 |" in table and "FAILED t::bad: boom" in table

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_batch
+from conftest import DEVICES, make_batch, to
 
 from skim import (
     SkimConfig,
@@ -19,21 +19,28 @@ from transformer import CONFIGS, BertForTask
 TINY = CONFIGS["tiny"]
 
 
-def skimming_model(kind="classification"):
+def skimming_model(kind="classification", device="cpu"):
     """A tiny model whose predictors skim some tokens, not all, differently per example."""
-    model = BertForTask(TINY, kind, num_labels=3).eval()
-    strategy = Transkimmer(TINY, SkimConfig(init_mean=1.0, init_std=0.3)).eval()
+    model = BertForTask(TINY, kind, num_labels=3).eval().to(device)
+    strategy = Transkimmer(TINY, SkimConfig(init_mean=1.0, init_std=0.3)).eval().to(device)
     return model, strategy
+
+
+# Masked and pruned compute the same sums in different orders and shapes. On a CPU they agree to
+# 1e-5; a GPU's kernels (cuBLAS, fused attention) pick their blocking by shape, so allow 1e-4 there:
+# a wrong mask or a token attending to a skimmed one is off by 0.1 or more either way.
+ATOL = {"cpu": 1e-5, "cuda": 1e-4}
 
 
 # ----------------------------------------------------------------------------------------------
 # Masking in training equals pruning at inference
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["classification", "span"])
-def test_masked_forward_equals_pruned_forward_at_every_position(kind):
-    model, strategy = skimming_model(kind)
-    batch = make_batch(pair=True)
+def test_masked_forward_equals_pruned_forward_at_every_position(kind, device):
+    model, strategy = skimming_model(kind, device)
+    batch = to(make_batch(pair=True), device)
     masked = skim_forward(model, strategy, batch, prune=False)
     pruned = skim_forward(model, strategy, batch, prune=True)
     # the test is only meaningful if decisions differ between examples and layers
@@ -45,13 +52,15 @@ def test_masked_forward_equals_pruned_forward_at_every_position(kind):
         len({tuple(r) for r in (kept / batch["attention_mask"].sum(1, keepdim=True)).tolist()}) > 1
     )
     valid = batch["attention_mask"].bool()
-    torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-5, rtol=0)
-    torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-5, rtol=0)
+    atol = ATOL[device]
+    torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=atol, rtol=0)
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=atol, rtol=0)
 
 
-def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
-    model, strategy = skimming_model()
-    batch = make_batch(pair=True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_each_sequence_keeps_its_own_decisions_whatever_the_batch(device):
+    model, strategy = skimming_model(device=device)
+    batch = to(make_batch(pair=True), device)
     together = skim_forward(model, strategy, batch, prune=True)
     for b in range(3):
         n = int(batch["attention_mask"][b].sum())
@@ -59,7 +68,84 @@ def test_each_sequence_keeps_its_own_decisions_whatever_the_batch():
             model, strategy, {k: v[b : b + 1, :n] for k, v in batch.items()}, prune=True
         )
         assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n])
-        torch.testing.assert_close(alone.hidden[0], together.hidden[b, :n], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            alone.hidden[0], together.hidden[b, :n], atol=ATOL[device], rtol=0
+        )
+
+
+def test_the_gpus_padded_grid_attention_gives_what_masking_gives(monkeypatch):
+    """On a GPU, pruned inference attends on a padded (B, T_max) grid with a key mask (one fused
+    call), where a CPU loops over the sequences. Taking the GPU's path here checks its gathers,
+    scatters and mask on a CPU."""
+    import transformer
+
+    monkeypatch.setattr(transformer, "attends_per_sequence", lambda device: False)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        calls.append(q.shape[0])  # the batch size of each attention call
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", spy)
+    model, strategy = skimming_model("span")
+    batch = make_batch(pair=True)
+    pruned = skim_forward(model, strategy, batch, prune=True)
+    assert calls == [3] * TINY.num_hidden_layers, "one grid call per layer, all 3 sequences"
+    masked = skim_forward(model, strategy, batch, prune=False)
+    assert torch.equal(masked.exit_layer, pruned.exit_layer)
+    assert (pruned.tokens_per_layer[:, -1] < batch["attention_mask"].sum(1)).all()
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pruned_and_masked_forward_run_under_autocast(device, dtype):
+    """train.py evaluates under autocast with --precision bf16 / fp16: the linear layers then
+    answer in the lower precision, while the loop's grid stays float32. Batches of unequal
+    lengths take the path that scores present tokens only (`on_present_tokens`)."""
+    model, strategy = skimming_model(device=device)
+    batch = to(make_batch(pair=True), device)
+    with torch.autocast(device, dtype=dtype):
+        pruned = skim_forward(model, strategy, batch, prune=True)
+        masked = skim_forward(model, strategy, batch, prune=False)
+    for out in (pruned, masked):
+        assert torch.isfinite(out.logits.float()).all() and out.hidden.dtype == torch.float32
+        assert (out.exit_layer[:, 0] == TINY.num_hidden_layers).all(), "[CLS] must stay"
+        assert (out.exit_layer[batch["attention_mask"] == 0] == -1).all(), "a pad was kept"
+    assert (pruned.tokens_per_layer[:, -1] < batch["attention_mask"].sum(1)).any(), "no skimming"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_transkimmer_samples_in_float32_and_trains_under_autocast(device, monkeypatch):
+    """Under float16 autocast the predictors' logits are float16; the Gumbel sample must not be
+    (−log of an Exp(1) draw that rounds to 0 is inf, and the softmax of inf is NaN)."""
+    import skim
+
+    dtypes, sample = [], skim.gumbel_keep
+
+    def spy(logits, tau):
+        dtypes.append(logits.dtype)
+        return sample(logits, tau)
+
+    monkeypatch.setattr(skim, "gumbel_keep", spy)
+    model = BertForTask(TINY).train().to(device)
+    strategy = Transkimmer(TINY, SkimConfig(tau=0.1, skim_weight=0.5)).train().to(device)
+    batch = to(make_batch(pair=True), device)
+    with torch.autocast(device, dtype=torch.float16):
+        assert strategy.predictors[0](torch.randn(2, TINY.hidden_size, device=device)).dtype == (
+            torch.float16
+        ), "autocast should make the predictors' logits float16"
+        out = skim_forward(model, strategy, batch)
+        labels = torch.tensor([0, 1, 1], device=device)
+        loss = torch.nn.functional.cross_entropy(out.logits.float(), labels)
+        loss = loss + 0.5 * skim_loss(out, batch["attention_mask"])
+    assert dtypes == [torch.float32] * TINY.num_hidden_layers
+    loss.backward()
+    assert torch.isfinite(loss)
+    for name, p in strategy.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
 def test_on_present_tokens_scores_only_present_rows_and_fills_the_rest():

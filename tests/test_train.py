@@ -1,6 +1,7 @@
 """train.py end to end on the smoke preset: every method, resuming, evaluation, bad input."""
 
 import json
+import types
 
 import pytest
 import torch
@@ -100,6 +101,73 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, metho
         assert torch.equal(a[k], b[k]), f"{k} differs after resuming"
 
 
+# (device, precision, method): bf16 autocast runs on a CPU too; on a GPU every precision, and
+# TR-BERT for its guide, its REINFORCE samples and its three stages
+ON_DEVICE = [
+    pytest.param("cpu", "bf16", "transkimmer", id="cpu-bf16-transkimmer"),
+    *(
+        pytest.param("cuda", precision, method, id=f"cuda-{precision}-{method}",
+                     marks=pytest.mark.cuda)
+        for precision, method in [("fp32", "transkimmer"), ("bf16", "transkimmer"),
+                                  ("fp16", "transkimmer"), ("bf16", "trbert")]
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("device,precision,method", ON_DEVICE)
+def test_a_run_on_a_device_resumes_there_and_evaluates_on_the_cpu(
+    tmp_path, device, precision, method
+):
+    stop = {"transkimmer": 4, "trbert": 13}[method]
+    flags = ["--method", method, "--device", device, "--precision", precision]
+    trained = run(tmp_path, *flags, name="straight")
+    assert f"({device}, 1 process)" in (tmp_path / "straight" / "log.txt").read_text()
+    assert run(tmp_path, *flags, "--stop-after-steps", str(stop), name="resumed") == {
+        "stopped": True
+    }
+    train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    a = read_safetensors(tmp_path / "straight" / "ckpt" / "model.safetensors")
+    b = read_safetensors(tmp_path / "resumed" / "ckpt" / "model.safetensors")
+    # A CPU repeats itself exactly. On a GPU some backward kernels add with atomics, in any order:
+    # allow rounding, far below what a wrongly restored RNG, optimiser or loss scale would cost.
+    atol = 0.0 if device == "cpu" else 1e-4
+    for k in a:
+        err = (a[k].float() - b[k].float()).abs().max().item()
+        assert err <= atol, f"{k} differs by {err:.1e} after resuming on {device} ({precision})"
+    if precision == "fp16":  # CUDA's alone, and --precision is the run's own: no CPU evaluation
+        return
+    # trained on the device, evaluated on the CPU: the checkpoint holds no trace of the GPU
+    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "straight"), "--device", "cpu"])
+    if device == "cpu":
+        assert again["metrics"] == trained["metrics"] and again["kept"] == trained["kept"]
+    elif precision == "fp32":  # other kernels: a token near its threshold may go the other way
+        assert abs(again["kept"] - trained["kept"]) < 0.05
+        assert abs(again["metrics"]["accuracy"] - trained["metrics"]["accuracy"]) <= 0.05
+    else:  # bf16 on two devices rounds differently: it must only work
+        assert 0 < again["kept"] <= 1 and 0 <= again["metrics"]["accuracy"] <= 1
+
+
+def test_fp16_clips_the_unscaled_gradient(monkeypatch):
+    """With a loss scale, --max-grad-norm must clip the true gradient: unscaled first."""
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    opt = torch.optim.SGD([w], lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)  # the CPU's twin of CUDA's scaler
+    scaler.scale((w * torch.tensor([3.0, 4.0])).sum()).backward()  # true gradient (3, 4): norm 5
+    run_ = types.SimpleNamespace(cfg=types.SimpleNamespace(max_grad_norm=1.0))
+    stage = types.SimpleNamespace(name="joint")
+    train._check_finite(run_, stage, 0, torch.tensor(1.0), [w], scaler, opt)
+    scaler.step(opt), scaler.update()
+    torch.testing.assert_close(w.detach(), torch.tensor([3.0 - 0.6, 4.0 - 0.8]))
+
+
+def test_the_loss_scale_is_saved_with_the_trainer_state(tmp_path):
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=7)
+    runs.write_trainer_state(tmp_path, {"scaler": scaler.state_dict()})
+    again = torch.amp.GradScaler("cpu")
+    again.load_state_dict(runs.read_trainer_state(tmp_path)["scaler"])
+    assert again.get_scale() == 512.0 and again.get_growth_interval() == 7
+
+
 @pytest.mark.parametrize("distill", [True, False])
 def test_transkimmer_from_a_finetuned_run_starts_from_its_weights_and_distils(
     tmp_path, monkeypatch, distill
@@ -156,6 +224,7 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
         (["--warmup", "5"], "--warmup must be a share"),
         (["--log-every", "0"], "--log-every must be ≥ 1"),
         (["--device", "tpu"], "--device must be auto, cpu, cuda"),
+        (["--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA GPU"),
         (["--max-length", "1"], "--max-length must be ≥ 3"),
         (["--method", "trbert", "--num-samples", "1"], "--num-samples must be ≥ 2"),
         (["--method", "trbert", "--imitation-fraction", "5"], "--imitation-fraction must be in"),
