@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's "also tried" table: the settings searched around benchmarks/sst2_minilm.sh.
-# Same data, model and budget (COMMON); run benchmarks/sst2_minilm.sh line 1 first (the baseline).
+# Same data, model and budget (COMMON); run `bash benchmarks/sst2_minilm.sh baseline` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMON="--task sst2 --model sentence-transformers/all-MiniLM-L6-v2 ${SKIMBERT_DATA:+--data-dir $SKIMBERT_DATA/glue} --train-subset 8000 --lr 5e-5 --eval-every 125 --threads 1"
