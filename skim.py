@@ -207,6 +207,18 @@ def _wants_attention(strategy, i: int) -> bool:
     return strategy is not None and strategy.wants_attention and i + 1 in strategy.layers
 
 
+def _decided(strategy, i: int, keep, alive: torch.Tensor, extras: dict) -> torch.Tensor:
+    """decide's answer: keep (B, T), with what it returned beside it filed under extras[i]."""
+    if isinstance(keep, tuple):
+        keep, extras[i] = keep
+    if not isinstance(keep, torch.Tensor) or keep.shape != alive.shape:
+        got = tuple(keep.shape) if isinstance(keep, torch.Tensor) else type(keep).__name__
+        name, want = type(strategy).__name__, tuple(alive.shape)
+        raise ValueError(f"{name}.decide before layer {i} returned {got}; it must return keep "
+                         f"of the shape of alive, {want}")  # fmt: skip
+    return keep
+
+
 def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
     """Training form. Skimmed tokens stay in the tensor but no kept token can attend to them:
     the renormalised key mask (Eq. 4) makes every kept token compute exactly what it would
@@ -224,9 +236,7 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
     masks, extras = [], {}
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
-            keep = strategy.decide(i, h, alive, ctx)
-            if isinstance(keep, tuple):
-                keep, extras[i] = keep
+            keep = _decided(strategy, i, strategy.decide(i, h, alive, ctx), alive, extras)
             # running product: once skimmed, gone; [CLS] always stays (the classifier reads it)
             keep = torch.cat([alive[:, :1], keep[:, 1:].to(h.dtype) * alive[:, 1:]], 1)  # (B, T)
             # Eq. (3): H^L = Σ_i H^i·M^i. Tokens leaving here carry their input state to the output.
@@ -272,8 +282,7 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
             # (B, T_i) original positions, −1 at grid padding; made only if the strategy asks
             ctx._positions = lambda pos=pos, v=varlen: v.pad((pos % T + 1)[:, None]).squeeze(-1) - 1
             keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), ctx)
-            if isinstance(keep, tuple):
-                keep, extras[i] = keep
+            keep = _decided(strategy, i, keep, alive, extras)
             keep = keep.bool() & alive
             keep[:, 0] = True  # [CLS] always stays
             kept = keep.sum(1)  # (B,)

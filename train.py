@@ -38,7 +38,7 @@ import data
 import flops
 import report
 import runs
-from skim import StepContext, skim_forward
+from skim import SkimStrategy, StepContext, skim_forward
 from transformer import CONFIGS, BertForTask
 from weights import (
     CheckpointError,
@@ -144,7 +144,9 @@ MAY_CHANGE = {"data_dir", "device", "threads", "log_every", "eval_batch_size", "
 def add_fields(parser, cls) -> None:
     """One flag per dataclass field, with its help; defaults stay in the dataclass."""
     for f in dataclasses.fields(cls):
-        kind, flag = f.type.split(" |")[0], "--" + f.name.replace("_", "-")
+        # the annotation as text: a string under `from __future__ import annotations`, else a type
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        kind, flag = kind.split(" |")[0], "--" + f.name.replace("_", "-")
         default = "" if f.default in (None, "", ()) else f" [default: {f.default}]"
         text = f.metadata["help"] + default
         if kind == "bool":
@@ -428,8 +430,17 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     model, folder = build_model(cfg, task, run_dir)
     try:
         strategy = method.build(model, options, task)
+    except TypeError as e:  # most often a constructor that needs more than build() gives it
+        raise SystemExit(f"error: cannot build {cfg.method}: {e}; a method whose __init__ takes "
+                         "arguments overrides build(model, options, task)") from None  # fmt: skip
+    except (ValueError, AssertionError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if not isinstance(strategy, SkimStrategy):
+        raise SystemExit(f"error: {cfg.method}.build returned {type(strategy).__name__}, "
+                         "not a skim.SkimStrategy")  # fmt: skip
+    try:
         tokenizer = data.load_tokenizer(folder)
-    except (ValueError, AssertionError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     train_feats, dev_ex, dev_feats = load_features(cfg, task, tokenizer)
     size = sum(p.numel() for p in model.parameters()) / 1e6

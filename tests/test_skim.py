@@ -277,3 +277,18 @@ def test_a_batch_row_without_tokens_is_a_clear_error():
     for prune in (False, True):
         with pytest.raises(ValueError, match=r"batch rows \[1\] have no tokens"):
             skim_forward(model, strategy, batch, prune=prune)
+
+
+def test_a_decision_of_the_wrong_shape_is_a_clear_error():
+    from skim import SkimStrategy
+
+    class Short(SkimStrategy):
+        layers = (1,)
+
+        def decide(self, i, h, alive, ctx):
+            return alive[:, 1:]  # one token short
+
+    model = BertForTask(TINY).eval()
+    for prune in (False, True):
+        with pytest.raises(ValueError, match="Short.decide before layer 1 returned"):
+            skim_forward(model, Short(), make_batch(pair=True), prune=prune)

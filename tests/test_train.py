@@ -357,3 +357,68 @@ def test_random_control_without_retraining_evaluates_the_finetuned_run_as_it_is(
     base = read_safetensors(tmp_path / "base" / "ckpt" / "model.safetensors")
     ctrl = read_safetensors(tmp_path / "control" / "ckpt" / "model.safetensors")
     assert all(torch.equal(base[k], ctrl[k]) for k in base)
+
+
+STUDENT_METHOD = '''
+"""A student's method with its own settings and schedule, in a file without
+`from __future__ import annotations` (so its dataclass annotations are types, not strings)."""
+from dataclasses import dataclass, field
+
+import torch
+
+from skim import SkimStrategy, Stage
+
+
+@dataclass
+class Options:
+    share: float = field(default=0.5, metadata={"help": "share of tokens kept before layer 1"})
+    warm_epochs: float = field(default=0.5, metadata={"help": "epochs of plain fine-tuning first"})
+    verbose: bool = field(default=False, metadata={"help": "unused"})
+
+
+class KeepFirstShare(SkimStrategy):
+    Options = Options
+    layers = (1,)
+
+    def __init__(self, options):
+        super().__init__()
+        self.options = options
+
+    def decide(self, i, h, alive, ctx):
+        n = alive.sum(1, keepdim=True)  # tokens each sequence has
+        keep = (torch.arange(h.shape[1], device=h.device) < (n * self.options.share).ceil())
+        keep = keep & (alive > 0)
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+    def stages(self, cfg):
+        return [Stage("finetune", self.options.warm_epochs, cfg.lr, 0.0, skim=False),
+                Stage("joint", cfg.epochs, cfg.lr, 0.0)]
+'''
+
+
+def test_a_method_with_its_own_options_and_stages_trains_from_outside(tmp_path, capsys):
+    path = tmp_path / "elsewhere" / "first_share.py"
+    path.parent.mkdir()
+    path.write_text(STUDENT_METHOD)
+    spec = f"{path}:KeepFirstShare"
+    with pytest.raises(SystemExit):
+        train.main(["--method", spec, "--help"])
+    assert "--share" in capsys.readouterr().out
+    results = run(tmp_path, "--method", spec, "--share", "0.25", "--warm-epochs", "1")
+    assert results["kept_per_layer"][1] == pytest.approx(0.25, abs=0.05)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "stage finetune" in log and "stage joint" in log
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["options"]["share"] == 0.25
+
+
+def test_a_method_whose_constructor_needs_the_model_says_to_override_build(tmp_path):
+    path = tmp_path / "needs_model.py"
+    path.write_text(
+        "from skim import SkimStrategy\n\n"
+        "class NeedsModel(SkimStrategy):\n"
+        "    layers = (1,)\n\n"
+        "    def __init__(self, bert):\n"
+        "        super().__init__()\n"
+    )
+    with pytest.raises(SystemExit, match="overrides build.model, options, task."):
+        run(tmp_path, "--method", f"{path}:NeedsModel")
