@@ -27,6 +27,7 @@ import json
 import random
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,11 @@ def load_method(spec: str) -> type[SkimStrategy]:
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
         sys.modules[module_name] = module
-        loader.loader.exec_module(module)
+        try:
+            loader.loader.exec_module(module)
+        except Exception as e:  # the student's file: say where it broke, not our stack
+            del sys.modules[module_name]
+            raise ValueError(f"method {spec!r}: {path} fails to load: {_where(e, path)}") from None
     else:
         try:
             module = importlib.import_module(where)
@@ -90,6 +95,15 @@ def load_method(spec: str) -> type[SkimStrategy]:
             f"method {spec!r}: {where} has no class {name!r} that subclasses skim.SkimStrategy"
         )
     return cls
+
+
+def _where(error: Exception, path: Path) -> str:
+    """'ErrorType: message (file.py, line N)', the line being the innermost one in `path`."""
+    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    return f"{type(error).__name__}: {error}" + (f" ({path.name}, line {line})" if line else "")
 
 
 def method_spec(spec: str) -> str:

@@ -237,6 +237,7 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
         (["--method", "random", "--keep-shares", "1,0.5,0.5"], "--keep-shares needs 2 shares"),
         (["--method", "nope"], "unknown method 'nope'"),
         (["--method", "/no/file.py:X"], "no file /no/file.py"),
+        (["--method", "tests/conftest.py:NoSuchClass"], "has no class 'NoSuchClass'"),
     ],
 )
 def test_bad_input_stops_before_training_with_a_clear_message(tmp_path, capsys, args, message):
@@ -422,3 +423,20 @@ def test_a_method_whose_constructor_needs_the_model_says_to_override_build(tmp_p
     )
     with pytest.raises(SystemExit, match="overrides build.model, options, task."):
         run(tmp_path, "--method", f"{path}:NeedsModel")
+
+
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("def decide(:\n", r"SyntaxError: .*broken.py, line 1"),
+        (
+            "import torch\nraise RuntimeError('no GPU here')\n",
+            r"RuntimeError: no GPU here .*line 2",
+        ),
+    ],
+)
+def test_a_method_file_that_fails_to_load_names_its_error_and_line(tmp_path, source, message):
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    with pytest.raises(SystemExit, match=message):
+        run(tmp_path, "--method", f"{path}:Broken")
