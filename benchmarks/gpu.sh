@@ -4,7 +4,8 @@
 # (b) all-MiniLM-L6-v2 trained on all of SST-2 in bf16 as baseline, Transkimmer and TR-BERT, (c)
 # bench.py encoder and skim on the GPU at batch 1 and 32, then skim again with the trained runs.
 # Results: $OUT (default $WORK/results): results.json (everything), results.md (the short tables)
-# and log.txt (every line), rewritten after each step: a run cut short still reports what it did.
+# and log.txt (every line), rewritten after each step: a run cut short still reports what it did;
+# at the end runs.tgz, the run folders without their weights.
 #
 # The GPU machine reaches no network. Here, first copy the checkpoint (as float16: what travels is
 # capped at 64 MiB; benchmarks/gpu.py says why that is safe) and the data into gpu-carry/, which
@@ -144,5 +145,8 @@ if [ ${#TRAINED[@]} -gt 0 ]; then
 fi
 
 $PY benchmarks/gpu.py summary "$WORK" "$OUT"
+# the run folders' text (config, log, results, case study; no weights) and the raw JSON, to keep
+(cd "$WORK" && find . -path ./minilm -prune -o -path ./results -prune -o -type f \
+  ! -name '*.safetensors' ! -name '*.pt' -print | tar czf "$OUT/runs.tgz" -T -)
 echo "=== results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 cat "$OUT/results.md"
