@@ -85,6 +85,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32, or mixed precision: bf16, or fp16 (CUDA only)")
     threads: int = _f(0, "CPU threads (0 = torch's default)")
+    deterministic: bool = _f(False, "on a GPU too, only kernels that repeat themselves bit for "
+                             "bit: a rerun or resume gives the same weights; slower")  # fmt: skip
     eval_every: int = _f(0, "evaluate every N steps (0 = at the end of each epoch)")
     log_every: int = _f(50, "print the training loss every N steps")
     resume: bool = _f(False, "continue the interrupted run in --out-dir, with its settings")
@@ -133,8 +135,9 @@ PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tin
                  num_samples=4, rl_epochs=1, threads=1),
 }  # fmt: skip
 # what --resume and --eval-only may change in a run's saved settings: where and how, not what
-MAY_CHANGE = {"data_dir", "device", "threads", "log_every", "eval_batch_size", "case_study",
-              "stop_after_steps", "resume", "eval_only", "out_dir", "overwrite"}  # fmt: skip
+MAY_CHANGE = {"data_dir", "device", "threads", "deterministic", "log_every", "eval_batch_size",
+              "case_study", "stop_after_steps", "resume", "eval_only", "out_dir",
+              "overwrite"}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -411,6 +414,14 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:  # a CPU is deterministic already; on a GPU, backward passes that add
+        # with atomics in any order (embeddings, gathers) switch to sorted kernels; cuBLAS needs
+        # its own workspace per stream (read when it starts: set it before, to be sure)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)  # warns naming any op without one
+        # cuDNN's attention backward has no deterministic form: it warned so on an H100 (torch
+        # 2.11); scaled_dot_product_attention then takes another kernel
+        torch.backends.cuda.enable_cudnn_sdp(False)
     meta = {"train": dataclasses.asdict(cfg), "method": cfg.method, "task": task.name,
             "options": runs.options_dict(options), "kind": task.kind}  # fmt: skip
     run_dir, fresh = Path(cfg.out_dir), not (cfg.resume or cfg.eval_only)
