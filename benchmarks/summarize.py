@@ -3,10 +3,14 @@
 python benchmarks/summarize.py runs/sst2-minilm-*
 python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean ± standard
                                                        deviation over runs named <name>-s<seed>
+python benchmarks/summarize.py --glue runs/glue-minilm-*
+                                                       one row per run: the task's metric and the
+                                                       FLOPs speedup under all three paddings
 python benchmarks/summarize.py --check README.md       which README rows no longer match their
                                                        runs' results.json (stale numbers)
 """
 
+import glob
 import json
 import re
 import statistics
@@ -27,25 +31,43 @@ def row(folder: Path) -> str:
     )
 
 
+def _mean_sd(xs: list[float], unit: str = "") -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.2f} ± {sd:.2f}{unit}"
+
+
 def seed_rows(folders: list[Path]) -> None:
     """Runs named <name>-s<seed> grouped by name: mean ± sd of the main metric, the FLOPs
-    speedup without padding and the share of tokens per layer."""
+    speedup without padding and the share of tokens per layer. The first cell is the group's
+    glob, which --check reads back."""
     groups = defaultdict(list)
     for folder in folders:
-        groups[re.sub(r"-s\d+$", "", folder.name)].append(
-            json.loads((folder / "results.json").read_text())
-        )
-    print("| run | seeds | dev (mean ± sd) | speedup, no padding | share of tokens per layer |")
+        name = folder.parent / re.sub(r"-s\d+$", "", folder.name)
+        groups[name].append(json.loads((folder / "results.json").read_text()))
+    print("| runs | seeds | dev (mean ± sd) | speedup, no padding | share of tokens per layer |")
     print("|---|---:|---:|---:|---|")
     for name, rs in groups.items():
-        pm = lambda xs: (
-            f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}"
-        )  # noqa: E731
-        dev = pm([100 * r["metrics"]["main"] for r in rs])
-        speed = pm([r["flops"]["none"]["speedup"] for r in rs])
+        dev = _mean_sd([100 * r["metrics"]["main"] for r in rs])
+        speed = _mean_sd([r["flops"]["none"]["speedup"] for r in rs], "×")
         layers = zip(*(r["kept_per_layer"] for r in rs))
         kept = " / ".join(f"{statistics.mean(k):.2f}" for k in layers)
-        print(f"| {name} | {len(rs)} | {dev} | {speed}× | {kept} |")
+        print(f"| `{name}-s*` | {len(rs)} | {dev} | {speed} | {kept} |")
+
+
+def glue_rows(folders: list[Path]) -> None:
+    """One row per run: task, method, the task's main metric, the FLOPs speedup without padding,
+    with batch padding and with sequence padding, the share of tokens per layer."""
+    print("| run | task | method | metric | dev | speedup, no padding | batch padding | "
+          "sequence padding | share of tokens per layer |")  # fmt: skip
+    print("|---|---|---|---|---:|---:|---:|---:|---|")
+    for folder in folders:
+        r = json.loads((folder / "results.json").read_text())
+        main = next(k for k, v in r["metrics"].items() if k != "main" and v == r["metrics"]["main"])
+        f = r["flops"]
+        kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
+        speedups = " | ".join(f"{f[p]['speedup']:.2f}×" for p in ("none", "batch", "sequence"))
+        print(f"| `{folder}` | {r.get('task', '')} | {r['method']} | {main} | "
+              f"{100 * r['metrics']['main']:.2f} | {speedups} | {kept} |")  # fmt: skip
 
 
 def check(readme: Path) -> int:
@@ -61,22 +83,28 @@ def check(readme: Path) -> int:
         if header is None:
             header = cells
             continue
-        found = re.search(r"sst2_minilm\.sh ([\w-]+)", line) or re.search(
-            r"--out-dir (\S+?)`", line
-        )
-        if not found or "dev acc." not in header:
+        # the row's runs: `sst2_minilm.sh NAME`, `--out-dir RUN`, or a `runs/...` cell (a glob:
+        # several runs are checked as mean ± sd, as --seeds prints them)
+        found = (re.search(r"sst2_minilm\.sh ([\w-]+)", line)
+                 or re.search(r"--out-dir (\S+?)`", line)
+                 or re.search(r"`(runs/\S+?)`", line))  # fmt: skip
+        value = next((k for k in ("dev acc.", "dev", "dev (mean ± sd)") if k in header), None)
+        if not found or value is None:
             continue
-        run = Path(
-            f"runs/sst2-minilm-{found.group(1)}"
-            if "sst2_minilm" in found.group(0)
-            else found.group(1)
-        )
-        if not (run / "results.json").is_file():
-            print(f"unchecked: {cells[0]}: no {run / 'results.json'} (run the row's command)")
+        pattern = (f"runs/sst2-minilm-{found.group(1)}" if "sst2_minilm" in found.group(0)
+                   else found.group(1))  # fmt: skip
+        runs = [Path(p) for p in sorted(glob.glob(pattern)) if Path(p, "results.json").is_file()]
+        if not runs:
+            print(f"unchecked: {cells[0]}: no {pattern}/results.json (run the row's command)")
             continue
-        r = json.loads((run / "results.json").read_text())
-        theirs = {"dev acc.": f"{100 * r['metrics']['main']:.2f}",
-                  "speedup, no padding": f"{r['flops']['none']['speedup']:.2f}×"}  # fmt: skip
+        rs = [json.loads((run / "results.json").read_text()) for run in runs]
+        dev = [100 * r["metrics"]["main"] for r in rs]
+        speed = [r["flops"]["none"]["speedup"] for r in rs]
+        if value == "dev (mean ± sd)":
+            theirs = {value: _mean_sd(dev), "speedup, no padding": _mean_sd(speed, "×")}
+        else:
+            theirs = {value: f"{dev[0]:.2f}", "speedup, no padding": f"{speed[0]:.2f}×"}
+        run = pattern
         ours = {k: cells[header.index(k)] for k in theirs if k in header}
         if all(ours[k] == theirs[k] for k in ours):
             print(f"ok: {cells[0]}")
@@ -91,6 +119,9 @@ if __name__ == "__main__":
         raise SystemExit(1 if check(Path(sys.argv[2])) else 0)
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if sys.argv[1] == "--glue":
+        glue_rows([Path(f) for f in sys.argv[2:] if (Path(f) / "results.json").is_file()])
+        raise SystemExit(0)
     if sys.argv[1] == "--seeds":
         seed_rows([Path(f) for f in sys.argv[2:] if (Path(f) / "results.json").is_file()])
         raise SystemExit(0)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# A table like Transkimmer's Table 3 on all-MiniLM-L6-v2: CoLA, MRPC, RTE and STS-B (SST-2's rows
+# are benchmarks/sst2_minilm.sh's), each at its Table 2 length and λ (the task's defaults), all of
+# its training set, one seed (42), on a CPU. Per task three rows, into runs/glue-minilm-TASK-ROW:
+#   baseline      2 epochs
+#   transkimmer   2 epochs from the pre-trained weights, τ = 0.1, predictor lr 1e-3 (the SST-2
+#                 row's recipe), λ from Table 2
+#   trbert        from the baseline run: 1 epoch of policy, 1 of everything, λ = 0.25, 4 samples
+# Data: $SKIMBERT_DATA/glue when set (a folder holding CoLA/, MRPC/, RTE/, STS-B/), else the
+# download cache. About an hour of CPU for all four tasks; two at a time on two cores:
+#   bash benchmarks/glue_minilm.sh mrpc cola & bash benchmarks/glue_minilm.sh rte stsb
+#   python benchmarks/summarize.py --glue runs/glue-minilm-*      the table, three paddings
+# Extra flags after `--` go to every row, e.g.  bash benchmarks/glue_minilm.sh rte -- --overwrite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SKIMBERT_DATA:+--data-dir $SKIMBERT_DATA/glue}
+COMMON="--model sentence-transformers/all-MiniLM-L6-v2 $DATA --lr 5e-5 --threads 1"
+TASKS=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do TASKS+=("$1"); shift; done
+[ $# -gt 0 ] && shift
+EXTRA=("$@")
+[ ${#TASKS[@]} -gt 0 ] || TASKS=(cola mrpc rte stsb)
+for task in "${TASKS[@]}"; do
+  out=runs/glue-minilm-$task
+  python train.py --task "$task" --method baseline --epochs 2 $COMMON --out-dir "$out-baseline" \
+    "${EXTRA[@]}"
+  python train.py --task "$task" --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3 $COMMON \
+    --out-dir "$out-transkimmer" "${EXTRA[@]}"
+  python train.py --task "$task" --method trbert --epochs 1 --rl-epochs 1 --num-samples 4 \
+    --skim-lr 1e-3 --length-penalty 0.25 --finetuned "$out-baseline" $COMMON \
+    --out-dir "$out-trbert" "${EXTRA[@]}"
+done

@@ -1,0 +1,59 @@
+"""benchmarks/summarize.py: the README's results rows against their runs' results.json."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fake_run(folder: Path, acc: float, speedup: float, task="sst2", method="transkimmer"):
+    folder.mkdir(parents=True)
+    flops = {p: {"speedup": speedup * k, "method_gflops": 0.5} for p, k in
+             [("none", 1), ("batch", 2), ("sequence", 3)]}  # fmt: skip
+    result = {"method": method, "task": task, "metrics": {"accuracy": acc, "main": acc},
+              "kept_per_layer": [1.0, 0.5], "flops": flops, "wall_time_s": 60}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(result))
+
+
+def summarize(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    script = ROOT / "benchmarks" / "summarize.py"
+    return subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_check_finds_the_stale_rows_of_single_runs_and_of_seed_groups(tmp_path):
+    fake_run(tmp_path / "runs" / "sst2-minilm-baseline", 0.8647, 1.0)
+    fake_run(tmp_path / "runs" / "glue-rte-tk", 0.70, 2.5)
+    for seed, acc in [(42, 0.85), (43, 0.86), (44, 0.87)]:
+        fake_run(tmp_path / "runs" / f"sst2-minilm-transkimmer-s{seed}", acc, 1.5)
+    (tmp_path / "README.md").write_text(
+        "| method | dev acc. | speedup, no padding | command |\n|---|---|---|---|\n"
+        "| baseline | 86.47 | 1.00× | `bash benchmarks/sst2_minilm.sh baseline` |\n"
+        "| rte | 71.00 | 2.50× | `runs/glue-rte-tk` |\n\n"
+        "| runs | seeds | dev (mean ± sd) | speedup, no padding |\n|---|---|---|---|\n"
+        "| `runs/sst2-minilm-transkimmer-s*` | 3 | 86.00 ± 1.00 | 1.50 ± 0.00× |\n"
+        "| `runs/sst2-minilm-nothing-s*` | 3 | 1.00 ± 0.00 | 1.00 ± 0.00× |\n"
+    )
+    out = summarize(tmp_path, "--check", "README.md")
+    assert out.returncode == 1, out.stderr  # one stale row
+    lines = out.stdout.splitlines()
+    assert "ok: baseline" in lines
+    assert any(line.startswith("stale: rte") and "70.00" in line for line in lines)
+    assert "ok: `runs/sst2-minilm-transkimmer-s*`" in lines
+    assert any(line.startswith("unchecked: `runs/sst2-minilm-nothing-s*`") for line in lines)
+
+
+def test_seed_and_glue_tables_print_what_check_reads_back(tmp_path):
+    for seed, acc in [(42, 0.85), (43, 0.87)]:
+        fake_run(tmp_path / "runs" / f"x-s{seed}", acc, 2.0)
+    fake_run(tmp_path / "runs" / "glue-cola", 0.5, 1.25, task="cola")
+    seeds = summarize(tmp_path, "--seeds", "runs/x-s42", "runs/x-s43").stdout
+    assert "| `runs/x-s*` | 2 | 86.00 ± 1.41 | 2.00 ± 0.00× | 1.00 / 0.50 |" in seeds
+    glue = summarize(tmp_path, "--glue", "runs/glue-cola").stdout
+    assert (
+        "| `runs/glue-cola` | cola | transkimmer | accuracy | 50.00 | 1.25× | 2.50× | 3.75× |"
+        in glue
+    )
+    (tmp_path / "README.md").write_text(seeds + "\n" + glue)
+    assert summarize(tmp_path, "--check", "README.md").returncode == 0
