@@ -11,6 +11,7 @@
 #   bash benchmarks/glue_minilm.sh mrpc cola & bash benchmarks/glue_minilm.sh rte stsb
 #   python benchmarks/summarize.py --glue runs/glue-minilm-*      the table, three paddings
 # Extra flags after `--` go to every row, e.g.  bash benchmarks/glue_minilm.sh rte -- --overwrite
+# Only some rows: ROWS="baseline transkimmer" bash benchmarks/glue_minilm.sh cola
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SKIMBERT_DATA:+--data-dir $SKIMBERT_DATA/glue}
@@ -20,13 +21,21 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do TASKS+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 EXTRA=("$@")
 [ ${#TASKS[@]} -gt 0 ] || TASKS=(cola mrpc rte stsb)
+ROWS=" ${ROWS:-baseline transkimmer trbert} "
+want() { [[ $ROWS == *" $1 "* ]]; }
 for task in "${TASKS[@]}"; do
   out=runs/glue-minilm-$task
-  python train.py --task "$task" --method baseline --epochs 2 $COMMON --out-dir "$out-baseline" \
-    "${EXTRA[@]}"
-  python train.py --task "$task" --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3 $COMMON \
-    --out-dir "$out-transkimmer" "${EXTRA[@]}"
-  python train.py --task "$task" --method trbert --epochs 1 --rl-epochs 1 --num-samples 4 \
-    --skim-lr 1e-3 --length-penalty 0.25 --finetuned "$out-baseline" $COMMON \
-    --out-dir "$out-trbert" "${EXTRA[@]}"
+  if want baseline; then
+    python train.py --task "$task" --method baseline --epochs 2 $COMMON --out-dir "$out-baseline" \
+      "${EXTRA[@]}"
+  fi
+  if want transkimmer; then
+    python train.py --task "$task" --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3 \
+      $COMMON --out-dir "$out-transkimmer" "${EXTRA[@]}"
+  fi
+  if want trbert; then
+    python train.py --task "$task" --method trbert --epochs 1 --rl-epochs 1 --num-samples 4 \
+      --skim-lr 1e-3 --length-penalty 0.25 --finetuned "$out-baseline" $COMMON \
+      --out-dir "$out-trbert" "${EXTRA[@]}"
+  fi
 done

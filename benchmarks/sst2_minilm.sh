@@ -29,3 +29,5 @@ row transkimmer-tau1 --method transkimmer --epochs 2 --tau 1 --skim-lr 1e-4
 row transkimmer-ft --method transkimmer --epochs 3 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.2 --finetuned runs/sst2-minilm-baseline$S
 row ltp            --method ltp         --epochs 2 --skim-lr 1e-2 --finetuned runs/sst2-minilm-baseline$S
 row random         --method random      --epochs 2 --keep-shares-from runs/sst2-minilm-ltp$S
+# the transkimmer row with the authors' optimiser (no weight decay; ours: 0.01)
+row transkimmer-authors-opt --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3 --weight-decay 0
