@@ -419,9 +419,11 @@ def setup(cfg: TrainConfig, method, options) -> Run:
         # its own workspace per stream (read when it starts: set it before, to be sure)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)  # warns naming any op without one
-        # cuDNN's attention backward has no deterministic form: it warned so on an H100 (torch
-        # 2.11); scaled_dot_product_attention then takes another kernel
-        torch.backends.cuda.enable_cudnn_sdp(False)
+        # scaled_dot_product_attention's fused kernels warn that their backward is not
+        # deterministic (cuDNN's, then the memory-efficient one, on an H100 with torch 2.11):
+        # leave it the math kernel, plain matrix products and a softmax
+        for fused in ("cudnn", "flash", "mem_efficient"):
+            getattr(torch.backends.cuda, f"enable_{fused}_sdp")(False)
     meta = {"train": dataclasses.asdict(cfg), "method": cfg.method, "task": task.name,
             "options": runs.options_dict(options), "kind": task.kind}  # fmt: skip
     run_dir, fresh = Path(cfg.out_dir), not (cfg.resume or cfg.eval_only)

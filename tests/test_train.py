@@ -103,11 +103,17 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tmp_path, metho
 
 @pytest.fixture
 def keeps_determinism_setting():
-    """--deterministic sets a global of torch's: put it back after the test."""
+    """--deterministic sets globals of torch's: put them back after the test."""
     before = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    fused = {k: getattr(torch.backends.cuda, f"{k}_sdp_enabled")() for k in SDP_KERNELS}
     yield
     torch.use_deterministic_algorithms(before, warn_only=warn_only)
+    for k, on in fused.items():
+        getattr(torch.backends.cuda, f"enable_{k}_sdp")(on)
+
+
+SDP_KERNELS = ("cudnn", "flash", "mem_efficient")
 
 
 # (device, precision, method): bf16 autocast runs on a CPU too; on a GPU every precision, and
