@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A table like Transkimmer's Table 3 on all-MiniLM-L6-v2: CoLA, MRPC, RTE and STS-B (SST-2's rows
 # are benchmarks/sst2_minilm.sh's), each at its Table 2 length and λ (the task's defaults), all of
-# its training set, one seed (42), on a CPU. Per task three rows, into runs/glue-minilm-TASK-ROW:
+# its training set, one seed (42), on a CPU. Per task these rows, into runs/glue-minilm-TASK-ROW:
 #   baseline      2 epochs
 #   transkimmer   2 epochs from the pre-trained weights, τ = 0.1, predictor lr 1e-3 (the SST-2
 #                 row's recipe), λ from Table 2
@@ -9,7 +9,8 @@
 #                 train them (not in the default ROWS)
 #   trbert        from the baseline run: 1 epoch of policy, 1 of everything, λ = 0.25, 4 samples
 # Data: $SKIMBERT_DATA/glue when set (a folder holding CoLA/, MRPC/, RTE/, STS-B/), else the
-# download cache. About an hour of CPU for all four tasks; two at a time on two cores:
+# download cache. The baseline and Transkimmer rows took 5 (CoLA) to 50 (MRPC's Transkimmer)
+# minutes each on a 2-core CPU running four trainings at once; two tasks at a time:
 #   bash benchmarks/glue_minilm.sh mrpc cola & bash benchmarks/glue_minilm.sh rte stsb
 #   python benchmarks/summarize.py --glue runs/glue-minilm-*      the table, three paddings
 # Extra flags after `--` go to every row, e.g.  bash benchmarks/glue_minilm.sh rte -- --overwrite

@@ -51,6 +51,9 @@ def test_seed_and_glue_tables_print_what_check_reads_back(tmp_path):
     seeds = summarize(tmp_path, "--seeds", "runs/x-s42", "runs/x-s43").stdout
     assert "| `runs/x-s*` | 2 | 86.00 ± 1.41 | 2.00 ± 0.00× | 1.00 / 0.50 |" in seeds
     glue = summarize(tmp_path, "--glue", "runs/glue-cola").stdout
+    stale = glue.replace("| 2.50× |", "| 2.40× |")  # a wrong batch-padding speedup is caught
+    (tmp_path / "README.md").write_text(stale)
+    assert summarize(tmp_path, "--check", "README.md").returncode == 1
     assert (
         "| `runs/glue-cola` | cola | transkimmer | accuracy | 50.00 | 1.25× | 2.50× | 3.75× |"
         in glue
