@@ -26,6 +26,12 @@ EXTRA=("$@")
 [ ${#TASKS[@]} -gt 0 ] || TASKS=(cola mrpc rte stsb)
 ROWS=" ${ROWS:-baseline transkimmer trbert} "  # or any of the four rows above
 want() { [[ $ROWS == *" $1 "* ]]; }
+for r in $ROWS; do
+  case $r in baseline | transkimmer | transkimmer-one-lr | trbert) ;;
+    *) echo "error: ROWS: unknown row '$r' (baseline, transkimmer, transkimmer-one-lr, trbert)" >&2
+       exit 2 ;;
+  esac
+done
 for task in "${TASKS[@]}"; do
   out=runs/glue-minilm-$task
   if want baseline; then

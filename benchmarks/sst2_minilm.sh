@@ -16,8 +16,10 @@ S=${SEED:+-s$SEED}  # the run folders' suffix
 ONLY=${1:-}
 shift || true
 EXTRA=("$@")  # more flags for every row, e.g. --overwrite
+NAMES=()
 row() {  # row NAME FLAGS...: one results row, into runs/sst2-minilm-NAME
   local name=$1; shift
+  NAMES+=("$name")
   if [ -z "$ONLY" ] || [ "$ONLY" = "$name" ]; then
     python train.py "$@" $COMMON --out-dir "runs/sst2-minilm-$name$S" "${EXTRA[@]}"
   fi
@@ -31,3 +33,7 @@ row ltp            --method ltp         --epochs 2 --skim-lr 1e-2 --finetuned ru
 row random         --method random      --epochs 2 --keep-shares-from runs/sst2-minilm-ltp$S
 # the transkimmer row with the authors' optimiser (no weight decay; ours: 0.01)
 row transkimmer-authors-opt --method transkimmer --epochs 2 --tau 0.1 --skim-lr 1e-3 --weight-decay 0
+if [ -n "$ONLY" ] && [[ " ${NAMES[*]} " != *" $ONLY "* ]]; then
+  echo "error: no row named '$ONLY'; the rows: ${NAMES[*]}" >&2
+  exit 2
+fi

@@ -3,7 +3,8 @@
 # weights, Transkimmer from the baseline (the best row) and TR-BERT, each exactly as
 # benchmarks/sst2_minilm.sh runs it, with --seed 43 and --seed 44 (runs/sst2-minilm-NAME-s43, ...).
 # Seed 42 is the default: its runs are sst2_minilm.sh's own, linked as runs/sst2-minilm-NAME-s42.
-# The two seeds run side by side (each train.py on one thread): about an hour on two cores.
+# The two seeds run side by side (each train.py on one thread): 95 minutes on a 2-core CPU that
+# also ran two other trainings.
 #   bash benchmarks/sst2_minilm_seeds.sh [--overwrite]
 #   python benchmarks/summarize.py --seeds runs/sst2-minilm-*-s4[234]     mean ± sd per row
 set -euo pipefail

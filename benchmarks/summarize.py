@@ -62,7 +62,8 @@ def glue_rows(folders: list[Path]) -> None:
     print("|---|---|---|---|---:|---:|---:|---:|---|")
     for folder in folders:
         r = json.loads((folder / "results.json").read_text())
-        main = next(k for k, v in r["metrics"].items() if k != "main" and v == r["metrics"]["main"])
+        metrics = r["metrics"]  # the main one under its own name too (f1, pearson, ...)
+        main = next((k for k, v in metrics.items() if k != "main" and v == metrics["main"]), "main")
         f = r["flops"]
         kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
         speedups = " | ".join(f"{f[p]['speedup']:.2f}×" for p in ("none", "batch", "sequence"))
@@ -106,13 +107,12 @@ def check(readme: Path) -> int:
             theirs = {value: f"{dev[0]:.2f}", "speedup, no padding": f"{speed[0]:.2f}×"}
             for column, padding in [("batch padding", "batch"), ("sequence padding", "sequence")]:
                 theirs[column] = f"{rs[0]['flops'][padding]['speedup']:.2f}×"
-        run = pattern
         ours = {k: cells[header.index(k)] for k in theirs if k in header}
         if all(ours[k] == theirs[k] for k in ours):
             print(f"ok: {cells[0]}")
         else:
             stale += 1
-            print(f"stale: {cells[0]}: README {ours}, {run}/results.json {theirs}")
+            print(f"stale: {cells[0]}: README {ours}, {pattern}/results.json {theirs}")
     return stale
 
 
