@@ -133,6 +133,11 @@ PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tin
     "hard": dict(task="synthetic-hard", model="random-tiny4", epochs=5, batch_size=16, lr=1e-3,
                  skim_lr=1e-3, skim_weight=0.1, tau=1.0, log_every=100, length_penalty=0.5,
                  num_samples=4, rl_epochs=1, threads=1),
+    # negation: synthetic-negation ("not" before a keyword turns it around) on the pre-trained
+    # all-MiniLM-L6-v2 (installed with the test requirements), which already reads "not bad"
+    "negation": dict(task="synthetic-negation", model="sentence-transformers/all-MiniLM-L6-v2",
+                     epochs=1, batch_size=32, lr=1e-4, skim_lr=1e-3, tau=1.0,
+                     log_every=25, length_penalty=0.5, num_samples=4, rl_epochs=1, threads=1),
 }  # fmt: skip
 # what --resume and --eval-only may change in a run's saved settings: where and how, not what
 MAY_CHANGE = {"data_dir", "device", "threads", "deterministic", "log_every", "eval_batch_size",

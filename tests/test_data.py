@@ -175,7 +175,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
     assert {
         name: (data.TASKS[name].max_length, data.TASKS[name].skim_weight) for name in TABLE_2
     } == TABLE_2
-    assert set(data.TASKS) == set(TABLE_2) | {"synthetic", "synthetic-hard"}
+    assert set(data.TASKS) == set(TABLE_2) | {"synthetic", "synthetic-hard", "synthetic-negation"}
     sizes = {name: task.num_labels for name, task in data.TASKS.items()}
     assert sizes == {
         "cola": 2,
@@ -193,6 +193,7 @@ def test_registry_holds_the_lengths_and_harmony_coefficients_of_table_2():
         "squad2": 2,
         "synthetic": 2,
         "synthetic-hard": 2,
+        "synthetic-negation": 2,
     }
     for task in data.TASKS.values():
         assert task.main_metric in task.metrics
@@ -726,6 +727,51 @@ def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_t
     assert max(map(len, features)) <= data.get_task("synthetic-hard").max_length
     batch = data.collate(features[:4], "sequence", max_length=64)
     assert batch["keyword_mask"].sum() == sum(sum(e.keywords) for e in examples[:4])
+
+
+def test_synthetic_negation_rule_on_hand_built_reviews():
+    rule = data.synthetic_negation_rule
+    words = "the soup was good but not bad".split()
+    assert rule(words) == (1, (False, False, False, True, False, True, True))
+    assert rule("not good and bad".split())[0] == 0
+    assert rule("good and bad".split())[0] is None  # a tie
+    assert rule("bad not".split()) == (0, (True, False))  # a "not" after it negates nothing
+    assert rule("not not good".split()) == (0, (False, True, True))  # only the one just before
+    assert rule("not the good".split()) == (1, (False, False, True))  # a word between: no
+
+
+def test_synthetic_negation_is_balanced_and_its_bag_of_words_says_nothing():
+    train = data.load_examples("synthetic-negation", "train")
+    dev = data.load_examples("synthetic-negation", "dev")
+    assert len(train) == 4000 and len(dev) == 1000
+    assert train == data.synthetic_negation_examples(4000, seed=0)  # the same every time
+    assert dev == data.synthetic_negation_examples(1000, seed=1) and dev != train[:1000]
+    assert 1900 < sum(e.label for e in train) < 2100  # balanced
+    keyword_words = set(data.POSITIVE + data.NEGATIVE)
+    for e in train:
+        words = e.text_a.split()
+        assert 27 <= len(words) <= 59
+        # the same kinds of words in every review, whatever its label: one "not", one positive
+        # and one negative keyword; so the label is in their order alone
+        assert words.count("not") == 1 and sum(w in data.POSITIVE for w in words) == 1
+        assert sum(w in data.NEGATIVE for w in words) == 1
+        after_not = words[words.index("not") + 1]
+        assert after_not in keyword_words and e.label == (after_not in data.NEGATIVE)
+        assert e.label == data.synthetic_negation_rule(words)[0]
+        assert [w for w, k in zip(words, e.keywords) if k] == [
+            w for w in words if w in keyword_words or w == "not"
+        ]
+
+
+def test_synthetic_negation_reads_with_its_vocabulary_and_a_pretrained_one(tmp_path, minilm_dir):
+    examples = data.load_examples("synthetic-negation", "dev")[:50]
+    own = data.load_tokenizer(data.write_synthetic_vocab(tmp_path, "synthetic-negation"))
+    assert own.get_vocab_size() == 100 and own.token_to_id("not") == 99  # synthetic's 99, "not"
+    for tokenizer in (own, data.load_tokenizer(minilm_dir)):  # MiniLM: a token a word, too
+        features = data.encode("synthetic-negation", examples, tokenizer)
+        for e, f in zip(examples, features):
+            assert len(f) == len(e.text_a.split()) + 2
+            assert f.keyword_mask.tolist() == [0, *e.keywords, 0]
 
 
 # ----------------------------------------------------------------------------------------------

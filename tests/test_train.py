@@ -6,9 +6,11 @@ import types
 import pytest
 import torch
 
+import data
 import runs
 import train
-from weights import from_pretrained, read_safetensors
+from transformer import CONFIGS
+from weights import from_pretrained, read_safetensors, resolve_model_dir
 
 # every built-in method, with the options it needs on the smoke preset
 METHOD_ARGS = {
@@ -40,6 +42,17 @@ def run(tmp_path, *args, name="run"):
 
 def test_every_built_in_method_is_exercised_here():
     assert METHOD_ARGS.keys() == runs.METHODS.keys()
+
+
+@pytest.mark.parametrize("preset", sorted(train.PRESETS))
+def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
+    cfg, _, _ = train.parse_config(["--preset", preset])
+    assert data.get_task(cfg.task).reader == "synthetic"  # presets run offline
+    shape = cfg.model.removeprefix("random-")
+    if shape != cfg.model:
+        assert shape in CONFIGS
+    else:  # a released checkpoint installed with the test requirements (negation: MiniLM)
+        assert (resolve_model_dir(cfg.model) / "vocab.txt").is_file()
 
 
 @pytest.mark.parametrize("method", list(METHOD_ARGS))
