@@ -9,7 +9,9 @@
 #   python benchmarks/summarize.py --seeds runs/sst2-minilm-*-s4[234]     mean ± sd per row
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROWS="baseline transkimmer transkimmer-ft trbert"  # in this order: the last two need the first
+# in this order: the last two need the first. Other rows of sst2_minilm.sh, once the baseline's
+# seeds exist: ROWS=trbert-authors-opt bash benchmarks/sst2_minilm_seeds.sh
+ROWS=${ROWS:-baseline transkimmer transkimmer-ft trbert}
 for name in $ROWS; do
   if [ ! -f "runs/sst2-minilm-$name/results.json" ]; then
     echo "error: runs/sst2-minilm-$name has no results: bash benchmarks/sst2_minilm.sh $name" >&2
