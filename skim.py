@@ -110,6 +110,9 @@ class SkimStrategy(nn.Module):
     Options = None  # a dataclass of the method's settings: its fields become train.py flags
     checkpoint_prefix = "strategy"  # its tensors are saved as <prefix>.<name> in a checkpoint
     wants_attention = False  # True: SkimContext.attention holds the previous layer's attention
+    # train.py settings this method trains with unless a flag or the preset says otherwise (e.g.
+    # {"warmup": 0.1}: its authors' optimiser); keys are train.TrainConfig fields
+    train_defaults: dict = {}
 
     @classmethod
     def build(cls, model: BertForTask, options, task) -> SkimStrategy:

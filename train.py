@@ -75,8 +75,9 @@ class TrainConfig:
     eval_batch_size: int = _f(32, "examples per evaluation batch")
     lr: float = _f(2e-5, "AdamW learning rate of the encoder and head")
     skim_lr: float | None = _f(None, "learning rate of the method's own parameters (default --lr)")
-    # DEVIATION: the next three defaults are ours, not the authors' (both use no weight decay,
-    # TR-BERT clips gradients at 1.0 and warms up for 10% of the steps); flags follow them.
+    # DEVIATION: the next three defaults are ours, not the authors' (both use no weight decay);
+    # a method's train_defaults replace them (TR-BERT: its authors' clipping at 1.0, 10% warm-up
+    # and no weight decay), and flags replace both.
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     warmup: float = _f(0.0, "share of each stage's steps with linear warm-up")
     max_grad_norm: float = _f(0.0, "clip the gradient norm to this (0 = no clipping)")
@@ -202,8 +203,13 @@ def parse_config(argv: list[str] | None = None):
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
             raise SystemExit(f"error: {flags} contradict the run saved in {given['out_dir']}")
         values.update(given)
-    else:
-        values = {**PRESETS.get(given.get("preset"), {}), **given}
+    else:  # the method's own defaults, then the preset, then the flags
+        method_defaults = dict(getattr(method, "train_defaults", None) or {})
+        unknown = set(method_defaults) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise SystemExit(f"error: {spec}.train_defaults names no train.py setting: "
+                             f"{sorted(unknown)} (see train.TrainConfig)")  # fmt: skip
+        values = {**method_defaults, **PRESETS.get(given.get("preset"), {}), **given}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in names})
     if saved is None and cfg.out_dir is None:

@@ -53,7 +53,7 @@ for task in "${TASKS[@]}"; do
   fi
   if want trbert; then
     python train.py --task "$task" --method trbert --epochs 1 --rl-epochs 1 --num-samples 4 \
-      --skim-lr 1e-3 --length-penalty 0.25 --finetuned "$out-baseline" $COMMON \
+      --skim-lr 1e-3 --length-penalty 0.25 --finetuned "$out-baseline" $COMMON --weight-decay 0.01 --warmup 0 --max-grad-norm 0 \
       --out-dir "$out-trbert" "${EXTRA[@]}"
   fi
   if want transkimmer-ft; then

@@ -15,7 +15,7 @@ python train.py --method transkimmer $COMMON --epochs 2 --tau 0.1 --skim-lr 1e-3
 python train.py --method transkimmer $COMMON --epochs 2 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.2 $BASE --out-dir $OUT/transkimmer-ft-lambda0.2
 python train.py --method transkimmer $COMMON --epochs 2 --tau 0.1 --skim-lr 1e-3 --skim-weight 0.25 $BASE --out-dir $OUT/transkimmer-ft-lambda0.25
 for LP in 0.2 0.3 0.5; do
-  python train.py --method trbert $COMMON --epochs 1 --rl-epochs 1 --num-samples 4 --skim-lr 1e-3 --length-penalty $LP $BASE --out-dir $OUT/trbert-lp$LP
+  python train.py --method trbert $COMMON --epochs 1 --rl-epochs 1 --num-samples 4 --skim-lr 1e-3 --length-penalty $LP $BASE --weight-decay 0.01 --warmup 0 --max-grad-norm 0 --out-dir $OUT/trbert-lp$LP
 done
 # twice the data (16,000 sentences, ~20 min a run)
 COMMON16="${COMMON/--train-subset 8000 --lr 5e-5 --eval-every 125/--train-subset 16000 --lr 5e-5 --eval-every 250}"

@@ -12,7 +12,7 @@ for seed in ${SEEDS:-1 2 3}; do
   python train.py --method baseline --preset negation --seed "$seed" --out-dir "$base" "$@"
   skim="--preset negation --seed $seed --finetuned $base"
   python train.py --method transkimmer $skim --out-dir "runs/negation-transkimmer-s$seed" "$@"
-  python train.py --method trbert $skim --out-dir "runs/negation-trbert-s$seed" "$@"
+  python train.py --method trbert $skim --weight-decay 0.01 --warmup 0 --max-grad-norm 0 --out-dir "runs/negation-trbert-s$seed" "$@"
   python train.py --method ltp $skim --skim-lr 1e-2 --out-dir "runs/negation-ltp-s$seed" "$@"
   for m in transkimmer trbert ltp; do
     python train.py --method random $skim --keep-shares-from "runs/negation-$m-s$seed" \

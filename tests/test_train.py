@@ -44,6 +44,26 @@ def test_every_built_in_method_is_exercised_here():
     assert METHOD_ARGS.keys() == runs.METHODS.keys()
 
 
+def test_a_method_s_train_defaults_sit_under_the_preset_and_the_flags(tmp_path):
+    def optimiser(*argv):
+        cfg, _, _ = train.parse_config(list(argv))
+        return cfg.weight_decay, cfg.warmup, cfg.max_grad_norm
+
+    assert optimiser("--method", "trbert", "--preset", "smoke") == (0.0, 0.1, 1.0)  # the authors'
+    assert optimiser("--method", "trbert", "--warmup", "0", "--weight-decay=0.01") == (0.01, 0, 1)
+    assert optimiser("--method", "transkimmer", "--preset", "smoke") == (0.01, 0.0, 0.0)  # ours
+    (tmp_path / "typo.py").write_text(
+        "from skim import SkimStrategy\n\n"
+        "class Typo(SkimStrategy):\n"
+        "    layers = (1,)\n"
+        "    train_defaults = {'wramup': 0.1}\n\n"
+        "    def decide(self, hidden, ctx):\n"
+        "        return ctx.keep\n"
+    )
+    with pytest.raises(SystemExit, match=r"train_defaults names no train.py setting: \['wramup'\]"):
+        train.parse_config(["--method", f"{tmp_path / 'typo.py'}:Typo"])
+
+
 @pytest.mark.parametrize("preset", sorted(train.PRESETS))
 def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
     cfg, _, _ = train.parse_config(["--preset", preset])
