@@ -65,7 +65,8 @@ class TrainConfig:
     data_dir: str | None = _f(None, "folder with the task's files (else the cache, else download)")
     out_dir: str | None = _f(None, "run folder (default runs/<task>-<method>)")
     overwrite: bool = _f(False, "replace the run already in --out-dir")
-    preset: str | None = _f(None, "smoke (tiny model, synthetic task, ~1 min on a CPU) or hard")
+    preset: str | None = _f(None, "smoke (tiny model, synthetic task, ~1 min on a CPU), hard or "
+                             "negation (train.PRESETS)")  # fmt: skip
     max_length: int | None = _f(None, "tokens per input (default: the task's, Transkimmer Table 2)")
     train_subset: int = _f(0, "train on the first N examples of a fixed shuffle (0 = all)")
     eval_subset: int = _f(0, "evaluate on the first N dev examples (0 = all)")
