@@ -89,7 +89,7 @@ class LTP(SkimStrategy):
         if self.training and self.soft:
             return torch.sigmoid((s - theta) / self.options.temperature) * alive
         keep = (s >= theta) & (alive > 0)
-        return keep if ctx.pruning else keep.to(h.dtype)
+        return keep if ctx.pruning else keep.to(s.dtype)
         # ASSIGNMENT 6 END
 
     def overhead_flops(self, config, n):

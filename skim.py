@@ -50,10 +50,33 @@ def option(default, help: str):
 # The strategy interface: what a student implements to try a new skimming idea
 
 
+# The keys of a batch that hold the answer: a decision may never read them (a method's `loss`
+# may). keyword_mask marks the words that decide a synthetic task's label: an oracle, too.
+ANSWER_KEYS = ("labels", "start_positions", "end_positions", "keyword_mask")
+
+
+class QuestionOnly(dict):
+    """A batch without its answers, as a strategy's `decide` sees it. Reading an answer key is a
+    KeyError that says why: a method that chose its tokens by the label would be graded on a
+    test set it had read."""
+
+    def __init__(self, batch: dict):
+        super().__init__((k, v) for k, v in batch.items() if k not in ANSWER_KEYS)
+
+    def __missing__(self, key):
+        if key in ANSWER_KEYS:
+            raise KeyError(
+                f"{key!r} is hidden from decide: a skim decision may not see the answer (it is "
+                "not there at inference). Use it in the method's loss, which gets the full batch"
+            )
+        raise KeyError(key)
+
+
 class SkimContext:
     """What a strategy may look at before layer i, besides the states and who is still present.
 
-    batch: the caller's batch: input_ids, attention_mask, ... (extra keys may guide a strategy)
+    batch: the caller's batch without its answers (ANSWER_KEYS): input_ids, attention_mask, ...
+        (extra keys may guide a strategy, e.g. TR-BERT's imitation guide)
     pruning: True: tokens are really removed (inference); False: masked (training)
     positions: (B, T) long, each token's position in its original sequence (−1 at grid padding);
         computed only when a strategy reads it (at batch 1 every tensor operation counts)
@@ -62,7 +85,7 @@ class SkimContext:
     """
 
     def __init__(self, batch: dict, pruning: bool, positions, attention=None):
-        self.batch, self.pruning, self.attention = batch, pruning, attention
+        self.batch, self.pruning, self.attention = QuestionOnly(batch), pruning, attention
         self._positions = positions  # a tensor, or a function that makes it
 
     @property

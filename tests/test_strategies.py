@@ -246,6 +246,30 @@ def check_flops(make, device="cpu"):
         assert measured == charged, f"n = {n}: FlopCounterMode {measured:,}, charged {charged:,}"
 
 
+def check_decisions_ignore_answers(make, device="cpu"):
+    """A decision may not see the answer: the same questions with other labels (and, for the
+    synthetic tasks, another keyword mask) skim exactly the same tokens, in training (the same
+    random draws) and at inference. The loop hides the answer keys from decide; this catches
+    every other way round (a label kept from the last training batch, a look into the caller)."""
+    model = tiny_model().to(device)
+    strategy = make(model).to(device)
+    batch = make_batch()
+    other = dict(batch, labels=1 - batch["labels"])
+    batch["keyword_mask"] = batch["attention_mask"].clone()
+    other["keyword_mask"] = torch.zeros_like(batch["attention_mask"])
+    for prune in (True, False):
+        decided = []
+        for b in (batch, other):
+            torch.manual_seed(0)  # a stochastic decision draws the same numbers for both
+            try:
+                out = skim_forward(model, strategy, to(b, device), prune=prune)
+            except KeyError as e:
+                raise AssertionError(f"decide reads the answer: {e}") from None
+            decided.append(out.exit_layer)
+        form = "pruned" if prune else "masked"
+        assert torch.equal(*decided), f"the decisions ({form}) change when the labels do"
+
+
 def check_checkpoint_round_trip(make, tmp_path, device="cpu"):
     """Saved and loaded again on the same device: the same decisions and logits. Saved from a GPU,
     it also loads on the CPU (a run trained on a GPU is evaluated anywhere)."""
@@ -353,6 +377,11 @@ def test_flops_charged_equal_flop_counter_mode(make, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_decisions_never_see_the_answers(make, device):
+    check_decisions_ignore_answers(make, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_checkpoint_round_trip_keeps_decisions(make, tmp_path, device):
     check_checkpoint_round_trip(make, tmp_path, device)
 
@@ -423,6 +452,37 @@ class QuadraticCharge(UnderReports):
         return 2 * config.hidden_size * n * n // 17  # the true 2·d·n at n = 17 only
 
 
+class ReadsLabels(SkimStrategy):
+    """Wrong: keeps every token of a positive example, only [CLS] of a negative one."""
+
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        keep = alive * ctx.batch["labels"][:, None].to(alive.dtype)
+        return keep.bool() if ctx.pruning else keep
+
+
+class RemembersLabels(SkimStrategy):
+    """Wrong: keeps the labels its loss saw and decides by them (at evaluation too)."""
+
+    layers = (1,)
+
+    def __init__(self):
+        super().__init__()
+        self.seen = None
+
+    def decide(self, i, h, alive, ctx):
+        import inspect
+
+        # the caller's own batch, from its frame: any such trick changes decisions with labels
+        frame = inspect.currentframe().f_back
+        while frame is not None and "batch" not in frame.f_locals:
+            frame = frame.f_back
+        labels = frame.f_locals["batch"]["labels"]
+        keep = alive * labels[:, None].to(alive.dtype)
+        return keep.bool() if ctx.pruning else keep
+
+
 def test_known_wrong_strategies_fail_the_suite():
     wrong = lambda cls: lambda model: cls().eval()  # noqa: E731
     with pytest.raises(AssertionError, match="keeps a pad"):
@@ -433,3 +493,7 @@ def test_known_wrong_strategies_fail_the_suite():
         check_flops(wrong(UnderReports))
     with pytest.raises(AssertionError, match="FlopCounterMode"):
         check_flops(wrong(QuadraticCharge))
+    with pytest.raises(AssertionError, match="decide reads the answer: .*'labels' is hidden"):
+        check_decisions_ignore_answers(wrong(ReadsLabels))
+    with pytest.raises(AssertionError, match="change when the labels do"):
+        check_decisions_ignore_answers(wrong(RemembersLabels))
