@@ -58,6 +58,7 @@ class Check:
     name: str  # what is checked, as the student will read it
     points: int
     run: Callable[[], None]  # returns on success, raises CheckFailed (or anything) on failure
+    hidden: bool = False  # in the instructor's kit only (assignments/instructor/hidden_checks.py)
 
 
 @dataclass
@@ -73,23 +74,67 @@ class Assignment:
     def points(self) -> int:
         return sum(c.points for c in self.checks)
 
-    def check(self, name: str, points: int):
+    def check(self, name: str, points: int, hidden: bool = False):
         """Decorator: register a check function of this assignment (checks run in this order)."""
 
         def register(run):
-            self.checks.append(Check(name, points, run))
+            self.checks.append(Check(name, points, run, hidden))
             return run
 
         return register
 
 
 ASSIGNMENTS: dict[int, Assignment] = {}
+# Variants: another specification of the same functions, graded in place of assignment
+# `number` (grade.py --variant KEY). Their handouts and references are the instructor's
+# (assignments/instructor/variants/), never in the student copy.
+VARIANTS: dict[str, Assignment] = {}
 
 
 def assignment(number: int, title: str, handout: str, functions: list[str], **kw) -> Assignment:
     assert number not in ASSIGNMENTS, f"assignment {number} is defined twice"
     ASSIGNMENTS[number] = Assignment(number, title, handout, list(functions), **kw)
     return ASSIGNMENTS[number]
+
+
+def variant(key: str, number: int, title: str, handout: str, **kw) -> Assignment:
+    """Register variant `key` (e.g. "4b") of assignment `number`: the same functions to write
+    (the markers of assignment `number`), another specification and other checks."""
+    assert key not in VARIANTS, f"variant {key} is defined twice"
+    assert number in ASSIGNMENTS, f"variant {key}: no assignment {number}"
+    functions = ASSIGNMENTS[number].functions
+    VARIANTS[key] = Assignment(number, title, handout, list(functions), **kw)
+    return VARIANTS[key]
+
+
+# The instructor's kit: hidden checks and variants, in files the student copy never holds.
+INSTRUCTOR = Path(__file__).resolve().parent / "instructor"
+INSTRUCTOR_CHECKS = ("hidden_checks.py", "variants/checks.py")
+
+
+def load_instructor_checks() -> list[str]:
+    """Register the hidden checks and the variants of the instructor's kit, when this grader has
+    them (a student copy does not); returns the files it loaded."""
+    import importlib.util
+
+    loaded = []
+    for name in INSTRUCTOR_CHECKS:
+        path = INSTRUCTOR / name
+        if path.is_file():
+            module = f"skimbert_instructor_{path.stem}_{len(loaded)}"
+            spec = importlib.util.spec_from_file_location(module, path)
+            code = importlib.util.module_from_spec(spec)
+            sys.modules[module] = code
+            spec.loader.exec_module(code)
+            loaded.append(str(path))
+    return loaded
+
+
+def find(key: str | int) -> Assignment:
+    """An assignment by number, or a variant by key ("4b")."""
+    if isinstance(key, int) or str(key).isdigit():
+        return ASSIGNMENTS[int(key)]
+    return VARIANTS[str(key)]
 
 
 def student(name: str):
@@ -139,13 +184,14 @@ def run_check(check: Check) -> dict:
     }
 
 
-def run_assignment(number: int, directory: Path) -> list[dict]:
-    """Run every check of one assignment on the code in `directory` (grade.py's worker)."""
+def run_assignment(key: int | str, directory: Path) -> list[dict]:
+    """Run every check of one assignment (a number) or variant (a key such as "4b") on the code
+    in `directory` (grade.py's worker)."""
     global STUDENT_DIR
     STUDENT_DIR = Path(directory).resolve()
     if str(STUDENT_DIR) not in sys.path:
         sys.path.insert(1, str(STUDENT_DIR))  # after this folder, so `checks` stays ours
-    return [run_check(c) for c in ASSIGNMENTS[number].checks]
+    return [run_check(c) for c in find(key).checks]
 
 
 # ----------------------------------------------------------------------------------------------

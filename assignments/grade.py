@@ -3,6 +3,7 @@
     python assignments/grade.py                  # grade this repository (the reference: full marks)
     python assignments/grade.py ~/alice          # grade a student's copy
     python assignments/grade.py ~/alice --only 2 3 --report alice.json
+    python assignments/grade.py ~/alice --gradescope results.json   # Gradescope's format too
     python assignments/grade.py --list           # the assignments, their points and checks
 
 One line per assignment: number, title, PASS or FAIL, points earned / possible and, on FAIL, the
@@ -10,10 +11,22 @@ first failed check with what went wrong. A JSON report goes to DIR/grade.json (o
 exit status is 0 only when every graded assignment passes.
 
 The checks are this script's own (assignments/checks.py beside it), never the graded copy's:
-grade with your copy of the kit and a student cannot change what is checked. Each assignment
-runs in its own Python process that imports the student's modules from DIR, so a module that
-does not even import fails only the assignments that need it, and an endless loop fails only
-its own assignment (after its timeout).
+grade with your copy of the kit and a student cannot change what is checked. The instructor's
+kit (assignments/instructor/, which a student copy never holds) adds hidden checks and variants
+(--variant 4b grades variant 4b in place of assignment 4); --public grades with the public
+checks alone, as a student sees them.
+
+Each assignment runs in its own Python process that imports the student's modules from DIR, so a
+module that does not even import fails only the assignments that need it, and an endless loop
+fails only its own assignment (after its timeout). That process sends its verdicts back through
+a pipe, with a secret it read before importing anything of the student's, and ends without
+running exit hooks; points are counted here, from this grader's own table of checks. Code that
+runs in the grading process can still, with effort, reach that pipe: for grades that count, run
+the grader in a container and read what a submission does (assignments/instructor/README.md).
+
+Assignment 6 grades LTP in the copy's ltp.py, or the student's own method: --strategy
+FILE.py:Class, SKIMBERT_STRATEGY, or by default DIR/my_method.py:MyMethod when that file exists
+(the submission layout of the instructor guide).
 """
 
 from __future__ import annotations
@@ -21,9 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,45 +46,104 @@ sys.path.insert(0, str(HERE))
 
 import checks  # noqa: E402  (the grader's own checks, found through HERE)
 
+OWN_METHOD = ("my_method.py", "MyMethod")  # where a submission puts its own method (assignment 6)
 
-def _worker(number: int, directory: Path, result_file: Path) -> None:
-    """In the child process: run one assignment's checks, write their records as JSON. (torch, if
-    the checks import it, runs one thread: OMP_NUM_THREADS=1, as several workers share the CPUs.)"""
-    records = checks.run_assignment(number, directory)
-    result_file.write_text(json.dumps(records))
+
+def _worker(key: str, directory: Path, result_fd: int) -> None:
+    """In the child process: read the secret from stdin before any of the student's code runs,
+    run one assignment's checks, send {secret, records} through the pipe, and end at once
+    (os._exit: no atexit hook, no finaliser of the student's runs after the verdict)."""
+    secret = sys.stdin.readline().strip()
+    records = checks.run_assignment(key, directory)
+    message = json.dumps({"secret": secret, "records": records}).encode()
+    with os.fdopen(result_fd, "wb") as pipe:
+        pipe.write(message)
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def _failed_all(assignment, message: str) -> list[dict]:
     return [
-        {"name": c.name, "points": c.points, "passed": False, "message": message, "seconds": None}
+        {
+            "name": c.name,
+            "points": c.points,
+            "hidden": c.hidden,
+            "passed": False,
+            "message": message,
+            "seconds": None,
+        }
         for c in assignment.checks
     ]
 
 
-def grade_one(number: int, directory: Path, timeout_s: float | None) -> dict:
-    """Run one assignment's checks in a fresh process on `directory`; its report entry."""
-    assignment = checks.ASSIGNMENTS[number]
+def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
+    """The records the worker sent, checked against this grader's own list of checks: the same
+    names in the same order, points from our table. None when they are not the worker's."""
+    try:
+        message = json.loads(said.decode())
+        records = message["records"]
+        ok = secrets.compare_digest(str(message.get("secret", "")), secret)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    names = [c.name for c in assignment.checks]
+    if not ok or not isinstance(records, list) or [r.get("name") for r in records] != names:
+        return None
+    return [
+        {
+            "name": c.name,
+            "points": c.points,
+            "hidden": c.hidden,
+            "passed": r.get("passed") is True,
+            "message": None if r.get("passed") is True else str(r.get("message")),
+            "seconds": r.get("seconds") if isinstance(r.get("seconds"), (int, float)) else None,
+        }
+        for c, r in zip(assignment.checks, records)
+    ]
+
+
+def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
+    """Run one assignment's (or variant's) checks in a fresh process on `directory`; its report
+    entry."""
+    assignment = checks.find(key)
     timeout_s = timeout_s or assignment.timeout_s
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but DIR's code
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(env_extra or {})
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        result_file = Path(tmp) / "result.json"
-        command = [sys.executable, str(HERE / "grade.py"), "--worker", str(number)]
-        command += [str(directory), "--result", str(result_file)]
+    secret = secrets.token_hex(16)
+    read_end, write_end = os.pipe()
+    command = [sys.executable, str(HERE / "grade.py"), "--worker", str(key), str(directory)]
+    command += ["--result-fd", str(write_end)]
+    try:
+        child = subprocess.Popen(
+            command,
+            cwd=directory,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(write_end)  # the child holds its own copy: EOF here when it ends
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        said = reader.submit(_read_all, read_end)
         try:
-            done = subprocess.run(
-                command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout_s
-            )
-            if result_file.is_file():
-                records = json.loads(result_file.read_text())
-            else:  # the process died before writing: show the end of what it said
-                said = (done.stderr or done.stdout).strip().splitlines()
-                last = said[-1] if said else "no output"
+            out, err = child.communicate(secret + "\n", timeout=timeout_s)
+            records = _verdicts(assignment, said.result(), secret)
+            if records is None:  # the process died before its verdict, or sent no valid one
+                lines = (err or out).strip().splitlines()
+                last = lines[-1] if lines else "no output"
                 records = _failed_all(
-                    assignment, f"the checks crashed (exit status {done.returncode}): {last}"
+                    assignment,
+                    f"the checks crashed (exit status {child.returncode}) or sent no verdict: "
+                    f"{last}",
                 )
         except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            said.result()
             records = _failed_all(
                 assignment,
                 f"the checks did not finish within {timeout_s:g} s (an endless loop, or a very "
@@ -80,7 +152,8 @@ def grade_one(number: int, directory: Path, timeout_s: float | None) -> dict:
     earned = sum(r["points"] for r in records if r["passed"])
     failed = [r for r in records if not r["passed"]]
     return {
-        "number": number,
+        "number": assignment.number,
+        "variant": None if isinstance(key, int) or str(key).isdigit() else str(key),
         "title": assignment.title,
         "handout": assignment.handout,
         "functions": assignment.functions,
@@ -93,14 +166,27 @@ def grade_one(number: int, directory: Path, timeout_s: float | None) -> dict:
     }
 
 
-def grade(directory: Path, numbers: list[int], timeout_s=None, jobs: int = 1, echo=print) -> dict:
-    """Grade `directory` on the given assignments; prints one line each (in order) and returns
-    the report."""
+def _read_all(fd: int) -> bytes:
+    """Everything written to the pipe until the last writer closes it (at most 16 MiB)."""
+    chunks, size = [], 0
+    with os.fdopen(fd, "rb") as pipe:
+        while chunk := pipe.read(65536):
+            size += len(chunk)
+            if size > 16 << 20:
+                return b""
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print, env=None) -> dict:
+    """Grade `directory` on the given assignments (numbers) or variants (keys such as "4b");
+    prints one line each (in order) and returns the report."""
     results = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for r in pool.map(lambda n: grade_one(n, directory, timeout_s), numbers):
+        for r in pool.map(lambda k: grade_one(k, directory, timeout_s, env), keys):
             points = f"{r['earned']:>3}/{r['possible']}"
-            line = f"{r['number']:>2}. {r['title']:<42} {r['status']}  {points:<8}"
+            label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
+            line = f"{label:>6}. {r['title']:<42} {r['status']}  {points:<8}"
             echo((line + (r["message"] or "")).rstrip())
             results.append(r)
     return {
@@ -112,6 +198,46 @@ def grade(directory: Path, numbers: list[int], timeout_s=None, jobs: int = 1, ec
         "graded": len(results),
         "assignments": results,
     }
+
+
+def gradescope(report: dict) -> dict:
+    """The report in Gradescope's autograder format (results.json: score, tests with name,
+    score, max_score, output), one test per check."""
+    tests = []
+    for a in report["assignments"]:
+        tag = f"{a['number']}" + (f" ({a['variant']})" if a["variant"] else "")
+        for c in a["checks"]:
+            tests.append(
+                {
+                    "name": f"{tag}. {a['title']}: {c['name']}",
+                    "score": c["points"] if c["passed"] else 0,
+                    "max_score": c["points"],
+                    "output": "passed" if c["passed"] else c["message"],
+                    "visibility": "after_published" if c["hidden"] else "visible",
+                }
+            )
+    return {
+        "score": report["earned"],
+        "output": f"{report['passed']} of {report['graded']} assignments pass",
+        "tests": tests,
+    }
+
+
+def _write(path: Path, value: dict) -> None:
+    """JSON to `path`, through a temporary file and a rename (never half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def own_method(directory: Path, given: str | None) -> str | None:
+    """Which method assignment 6 grades: --strategy, else SKIMBERT_STRATEGY, else the
+    submission's my_method.py:MyMethod when it exists; None: LTP in the copy's ltp.py."""
+    if given or os.environ.get("SKIMBERT_STRATEGY"):
+        return given or os.environ["SKIMBERT_STRATEGY"]
+    file, name = OWN_METHOD
+    return f"{directory / file}:{name}" if (directory / file).is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,7 +253,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", type=int, nargs="+", metavar="N", help="grade these only")
     parser.add_argument(
+        "--variant",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="grade these variants (instructor's kit, e.g. 4b) in place of their assignments",
+    )
+    parser.add_argument(
+        "--public", action="store_true", help="the public checks only, as a student's grader"
+    )
+    parser.add_argument(
+        "--strategy",
+        metavar="FILE.py:Class",
+        help="assignment 6: the student's own method (default: my_method.py:MyMethod in the "
+        "graded folder when it exists, else LTP in its ltp.py)",
+    )
+    parser.add_argument(
         "--report", type=Path, help="where to write the JSON report (default: DIR/grade.json)"
+    )
+    parser.add_argument(
+        "--gradescope", type=Path, metavar="PATH", help="also write Gradescope's results.json"
     )
     parser.add_argument(
         "--timeout",
@@ -143,32 +288,49 @@ def main(argv: list[str] | None = None) -> int:
         help="assignments graded at once, one process each (default: up to 4)",
     )
     parser.add_argument("--list", action="store_true", help="list the assignments and stop")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     directory = args.directory.resolve()
+    if not args.public:
+        checks.load_instructor_checks()
 
     if args.worker is not None:
-        _worker(args.worker, directory, args.result)
+        _worker(args.worker, directory, args.result_fd)
         return 0
     if args.list:
-        for a in checks.ASSIGNMENTS.values():
+        for a in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.items()]:
+            key, a = a if isinstance(a, tuple) else (str(a.number), a)
             functions = ", ".join(a.functions)
-            print(f"{a.number:>2}. {a.title} ({a.points} points, {a.handout}): {functions}")
+            print(f"{key:>3}. {a.title} ({a.points} points, {a.handout}): {functions}")
             for c in a.checks:
-                print(f"      {c.points:>2}  {c.name}")
+                print(f"      {c.points:>2}  {c.name}{'  (hidden)' if c.hidden else ''}")
         return 0
     if not directory.is_dir():
         parser.error(f"{directory} is not a folder")
-    numbers = sorted(args.only or checks.ASSIGNMENTS)
-    unknown = [n for n in numbers if n not in checks.ASSIGNMENTS]
+    unknown = [k for k in args.variant if k not in checks.VARIANTS]
     if unknown:
-        parser.error(f"no assignment {unknown[0]}; there are {sorted(checks.ASSIGNMENTS)}")
+        known = ", ".join(checks.VARIANTS) or "none: they are in the instructor's kit"
+        parser.error(f"no variant {unknown[0]}; the variants are {known}")
+    numbers = sorted(args.only or checks.ASSIGNMENTS)
+    bad = [n for n in numbers if n not in checks.ASSIGNMENTS]
+    if bad:
+        parser.error(f"no assignment {bad[0]}; there are {sorted(checks.ASSIGNMENTS)}")
+    replaced = {checks.VARIANTS[k].number: k for k in args.variant}
+    keys = [replaced.get(n, n) for n in numbers]
+    if args.variant and args.only is None:
+        keys = list(replaced.values())
+    strategy = own_method(directory, args.strategy)
+    env = {"SKIMBERT_STRATEGY": strategy} if strategy else {}
 
     print(f"grading {directory} (checks: {HERE / 'checks.py'})")
-    report = grade(directory, numbers, args.timeout, args.jobs)
+    if strategy and 6 in numbers:
+        print(f"assignment 6 grades {strategy}")
+    report = grade(directory, keys, args.timeout, args.jobs, env=env)
     report_path = args.report or directory / "grade.json"
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _write(report_path, report)
+    if args.gradescope:
+        _write(args.gradescope, gradescope(report))
     print(
         f"total {report['earned']}/{report['possible']}: {report['passed']} of "
         f"{report['graded']} assignments pass. Report: {report_path}"
