@@ -382,7 +382,8 @@ def train(cfg: TrainConfig, method, options) -> dict:
         progress = train_stage(run, s, stages[s], progress, teacher)
         if progress.get("stopped"):
             return {"stopped": True}
-    return finish(run, started, {"history": progress["history"]})
+    schedule = [dataclasses.asdict(stage) for stage in stages]  # what a control can repeat
+    return finish(run, started, {"history": progress["history"], "stages": schedule})
 
 
 def check(cfg: TrainConfig) -> TrainConfig:
@@ -702,7 +703,23 @@ def evaluate(run: Run, strategy) -> dict:
             for p, s in speed.items()
         },  # fmt: skip
         "exit_layers": [r[3] for r in rows[: run.cfg.case_study]],
+        **_keywords_kept(feats, [r[3] for r in rows], cfg.num_hidden_layers),
     }
+
+
+def _keywords_kept(feats, exits: list[list[int]], num_layers: int) -> dict:
+    """On the synthetic tasks, where the words that decide the label are known: the share of
+    them that each layer still processed (a random skim keeps them as often as any token; a
+    method that learned keeps them more). Nothing for other tasks."""
+    if not feats or feats[0].keyword_mask is None:
+        return {}
+    marks = [np.asarray(f.keyword_mask, bool) for f in feats]
+    total = max(1, sum(int(m.sum()) for m in marks))
+    kept = [
+        sum(int((np.asarray(e) > i)[m].sum()) for m, e in zip(marks, exits)) / total
+        for i in range(num_layers)
+    ]
+    return {"keywords_kept_per_layer": [round(k, 4) for k in kept]}
 
 
 def _eval_line(step, loss, res, stage) -> str:

@@ -402,8 +402,8 @@ def _attention_mask_gradient():
     expected = [-0.75, 0.75, 93 / 8]
     got = [0.0] * 3 if m.grad is None else m.grad[0].tolist()
     hint = (
-        " No gradient reached the mask: masked_fill(−inf) or a bool mask cuts it; multiply the "
-        "exponentials by m instead."
+        " No gradient reached the mask: filling the masked scores with −inf, or turning the "
+        "mask into bools, cuts it; let m weight the exponentials instead."
         if not any(got)
         else " The masked key (m = 0) must get a gradient too: that is how a skimmed token "
         "learns it should have been kept."
@@ -476,14 +476,15 @@ def _attention_dropout():
     moved = (sums - 1).abs().gt(1e-4).float().mean().item()
     expect(
         moved > 0.5,
-        "with self.training and p_drop = 0.5 the probabilities were not dropped: apply "
-        "F.dropout(probs, p_drop, self.training) to the probabilities, as the code you replace did",
+        "with self.training and p_drop = 0.5 the probabilities were not dropped: in training, "
+        "attention dropout zeroes each probability with probability p_drop (and scales the "
+        "rest by 1/(1 − p_drop)) before they weight the values; at evaluation it does nothing",
     )
     expect(
         abs(sums.mean().item() - 1) < 0.15,
         f"with dropout the probabilities of a row should still sum to 1 on average, got "
-        f"{sums.mean().item():.3f}: drop the probabilities (scaled by 1/(1 − p), as F.dropout "
-        f"does), after normalising",
+        f"{sums.mean().item():.3f}: drop the probabilities after normalising them, and scale "
+        f"the ones you keep by 1/(1 − p) (inverted dropout)",
     )
 
 
@@ -512,6 +513,23 @@ def _gumbel_call(tau: float):
 
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
+
+
+def _noise_hint(share: float, delta: float, tol: float) -> str:
+    """Which wrong noise gives this share of kept tokens, when keep − skip logit = delta: the
+    decision is delta + g_keep − g_skip > 0, and the difference of two draws has a known law."""
+    laplace = 1 - 0.5 * math.exp(-delta) if delta >= 0 else 0.5 * math.exp(delta)  # Exp(1) draws
+    normal = 0.5 * (1 + math.erf(delta / 2))  # N(0, 1) draws: the difference is N(0, 2)
+    d = min(max(delta, -1.0), 1.0)  # U(0, 1) draws: the difference is triangular on [−1, 1]
+    uniform = 1 - 0.5 * (1 - d) ** 2 if d >= 0 else 0.5 * (1 + d) ** 2
+    for law, value in (
+        ("exponential noise (an Exp(1) draw; Gumbel noise is minus the log of one)", laplace),
+        ("Gaussian noise", normal),
+        ("uniform noise (Gumbel noise is −log(−log U) of a uniform U)", uniform),
+    ):
+        if abs(share - value) <= tol:
+            return f" That is the share {law} gives: Eq. 5 adds Gumbel(0, 1) noise."
+    return " The decision (the argmax of logit + g) must not depend on τ > 0."
 
 
 def _gumbel_theory(delta: float, tau: float) -> dict[str, tuple[float, float]]:
@@ -552,16 +570,59 @@ def _gumbel_shape():
         f"the mask has dtype {keep.dtype}; return floats (the logits' dtype): the mask "
         f"multiplies attention weights and must carry a gradient",
     )
-    bad = ~((keep == 0) | (keep == 1))
+    # exactly 0 or 1 up to rounding: hard + soft − soft.detach(), summed in that order, is 1 ± 1e-7
+    bad = ~(((keep - 0).abs() <= 1e-6) | ((keep - 1).abs() <= 1e-6))
     if bad.any():
         raise CheckFailed(
             f"{int(bad.sum())} of {keep.numel()} entries are neither 0 nor 1 (e.g. "
-            f"{keep[bad][0].item():.4g}): the forward value is the hard decision; only the "
-            f"gradient is the soft sample's (straight-through: hard + (soft − soft.detach()))"
+            f"{keep[bad][0].item():.4g}): the forward value must be the hard decision; only the "
+            f"gradient is the soft sample's (the straight-through estimator of Eq. 5)"
         )
 
 
-@GUMBEL.check("keeps each token with probability softmax(logits)[..., 1], whatever τ", points=7)
+@GUMBEL.check("fresh noise on every call, from torch's generator, never reseeded", points=4)
+def _gumbel_fresh_noise():
+    import torch
+
+    # Frozen noise (a seed set inside the function, a generator made and seeded there) decides
+    # every call alike: the smoke training then never learns to skim. Noise that ignores the
+    # caller's seed makes no run repeatable (--seed, --resume). Both are caught here.
+    torch.manual_seed(1234)
+    logits, first = _gumbel_call(1.0)
+    first = _tensor(first, "gumbel_keep's result").detach()
+    second = _gumbel_call(1.0)[1].detach()
+    larger = (logits[..., 1] > logits[..., 0]).to(first.dtype)
+    expect(
+        not torch.equal(first.round(), larger),
+        "every token got the decision of its larger logit, on every call: there is no noise. "
+        "Eq. 5 adds independent Gumbel(0, 1) noise to each logit before comparing",
+    )
+    expect(
+        not torch.equal(first, second),
+        f"two calls in a row decided all {first.numel()} tokens alike: the noise is frozen. "
+        "Each call must draw new noise from torch's global generator; a seed set inside the "
+        "function (or a generator created and seeded there) gives the same noise every time, "
+        "and the skim predictor then never learns",
+    )
+    torch.manual_seed(1234)
+    again = _gumbel_call(1.0)[1].detach()
+    expect(
+        torch.equal(first, again),
+        "after the caller's torch.manual_seed(1234) the same call decided differently: draw the "
+        "noise from torch's global generator (no generator of your own, no reseeding), so that "
+        "the caller's seed makes a run repeatable",
+    )
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    _gumbel_call(1.0)
+    expect(
+        not torch.equal(before, torch.get_rng_state()),
+        "torch's global generator is where it was before the call: the noise must be drawn "
+        "from it (saving and restoring its state, or reseeding it, freezes the noise)",
+    )
+
+
+@GUMBEL.check("keeps each token with probability softmax(logits)[..., 1], whatever τ", points=5)
 def _gumbel_frequencies():
     import torch
 
@@ -573,12 +634,12 @@ def _gumbel_frequencies():
             share, p = keep[b].mean().item(), _sigmoid(delta)
             tol = SIGMAS * math.sqrt(p * (1 - p) / N)
             hint = (
-                " Every token got the same decision: there is no noise. Add g ~ Gumbel(0, 1) "
-                "(g = −log(−log U), U ~ Uniform(0, 1)) to each logit before comparing."
+                " Every token got the same decision: there is no noise. Eq. 5 adds independent "
+                "Gumbel(0, 1) noise to each logit before comparing."
                 if share in (0.0, 1.0)
                 else " That is P(skip): index 1 of the last axis is keep, index 0 skip."
                 if abs(share - (1 - p)) <= tol
-                else " The decision (the argmax of logit + g) must not depend on τ > 0."
+                else _noise_hint(share, delta, tol)
             )
             expect(
                 abs(share - p) <= tol,
@@ -598,16 +659,16 @@ def _gumbel_straight_through():
         keep = _tensor(keep, "gumbel_keep's result")
         expect(
             keep.requires_grad,
-            "the mask carries no gradient, so the skim predictor could never learn: return "
-            "hard + (soft − soft.detach()), exactly hard forward, the soft sample's gradient "
-            "backward",
+            "the mask carries no gradient, so the skim predictor could never learn: the "
+            "straight-through estimator returns a value that equals the hard decision forward "
+            "but has the soft sample's gradient backward",
         )
         keep.sum().backward()
         grad = logits.grad
         expect(
             grad is not None and grad.abs().sum() > 0,
             "the gradient of the mask with respect to the logits is zero: a hard decision alone "
-            "has none; add (soft − soft.detach()) so that the soft sample's gradient flows",
+            "has none; the soft sample's gradient must reach the logits (straight through)",
         )
         keep_grad, skip_grad = grad[..., 1], grad[..., 0]
         err = (keep_grad + skip_grad).abs().max().item()
@@ -626,7 +687,7 @@ def _gumbel_straight_through():
         )
 
 
-@GUMBEL.check("the gradient has the size Eq. 5 gives at temperature τ", points=8)
+@GUMBEL.check("the gradient has the size Eq. 5 gives at temperature τ", points=6)
 def _gumbel_gradient_size():
     import torch
 
@@ -670,24 +731,73 @@ def _gumbel_gradient_size():
 SKIM_LOSS = assignment(3, "skim loss", "assignments/03_skim_loss.md", ["skim.skim_loss"])
 
 
-class _Out:
-    """What skim_loss reads of a SkimOutput: the L keep masks (B, T), layer by layer. (The count
-    per layer is there too, detached as in the real one: a loss built on it cannot train.)"""
+def _real_output(masks, attention_mask):
+    """A real SkimOutput of the student's skim.py, from the real loop (skim_forward, training
+    form) on a tiny model of the student's transformer.py, whose strategy keeps exactly `masks`
+    (L lists (B, T), each a running product with [CLS] kept, as the loop makes them). Its
+    masks are then these tensors themselves, so the check can read their gradients; every other
+    field (tokens_per_layer, exit_layer, ...) is the loop's own, so any correct way of writing
+    skim_loss, whatever field it reads, sees what it would see in training."""
+    import dataclasses
 
-    def __init__(self, masks):
-        self.masks = masks
-        self.tokens_per_layer = _stack_counts(masks)
-
-
-def _stack_counts(masks):
     import torch
 
-    return torch.stack([m.detach().sum(1) for m in masks], 1).long()
+    skim, transformer = student("skim"), student("transformer")
+    B, T = attention_mask.shape
+    cfg = transformer.BertConfig(
+        vocab_size=10,
+        hidden_size=8,
+        num_hidden_layers=len(masks),
+        num_attention_heads=2,
+        intermediate_size=8,
+        max_position_embeddings=max(8, T),
+        attn_impl="sdpa",  # assignment 1's attention is not needed here
+    )
+
+    class Fixed(skim.SkimStrategy):
+        layers = tuple(range(len(masks)))
+
+        def decide(self, i, h, alive, ctx):
+            return masks[i].detach().to(h.dtype)
+
+    torch.manual_seed(0)
+    model = transformer.BertForTask(cfg, "classification", 2).train()
+    ids = torch.randint(4, 10, (B, T)) * attention_mask
+    batch = {"input_ids": ids, "attention_mask": attention_mask, "token_type_ids": ids * 0}
+    with torch.no_grad():
+        out = skim.skim_forward(model, Fixed(), batch, prune=False)
+    return dataclasses.replace(out, masks=list(masks))
 
 
 def _skim_loss(masks, attention_mask):
     skim = student("skim")
-    return _tensor(skim.skim_loss(_Out(masks), attention_mask), "skim_loss's result")
+    out = _real_output(masks, attention_mask)
+    return _tensor(skim.skim_loss(out, attention_mask), "skim_loss's result")
+
+
+def _skim_loss_mistakes(keep, mask) -> dict[str, float]:
+    """What the common mistakes give on a batch: keep[l][b][t], mask[b][t] (1 = real token)."""
+    L, B, T = len(keep), len(mask), len(mask[0])
+    n = [sum(row) for row in mask]
+    kept = [[sum(keep[layer][b]) for b in range(B)] for layer in range(L)]
+    return {
+        "That is what dividing by the padded length T gives: divide each example's count by "
+        "its own real length.": sum(kept[i][b] / T for i in range(L) for b in range(B)) / (L * B),
+        "That is total kept / total real tokens over the batch: take each example's share "
+        "first, then the mean.": sum(map(sum, kept)) / (L * sum(n)),
+        "That counts the last layer only: Eq. 6 averages the kept share over every layer.": (
+            sum(kept[-1][b] / n[b] for b in range(B)) / B
+        ),
+        "That counts the first layer only: Eq. 6 averages the kept share over every layer.": (
+            sum(kept[0][b] / n[b] for b in range(B)) / B
+        ),
+        "That is a sum over the layers where Eq. 6 takes their mean.": (
+            sum(kept[i][b] / n[b] for i in range(L) for b in range(B)) / B
+        ),
+        "That is a sum over both layers and examples; Eq. 6 takes means.": (
+            sum(kept[i][b] / n[b] for i in range(L) for b in range(B))
+        ),
+    }
 
 
 # Two examples of 4 positions, the second with 2 pads; L = 2 layers.
@@ -695,6 +805,14 @@ def _skim_loss(masks, attention_mask):
 # Example 1 (length 2): keeps 2 then 1 -> (2/2 + 1/2)/2 = 0.75      loss = (0.625 + 0.75)/2 = 0.6875
 HAND_MASK = [[1, 1, 1, 1], [1, 1, 0, 0]]
 HAND_KEEP = [[[1, 1, 1, 0], [1, 1, 0, 0]], [[1, 1, 0, 0], [1, 0, 0, 0]]]  # [layer][example][t]
+# A second batch, to tell apart mistakes that happen to agree on the first (the padded length
+# and the last layer alone both give 0.5 there): 3 layers, lengths 5 and 3 of 6 positions.
+OTHER_MASK = [[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]]
+OTHER_KEEP = [
+    [[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]],
+    [[1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]],
+    [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0]],
+]
 
 
 @SKIM_LOSS.check("hand-worked batch: kept share of each real length, mean over layers", points=6)
@@ -705,18 +823,15 @@ def _skim_loss_hand_worked():
     loss = _skim_loss(masks, torch.tensor(HAND_MASK))
     expect(loss.numel() == 1, f"the loss has shape {tuple(loss.shape)}; return one number")
     got = loss.item()
-    hint = _diagnose(
-        got,
-        1e-4,
-        {
-            "That is what dividing by the padded length T gives: divide by each example's real "
-            "length, attention_mask.sum(1).": 0.5,
-            "That is total kept / total real tokens over the batch: take each example's share "
-            "first, then the mean.": 2 / 3,
-            "That is a sum where Eq. 6 takes a mean (over layers, and over the batch).": 1.375,
-            "That is a sum over both layers and examples; Eq. 6 takes means.": 2.75,
-        },
-    )
+    hint = ""
+    if abs(got - 0.6875) >= 1e-5:  # name the mistake that gives this on both batches
+        other = [torch.tensor(m, dtype=torch.float32) for m in OTHER_KEEP]
+        got_other = _skim_loss(other, torch.tensor(OTHER_MASK)).item()
+        on_other = _skim_loss_mistakes(OTHER_KEEP, OTHER_MASK)
+        for mistake, value in _skim_loss_mistakes(HAND_KEEP, HAND_MASK).items():
+            if _close(got, value) and _close(got_other, on_other[mistake]):
+                hint = " " + mistake
+                break
     expect(
         abs(got - 0.6875) < 1e-5,
         f"skim_loss gave {got:.6g} on the batch of assignments/03_skim_loss.md; expected "
@@ -757,8 +872,8 @@ def _skim_loss_gradient():
     expect(
         loss.requires_grad,
         "the loss carries no gradient: it must be computed from out.masks (a differentiable "
-        "tensor; its gradient is what teaches the predictors to skim), not from detached counts "
-        "such as out.tokens_per_layer, .item() or Python numbers",
+        "tensor; its gradient is what teaches the predictors to skim), not from counts that "
+        "carry none (the per-layer token counts, Python numbers)",
     )
     loss.sum().backward()
     for i, m in enumerate(masks):
@@ -859,8 +974,8 @@ def _reinforce_hand_worked():
             "its own example's S samples.": 4 / 3,
             "That subtracts one baseline for the whole batch (the mean of all B·S rewards); each "
             "example needs its own, the mean of its S samples.": 0.645833,
-            "That takes the samples as interleaved (view(S, B)); they lie side by side: "
-            "example b is entries b·S … b·S + S − 1 (view(B, S)).": 85 / 72,
+            "That takes the samples as interleaved (sample s of every example, then sample "
+            "s + 1); they lie side by side: example b is entries b·S … b·S + S − 1.": 85 / 72,
             "The sign is flipped: the loss to minimise is −mean(advantage·log π).": -7 / 6,
             "That is a sum over the B·S samples; take the mean.": 7.0,
         },
@@ -915,7 +1030,7 @@ def _reinforce_detached():
     loss.sum().backward()
     expect(
         rewards.grad is None or not rewards.grad.any(),
-        "the loss sends a gradient into the rewards; treat them as constants (rewards.detach()): "
+        "the loss sends a gradient into the rewards; treat them as constants, cut from the graph: "
         "REINFORCE differentiates log π only, and the task loss inside the reward must not be "
         "trained through it",
     )
@@ -1016,12 +1131,17 @@ def _per_token_flops_hand_worked():
     # a token pays its share of every scorer it reached, before layers 0..k: +20, +20, +10.
     # A scorer costing n² before layer 0 only: 9 for the 3 tokens there, 3 each.
     # L = 3, [3, 0, 3, 1]: n = (3, 2, 2). k = 3: (224 + 48) + (224 + 32)·2 = 784; k = 1: 272.
+    # A scorer costing 10·n + 1: 31 on the 3 tokens before layer 0, 21 on the 2 before layer 1.
+    # Each token pays 10 of every scorer it reached; the remainders (1 and 1) go to [CLS], the
+    # first token, which reaches every scorer: 516 + 2, 276, 10. The costs still sum to the whole.
     per_token = SimpleNamespace(layers=(0, 1), overhead_flops=lambda config, n: 10 * n)
     squared = SimpleNamespace(layers=(0,), overhead_flops=lambda config, n: n * n)
+    uneven = SimpleNamespace(layers=(0, 1), overhead_flops=lambda config, n: 10 * n + 1)
     cases = [
         (SMALL, [2, 1, 0], None, [496, 256, 0]),
         (SMALL, [2, 1, 0], per_token, [516, 276, 10]),
         (SMALL, [2, 1, 0], squared, [499, 259, 3]),
+        (SMALL, [2, 1, 0], uneven, [518, 276, 10]),
         (SimpleNamespace(hidden_size=4, intermediate_size=6, num_hidden_layers=3), [3, 0, 3, 1],
          None, [784, 0, 784, 272]),
     ]  # fmt: skip
@@ -1032,13 +1152,31 @@ def _per_token_flops_hand_worked():
             isinstance(got, list) and all(isinstance(x, int) for x in got),
             f"per_token_flops returned {got!r}; return a list of ints, one per token",
         )
+        hint = ""
+        if cost is uneven and sum(got) < sum(expected):
+            hint = (
+                f" They sum to {sum(got)}, {sum(expected) - sum(got)} short of the whole: the "
+                "remainder of the scorer's cost, after the equal integer shares, was dropped; "
+                "it belongs to the first token ([CLS])."
+            )
+        elif cost is uneven and sum(got) == sum(expected) and got[0] != expected[0]:
+            hint = (
+                " The costs sum to the whole, but the remainder of each scorer's cost went to "
+                "another token than the first: it belongs to [CLS], the one token that reaches "
+                "every scorer."
+            )
         expect(
             got == expected,
             f"per_token_flops(d=4, f=6, L={cfg.num_hidden_layers}, layers_processed={processed}"
-            f", scorer={'none' if cost is None else cost.layers}) gave {got}; expected {expected} "
-            f"(worked out in "
-            f"assignments/05_flops.md)",
+            f", scorer={'none' if cost is None else cost.layers}, its cost on n tokens "
+            f"{'' if cost is None else _cost_text(cost)}) gave {got}; expected {expected} "
+            f"(worked out in assignments/05_flops.md).{hint}",
         )
+
+
+def _cost_text(scorer) -> str:
+    """How a scorer's cost grows, for a message: its values at n = 1, 2, 3."""
+    return "at n = 1, 2, 3: " + ", ".join(str(scorer.overhead_flops(None, n)) for n in (1, 2, 3))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1084,7 +1222,7 @@ def _conformance(*names, **kwargs):
             raise CheckFailed(f"{_spec()}: {name.removeprefix('check_')}: {e}") from None
 
 
-@STRATEGY.check("masked (training) equals pruned (inference), also when nobody or all leave", 5)
+@STRATEGY.check("masked (training) equals pruned (inference), also when nobody or all leave", 4)
 def _strategy_masked_equals_pruned():
     for force in (None, "none", "all"):
         _conformance("check_masked_equals_pruned", force=force)
@@ -1100,12 +1238,17 @@ def _strategy_batch_and_counts():
     _conformance("check_batch_equals_alone", "check_tokens_per_layer")
 
 
+@STRATEGY.check("its decisions never see the answer (labels), in training or at inference", 2)
+def _strategy_ignores_answers():
+    _conformance("check_decisions_ignore_answers")
+
+
 @STRATEGY.check("the FLOPs it is charged equal torch's FlopCounterMode at two lengths", points=4)
 def _strategy_flops():
     _conformance("check_flops")
 
 
-@STRATEGY.check("its gradients reach every parameter; a checkpoint keeps its decisions", points=4)
+@STRATEGY.check("its gradients reach every parameter; a checkpoint keeps its decisions", points=3)
 def _strategy_gradients_and_checkpoint():
     import tempfile
 
@@ -1114,34 +1257,121 @@ def _strategy_gradients_and_checkpoint():
         _conformance("check_checkpoint_round_trip", tmp_path=Path(tmp))
 
 
-def _smoke(method: str, out: Path, *extra: str) -> dict:
-    """train.py of the graded folder on the smoke preset; its results.json."""
+# The experiment that grades a method: the smoke preset (the synthetic task: 1 or 3 keywords among
+# 8 to 60 filler words decide the label; a tiny 2-layer BERT; 1,600 training sentences) at the
+# grader's seeds, the whole dev set (500 sentences) scored. Beside each run, the control: the
+# random skim at the method's own per-layer shares, trained on the method's own schedule of
+# stages, at the same seed: a method gains nothing by training longer or by choosing a seed.
+#
+# What tells learning from luck on this task is *which* tokens survive: the dev set marks the
+# keywords, and a random skim keeps them as often as any other token. Accuracy alone does not:
+# measured with the reference LTP (seeds 1-3: 0.998, 0.874, 0.996), its trained control scores
+# 0.996, 0.874, 0.902, within seed noise, because layer 0 of a 2-layer model has already gathered
+# the keywords into [CLS] before any cut (the instructor guide has the numbers and the commands).
+# So the pass rule, over the seeds' means: speedup ≥ MIN_SPEEDUP, accuracy ≥ MIN_ACCURACY and no
+# worse than the control's (within two standard errors), and at the last layer the method keeps
+# at least MIN_SELECTIVITY more of the keywords than its control does.
+SEEDS = (1, 2, 3)
+MIN_SPEEDUP, MIN_ACCURACY, MIN_SELECTIVITY = 1.2, 0.9, 0.2
+MAX_EPOCHS = 6.0  # all stages together: twice the preset's 3 epochs
+
+
+def _smoke(method: str, out: Path, seed: int, *extra: str) -> dict:
+    """train.py of the graded folder on the smoke preset at `seed`; its results.json."""
     import json
     import subprocess
 
-    command = [sys.executable, "train.py", "--method", method, "--preset", "smoke",
-               "--out-dir", str(out), *extra]  # fmt: skip
+    command = [sys.executable, "train.py", "--method", method, "--preset", "smoke", "--seed",
+               str(seed), "--eval-subset", "500", "--out-dir", str(out), *extra]  # fmt: skip
     done = subprocess.run(command, cwd=STUDENT_DIR, capture_output=True, text=True)
     said = (done.stderr or done.stdout).strip().splitlines()
     expect(done.returncode == 0, f"`{' '.join(command[1:])}` failed: {said[-1] if said else ''}")
     return json.loads((out / "results.json").read_text())
 
 
-@STRATEGY.check("trains through train.py, skims, and learns more than a random control", 20)
-def _strategy_trains():
+def _control(folder: Path, stages: list[dict]) -> str:
+    """A random control that trains on `stages` (the method's schedule), written into `folder`;
+    its --method spec. It needs no teacher: the random skim's loss is the task loss."""
+    schedule = [{**stage, "teacher": False} for stage in stages]
+    path = folder / "control.py"
+    path.write_text(
+        "from skim import RandomSkim, Stage\n\n"
+        f"SCHEDULE = {schedule!r}\n\n\n"
+        "class Control(RandomSkim):\n"
+        "    def stages(self, cfg):\n"
+        "        return [Stage(**stage) for stage in SCHEDULE]\n"
+    )
+    return f"{path}:Control"
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def _experiment() -> list[dict]:
+    """The method and its control at each seed: accuracy, speedup, keywords kept at the last
+    layer."""
     import tempfile
 
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ours = _smoke(_spec(), Path(tmp) / "ours")
-        speedup, accuracy = ours["flops"]["none"]["speedup"], ours["metrics"]["accuracy"]
-        expect(speedup >= 1.2, f"it trains but hardly skims: {speedup:.2f}× FLOPs (want ≥ 1.2×)")
-        expect(accuracy >= 0.9, f"accuracy {accuracy:.3f} on the synthetic task (want ≥ 0.9)")
-        control = _smoke(
-            "random", Path(tmp) / "random", "--keep-shares-from", str(Path(tmp) / "ours")
-        )
-        expect(
-            accuracy >= control["metrics"]["accuracy"],
-            f"a random choice of the same share of tokens per layer scores "
-            f"{control['metrics']['accuracy']:.3f}, your method {accuracy:.3f}: it has learned "
-            "nothing beyond keeping fewer tokens",
-        )
+        for seed in SEEDS:
+            run = Path(tmp) / f"ours-s{seed}"
+            ours = _smoke(_spec(), run, seed)
+            stages = ours.get("stages") or []
+            epochs = sum(float(stage["epochs"]) for stage in stages)
+            expect(
+                epochs <= MAX_EPOCHS,
+                f"its stages train {epochs:g} epochs in all; the grading budget is {MAX_EPOCHS:g} "
+                "(the random control trains on the same schedule, so longer buys nothing)",
+            )
+            twin = _smoke(_control(Path(tmp), stages), Path(tmp) / f"control-s{seed}", seed,
+                          "--keep-shares-from", str(run), "--random-seed", str(seed))  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "accuracy": ours["metrics"]["accuracy"],
+                    "speedup": ours["flops"]["none"]["speedup"],
+                    "keywords": ours["keywords_kept_per_layer"][-1],
+                    "control_accuracy": twin["metrics"]["accuracy"],
+                    "control_keywords": twin["keywords_kept_per_layer"][-1],
+                }
+            )
+    return rows
+
+
+@STRATEGY.check("at 3 seeds: skims, and keeps the deciding words as a random control cannot", 20)
+def _strategy_trains():
+    rows = _experiment()
+    stats = {key: _mean_sd([r[key] for r in rows]) for key in rows[0] if key != "seed"}
+    acc, acc_sd = stats["accuracy"]
+    ctl, ctl_sd = stats["control_accuracy"]
+    speed = stats["speedup"][0]
+    selectivity = stats["keywords"][0] - stats["control_keywords"][0]
+    per_seed = "; ".join(
+        f"seed {r['seed']}: {r['accuracy']:.3f} at {r['speedup']:.2f}×, keywords kept "
+        f"{r['keywords']:.2f} (control {r['control_accuracy']:.3f}, {r['control_keywords']:.2f})"
+        for r in rows
+    )
+    table = (
+        f"mean over seeds {', '.join(map(str, SEEDS))}: accuracy {acc:.3f} ± {acc_sd:.3f} at "
+        f"{speed:.2f}× FLOPs, keeping {stats['keywords'][0]:.2f} of the keywords at the last "
+        f"layer; the random control at its shares, trained on its schedule: {ctl:.3f} ± "
+        f"{ctl_sd:.3f}, keeping {stats['control_keywords'][0]:.2f} ({per_seed})"
+    )
+    expect(speed >= MIN_SPEEDUP, f"it hardly skims (want ≥ {MIN_SPEEDUP}×): {table}")
+    expect(acc >= MIN_ACCURACY, f"its accuracy is below {MIN_ACCURACY}: {table}")
+    error = 2 * math.sqrt((acc_sd**2 + ctl_sd**2) / len(SEEDS))
+    expect(
+        acc >= ctl - error,
+        f"it is less accurate than a random choice of as many tokens (by more than two standard "
+        f"errors, {error:.3f}): {table}",
+    )
+    expect(
+        selectivity >= MIN_SELECTIVITY,
+        f"it does not keep the words that decide the label more often than the random control "
+        f"does ({selectivity:+.2f}; want ≥ +{MIN_SELECTIVITY}): what it keeps is no better "
+        f"chosen than by chance. {table}",
+    )

@@ -18,7 +18,11 @@ else is copied unchanged, so imports, other modules and their tests keep working
 
 What is copied: the files git tracks in this repository (their working-tree contents), or every
 file when the repository is not a git checkout (a student copy itself); never .git/, runs/ or
-caches. OUT must not exist yet, or be an empty folder.
+caches, and never the instructor's kit (assignments/instructor/: the guide with its answers, the
+known-wrong solutions and their tests, the hidden checks, the variants and their references).
+OUT must not exist yet, or be an empty folder. Once written, the copy is searched for every code
+line of the stubbed reference solutions (`leaks`); a line found there stops with an error, so a
+copy that would hand out an answer is never finished.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ END = re.compile(r"^(?P<indent>[ \t]*)# ASSIGNMENT (?P<number>\d+) END\s*$")
 ANY_MARKER = re.compile(r"^\s*# ASSIGNMENT\b")
 
 SKIPPED_DIRS = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
+INSTRUCTOR = "assignments/instructor/"  # the instructor's kit: never in a student copy
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -237,6 +242,72 @@ def repository_files(root: Path) -> list[str]:
     )
 
 
+def instructor_files(root: Path) -> list[str]:
+    """The files of the instructor's kit that a student copy leaves out."""
+    folder = root / INSTRUCTOR
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not (set(p.relative_to(root).parts) & SKIPPED_DIRS)
+    )
+
+
+def code_lines(root: Path, regions: dict[str, list[Region]]) -> dict[str, str]:
+    """Each code line of the marked reference bodies, normalised (`_normal`) -> where it is.
+    Comments and blank lines are left out, and so is a line the project's code also writes
+    outside every marked region (an idiom such as `with torch.no_grad():` or `return {`): such a
+    line tells nothing of the answer."""
+    inside, outside = {}, set()
+    for path in repository_files(root):
+        if not path.endswith(".py") or path.startswith(INSTRUCTOR) or path.startswith("tests/"):
+            continue
+        lines = (root / path).read_text().splitlines()
+        marked = set()
+        for r in regions.get(path, []) if path in regions else find_regions("\n".join(lines), path):
+            marked.update(range(r.begin, r.end + 1))
+        for i, line in enumerate(lines):
+            code = _normal(line)
+            if not code:
+                continue
+            if i in marked and path in regions:
+                inside.setdefault(code, f"{path}:{i + 1}")
+            elif i not in marked:
+                outside.add(code)
+    return {code: where for code, where in inside.items() if code not in outside}
+
+
+def _normal(line: str) -> str:
+    """A line of code without its comment and indentation, spaces squeezed and the typographic
+    minus and times written as ASCII (a hint written with them still gives the code away)."""
+    code = line.split("  #")[0].strip()
+    if code.startswith("#"):
+        return ""
+    code = code.replace("\u2212", "-").replace("\u00d7", "*")
+    return " ".join(code.split())
+
+
+def leaks(out: Path, lines: dict[str, str]) -> list[str]:
+    """Every place in the text files under `out` that holds one of `lines` (code_lines):
+    'file: line (from where)'."""
+    found = []
+    for file in sorted(Path(out).rglob("*")):
+        if not file.is_file() or file.suffix in SKIPPED_SUFFIXES:
+            continue
+        try:
+            text = file.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue  # not text
+        normal = "\n".join(_normal(line) for line in text.splitlines())
+        for code, where in lines.items():
+            if code in normal:
+                found.append(
+                    f"{file.relative_to(out).as_posix()}: {code!r} (the answer at {where})"
+                )
+    return found
+
+
 def plan(root: Path = REPO, only: set[int] | None = None) -> dict[str, list[Region]]:
     """The regions to stub, by file: those of `only`, or all. Checks every marker and that each
     handout exists before anything is written."""
@@ -267,12 +338,21 @@ def make_student(out: Path, only: set[int] | None = None, root: Path = REPO) -> 
         )
     regions = plan(root, only)
     for path in repository_files(root):
+        if path.startswith(INSTRUCTOR):
+            continue
         target = out / path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / path, target)  # keeps the mode: scripts stay executable
         if path in regions:
             bodies = {(r.number, r.function): stub_body(r) for r in regions[path]}
             target.write_text(replace_bodies((root / path).read_text(), path, bodies))
+    found = leaks(out, code_lines(root, regions))
+    if found:
+        raise MarkerError(
+            f"the copy in {out} still holds {len(found)} line(s) of the answers; delete it, "
+            "rewrite these places (describe the mistake, not the fix) and run again:\n  "
+            + "\n  ".join(found)
+        )
     return sorted(
         (r for rs in regions.values() for r in rs), key=lambda r: (r.number, r.path, r.begin)
     )
@@ -302,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
             f"stubbed assignment {r.number}: {r.path} {r.function} "
             f"(lines {r.begin + 1}-{r.end + 1}, {r.handout})"
         )
+    left_out = instructor_files(REPO)
+    if left_out:
+        print(
+            f"left out the instructor's kit ({len(left_out)} files in {INSTRUCTOR}: the guide, "
+            "known-wrong solutions, hidden checks, variants)"
+        )
+    print("searched the copy for every code line of the reference solutions: none found")
     found = sorted({r.number for r in stubbed})
     print(
         f"student copy in {args.out}: {len(stubbed)} stubs for assignments "

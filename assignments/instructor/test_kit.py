@@ -19,9 +19,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "assignments"))
+sys.path.insert(0, str(REPO / "assignments" / "instructor"))
 
 import checks  # noqa: E402
 import make_student  # noqa: E402
+import mutants  # noqa: E402
 
 GRADE = REPO / "assignments" / "grade.py"
 
@@ -113,151 +115,73 @@ def test_every_marked_region_belongs_to_a_registered_assignment_with_a_handout()
 
 
 # ----------------------------------------------------------------------------------------------
-# Known-wrong solutions
-
-# name: (file, function, wrong body, check that must fail, words its message must contain)
-MUTANTS = {
-    "a strategy that keeps pads": (
-        "ltp.py",
-        "LTP.decide",
-        """
-        keep = torch.ones_like(alive)
-        return keep.bool() if ctx.pruning else keep
-        """,
-        "never keeps a pad",
-        "keeps a pad",
-    ),
-    "attention masked without renormalising": (
-        "transformer.py",
-        "SelfAttention._eager",
-        """
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)
-        probs = scores.softmax(-1)
-        if key_mask is not None:
-            probs = probs * key_mask.to(scores.dtype)[:, None, None, :]
-        return F.dropout(probs, p_drop, self.training) @ v
-        """,
-        "renormalises",
-        "renormalise",
-    ),
-    "Gumbel with no noise": (
-        "skim.py",
-        "gumbel_keep",
-        """
-        soft = (logits / tau).softmax(-1)[..., 1]
-        hard = (soft > 0.5).to(logits.dtype)
-        return hard + (soft - soft.detach())
-        """,
-        "keeps each token with probability",
-        "no noise",
-    ),
-    "Gumbel with tau ignored": (
-        "skim.py",
-        "gumbel_keep",
-        """
-        gumbel = -torch.empty_like(logits).exponential_().log()
-        soft = (logits + gumbel).softmax(-1)[..., 1]
-        hard = (soft > 0.5).to(logits.dtype)
-        return hard + (soft - soft.detach())
-        """,
-        "straight through",
-        "divided by τ",
-    ),
-    "hard Gumbel sample with no straight-through gradient": (
-        "skim.py",
-        "gumbel_keep",
-        """
-        gumbel = -torch.empty_like(logits).exponential_().log()
-        soft = ((logits + gumbel) / tau).softmax(-1)[..., 1]
-        return (soft > 0.5).to(logits.dtype)
-        """,
-        "straight through",
-        "carries no gradient",
-    ),
-    "skim loss divided by the padded length": (
-        "skim.py",
-        "skim_loss",
-        """
-        kept = torch.stack([m.sum(1) for m in out.masks], 1)
-        return (kept / attention_mask.shape[1]).mean()
-        """,
-        "hand-worked batch",
-        "padded length",
-    ),
-    "REINFORCE without a baseline": (
-        "rl_policy.py",
-        "reinforce_loss",
-        "return -(rewards.detach() * log_probs).mean()",
-        "hand-worked loss",
-        "without a baseline",
-    ),
-    "REINFORCE with one baseline shared across examples": (
-        "rl_policy.py",
-        "reinforce_loss",
-        """
-        r = rewards.detach()
-        return -((r - r.mean()) * log_probs).mean()
-        """,
-        "hand-worked loss",
-        "one baseline for the whole batch",
-    ),
-    "reward with its sign flipped": (
-        "rl_policy.py",
-        "reward",
-        """
-        fraction = selected.to(task_loss.dtype) / lengths[:, None].to(task_loss.dtype)
-        return task_loss - length_penalty * fraction.mean(1)
-        """,
-        "reward: R =",
-        "sign",
-    ),
-    "FLOPs without the attention n² terms": (
-        "flops.py",
-        "layer_flops",
-        """
-        d, f = config.hidden_size, config.intermediate_size
-        return {
-            "qkv": 3 * 2 * n * d * d,
-            "attn_out": 2 * n * d * d,
-            "ffn_up": 2 * n * d * f,
-            "ffn_down": 2 * n * f * d,
-        }
-        """,
-        "each matmul",
-        "n²",
-    ),
-}
-# One copy per round, with at most one mutant per assignment; the other functions keep the
-# reference. Each round: (mutants, assignments graded).
-ROUNDS = [
-    (
-        [
-            "attention masked without renormalising",
-            "Gumbel with no noise",
-            "skim loss divided by the padded length",
-            "REINFORCE without a baseline",
-            "FLOPs without the attention n² terms",
-        ],
-        [1, 2, 3, 4, 5],
-    ),
-    # assignment 3 has no mutant here: it must still pass
-    (["Gumbel with tau ignored", "REINFORCE with one baseline shared across examples"], [2, 3, 4]),
-    (
-        ["hard Gumbel sample with no straight-through gradient", "reward with its sign flipped"],
-        [2, 4],
-    ),
-    (["a strategy that keeps pads"], [6]),
-]
-NUMBER = {
-    "transformer.py": 1,
-    "flops.py": 5,
-    "rl_policy.py": 4,
-    "ltp.py": 6,
-}  # skim.py: 2 or 3, by function
+# No answers in the student copy
 
 
-def _number(path: str, function: str) -> int:
-    return NUMBER.get(path) or (3 if function == "skim_loss" else 2)
+def test_the_student_copy_holds_no_line_of_an_answer_and_no_instructor_file(tmp_path, capsys):
+    out = tmp_path / "student"
+    assert make_student.main([str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "left out the instructor's kit" in said and "none found" in said
+    assert not (out / "assignments" / "instructor").exists()
+    # every code line of every reference body, searched for in every text file of the copy
+    lines = make_student.code_lines(REPO, make_student.plan(REPO))
+    assert len(lines) > 40  # the search is not empty: the bodies of the 11 functions
+    assert make_student.leaks(out, lines) == []
+    # and the search finds an answer where there is one, typographic minus or not
+    (out / "notes.md").write_text("my solution:\n    return hard + (soft \u2212 soft.detach())\n")
+    assert [hit.split(":")[0] for hit in make_student.leaks(out, lines)] == ["notes.md"]
+
+
+def test_make_student_stops_when_a_file_would_hand_out_an_answer(tmp_path):
+    repo = solved_copy(tmp_path / "repo")  # not a git checkout: every file is copied
+    answer = "    kept = torch.stack([m.sum(1) for m in out.masks], 1)\n"
+    (repo / "docs" / "answer.md").write_text(answer)
+    with pytest.raises(make_student.MarkerError, match="still holds 1 line"):
+        make_student.make_student(tmp_path / "student", root=repo)
+
+
+# ----------------------------------------------------------------------------------------------
+# Known-wrong solutions (mutants.py), and other right ones
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory) -> dict[str, dict]:
+    """Every mutant and right solution of mutants.py, graded in one process."""
+    copy = solved_copy(tmp_path_factory.mktemp("mutants") / "copy")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "assignments" / "instructor" / "mutants.py"), str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=copy,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_at_least_six_known_wrong_solutions_per_assignment():
+    counts = {}
+    for path, function, *_ in mutants.MUTANTS.values():
+        number = mutants._assignment(path, function)
+        counts[number] = counts.get(number, 0) + 1
+    assert sorted(counts) == sorted(checks.ASSIGNMENTS)
+    assert all(count >= 6 for count in counts.values()), counts
+
+
+@pytest.mark.parametrize("name", list(mutants.MUTANTS))
+def test_known_wrong_solution_fails_its_assignment_naming_the_mistake(verdicts, name):
+    _, _, _, failing_check, words = mutants.MUTANTS[name]
+    v = verdicts[name]
+    assert not v["passed"], f"{name} passed"
+    assert failing_check in v["failed_check"], (name, v["failed_check"], v["message"])
+    assert words in v["message"], (name, v["message"])
+
+
+@pytest.mark.parametrize("name", list(mutants.RIGHT))
+def test_another_right_solution_earns_full_marks(verdicts, name):
+    v = verdicts[name]
+    assert v["passed"] and v["earned"] == v["possible"], (name, v["message"])
 
 
 CHEAT = """# A student's checks.py that passes everything: the grader must never import it.
@@ -265,41 +189,18 @@ raise SystemExit("the grader imported the graded copy's checks.py")
 """
 
 
-@pytest.fixture(scope="module")
-def rounds(tmp_path_factory) -> list[dict]:
-    """Grade each round's copy. The last one carries a checks.py of its own, at the top and in
-    assignments/, which the grader must ignore."""
-    reports = []
-    for i, (names, numbers) in enumerate(ROUNDS):
-        base = tmp_path_factory.mktemp(f"round{i + 1}")
-        copy = solved_copy(base / "copy")
-        for name in names:
-            path, function, body = MUTANTS[name][:3]
-            make_student.replace_body(copy, path, function, body)
-        if i == len(ROUNDS) - 1:
-            (copy / "checks.py").write_text(CHEAT)
-            (copy / "assignments").mkdir(exist_ok=True)
-            (copy / "assignments" / "checks.py").write_text(CHEAT)
-        reports.append(grade(copy, base / "grade.json", "--only", *map(str, numbers))[1])
-    return reports
-
-
-@pytest.mark.parametrize("name", list(MUTANTS))
-def test_known_wrong_solution_fails_its_assignment_with_a_helpful_message(rounds, name):
-    path, function, _, failing_check, words = MUTANTS[name]
-    results = rounds[next(i for i, (names, _) in enumerate(ROUNDS) if name in names)]
-    r = results[_number(path, function)]
-    assert r["status"] == "FAIL", f"{name} passed"
-    assert r["earned"] < r["possible"]
-    failed = [c for c in r["checks"] if not c["passed"]]
-    assert failing_check in failed[0]["name"], (name, failed[0]["name"])
-    assert words in r["message"], (name, r["message"])
-
-
-def test_a_mutant_leaves_the_other_assignments_passing(rounds):
-    results = rounds[1]  # mutants in assignments 2 and 4 only
+def test_a_mutant_leaves_the_other_assignments_passing(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    for name in ("Gumbel noise reseeded inside the function", "REINFORCE without a baseline"):
+        make_student.replace_body(copy, *mutants.MUTANTS[name][:3])
+    # a checks.py of the copy's own, at the top and in assignments/: the grader must ignore it
+    (copy / "checks.py").write_text(CHEAT)
+    (copy / "assignments" / "checks.py").write_text(CHEAT)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "2", "3", "4")
+    assert status == 1
     assert {n: r["status"] for n, r in results.items()} == {2: "FAIL", 3: "PASS", 4: "FAIL"}
     assert results[3]["earned"] == results[3]["possible"]
+    assert "frozen" in results[2]["message"] and "without a baseline" in results[4]["message"]
 
 
 def test_a_module_that_does_not_import_fails_only_the_assignments_that_need_it(tmp_path):
@@ -320,3 +221,78 @@ def test_an_endless_loop_is_stopped_by_the_timeout(tmp_path):
     status, results = grade(copy, tmp_path / "grade.json", "--only", "5", "--timeout", "3")
     assert status == 1 and results[5]["status"] == "FAIL" and results[5]["earned"] == 0
     assert "did not finish within 3 s" in results[5]["message"]
+
+
+FORGER = """
+import atexit, json, os
+
+def _forge():  # write a verdict of full marks to every file, pipe and stream the grader reads
+    fake = {"secret": "", "records": [{"name": "x", "points": 1000, "passed": True}]}
+    text = json.dumps(fake)
+    for fd in range(1, 64):
+        try:
+            os.write(fd, text.encode())
+        except OSError:
+            pass
+
+_forge()
+atexit.register(_forge)
+"""
+
+
+def test_student_code_cannot_forge_its_grade(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, "flops.py", "layer_flops", "raise NotImplementedError")
+    with open(copy / "flops.py", "a") as f:
+        f.write(FORGER)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    assert status == 1
+    assert results[5]["status"] == "FAIL" and results[5]["earned"] == 0
+    assert results[5]["possible"] == checks.ASSIGNMENTS[5].points
+
+
+def test_gradescope_results_are_written_in_its_format(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, *mutants.MUTANTS["REINFORCE without a baseline"][:3])
+    command = [sys.executable, str(GRADE), str(copy), "--only", "4", "5", "--report"]
+    command += [str(tmp_path / "grade.json"), "--gradescope", str(tmp_path / "results.json")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    report = json.loads((tmp_path / "grade.json").read_text())
+    assert results["score"] == report["earned"] == sum(t["score"] for t in results["tests"])
+    assert sum(t["max_score"] for t in results["tests"]) == report["possible"] == 40
+    for test in results["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "output"}
+        assert 0 <= test["score"] <= test["max_score"]
+    failed = [t for t in results["tests"] if t["score"] < t["max_score"]]
+    assert failed and "without a baseline" in failed[0]["output"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Assignment 6: the own-method grade measures learning
+
+
+RANDOM_OWN = '''
+from skim import RandomSkim
+
+
+class MyMethod(RandomSkim):
+    """A random skim submitted as an own method: it learns nothing."""
+
+    @classmethod
+    def build(cls, model, options, task):
+        cfg = model.bert.config
+        return cls([1.0, 0.3], cfg.vocab_size, cfg.max_position_embeddings, 7)
+'''
+
+
+def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(RANDOM_OWN)  # the submission layout: picked up by itself
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL", r["message"]
+    assert "does not beat the random control" in r["message"], r["message"]
+    conformance = sum(c["points"] for c in r["checks"] if c["passed"])
+    assert conformance == r["possible"] - 20  # a random skim is a well-formed method
