@@ -17,8 +17,9 @@ the assignment and its handout; the markers stay, so the student sees where to w
 else is copied unchanged, so imports, other modules and their tests keep working.
 
 What is copied: the files git tracks in this repository (their working-tree contents), or every
-file when the repository is not a git checkout (a student copy itself); never .git/, runs/ or
-caches. OUT must not exist yet, or be an empty folder.
+file when the repository is not a git checkout (a student copy itself); never .git/, runs/,
+caches or the instructor's kit (assignments/instructor/: hidden checks, variants and their
+reference solutions). OUT must not exist yet, or be an empty folder.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ END = re.compile(r"^(?P<indent>[ \t]*)# ASSIGNMENT (?P<number>\d+) END\s*$")
 ANY_MARKER = re.compile(r"^\s*# ASSIGNMENT\b")
 
 SKIPPED_DIRS = {".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
+# The instructor's kit (hidden checks, variants and their reference solutions): never copied.
+INSTRUCTOR_DIR = "assignments/instructor"
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -233,6 +236,7 @@ def repository_files(root: Path) -> list[str]:
         for p in paths
         if (root / p).is_file()  # a tracked file deleted in the working tree is skipped
         and not (set(Path(p).parts[:-1]) & SKIPPED_DIRS)
+        and not p.startswith(INSTRUCTOR_DIR + "/")
         and not p.endswith(SKIPPED_SUFFIXES)
     )
 
