@@ -238,6 +238,7 @@ def repository_files(root: Path) -> list[str]:
         for p in paths
         if (root / p).is_file()  # a tracked file deleted in the working tree is skipped
         and not (set(Path(p).parts[:-1]) & SKIPPED_DIRS)
+        and not p.startswith(INSTRUCTOR)
         and not p.endswith(SKIPPED_SUFFIXES)
     )
 
