@@ -453,10 +453,13 @@ class Transkimmer(SkimStrategy):
         if self.training or self.skim.sample_at_eval:
             # the loop multiplies by alive (the running product of Eq. 3's masks), and its
             # gradient reaches the earlier decisions through this sample, as in the authors' code.
-            # The sample is drawn in float32 whatever autocast made the logits: in float16 an
-            # Exp(1) draw below 6e-8 rounds to 0 and −log(0) = inf turns the softmax into NaN, and
-            # bfloat16's 3 digits would round the noise that makes the decision.
-            return gumbel_keep(self.predictors[i](h).float(), self.skim.tau)
+            # The sample is drawn in float32 at least (float64 stays float64) whatever autocast
+            # made the logits: in float16 an Exp(1) draw below 6e-8 rounds to 0 and −log(0) = inf
+            # turns the softmax into NaN, and bfloat16's 3 digits would round the noise that
+            # makes the decision.
+            logits = self.predictors[i](h)
+            dtype = torch.promote_types(logits.dtype, torch.float32)
+            return gumbel_keep(logits.to(dtype), self.skim.tau)
         return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):

@@ -303,22 +303,26 @@ def load_features(cfg: TrainConfig, task: data.Task, tokenizer):
 
 def task_loss(task: data.Task, logits: torch.Tensor, batch: dict, teacher=None) -> torch.Tensor:
     """Per-example loss (B,): cross-entropy, MSE for regression, mean of start/end CE for spans.
-    With teacher logits, the soft cross-entropy to them instead (knowledge distillation, T = 1)."""
+    With teacher logits, the soft cross-entropy to them instead (knowledge distillation, T = 1).
+    Computed in float32 when the logits are narrower (bf16, fp16), in float64 when they are."""
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    logits = logits.to(dtype)
+    teacher = None if teacher is None else teacher.to(dtype)
     if task.kind == "regression":
-        target = batch["labels"].float() if teacher is None else teacher.squeeze(-1)
-        return (logits.squeeze(-1).float() - target) ** 2
+        target = batch["labels"].to(dtype) if teacher is None else teacher.squeeze(-1)
+        return (logits.squeeze(-1) - target) ** 2
     if task.kind == "span":
         pads = batch["attention_mask"][..., None] == 0
-        logits = logits.float().masked_fill(pads, -1e4)  # pads are no answer
+        logits = logits.masked_fill(pads, -1e4)  # pads are no answer
         if teacher is not None:
-            teacher = teacher.float().masked_fill(pads, -1e4)
+            teacher = teacher.masked_fill(pads, -1e4)
             return -(teacher.softmax(1) * logits.log_softmax(1)).sum(1).mean(-1)
         start = F.cross_entropy(logits[..., 0], batch["start_positions"], reduction="none")
         end = F.cross_entropy(logits[..., 1], batch["end_positions"], reduction="none")
         return (start + end) / 2
     if teacher is not None:
-        return -(teacher.float().softmax(-1) * logits.float().log_softmax(-1)).sum(-1)
-    return F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+        return -(teacher.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+    return F.cross_entropy(logits, batch["labels"], reduction="none")
 
 
 # ----------------------------------------------------------------------------------------------

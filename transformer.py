@@ -386,7 +386,8 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     below a masked one (by more than about 100 in float32), every kept weight underflows to 0 and
     the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked
     key far above it overflows to inf, and inf·0 = NaN. So:
-      * compute in float32, whatever the input dtype: float16 spans only e^±11 (e^-17 with
+      * compute in float32 when the input is narrower (float64 stays float64, so a gradient
+        check in float64 sees the exact formula): float16 spans only e^±11 (e^-17 with
         subnormals), too little room for either choice, and bfloat16 rounds a sum of many weights
         to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
       * shift by the max over all keys, but by no more than _EXP_LIMIT above the best kept key
@@ -396,8 +397,9 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
         the true value, above e^80, would leave float32's range.
     Up to a lead of 80 nats the gradient is the exact one. A row with no kept key gives zeros."""
     # ASSIGNMENT 1 BEGIN: attention with a key mask, renormalised (assignments/01_attention.md)
-    m = key_mask.to(torch.float32)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
-    s = scores.float()  # (B, nh, T, T); a no-op in float32
+    dtype = torch.promote_types(scores.dtype, torch.float32)  # float64 stays float64
+    m = key_mask.to(dtype)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
+    s = scores.to(dtype)  # (B, nh, T, T); a no-op in float32 and float64
     with torch.no_grad():  # the shift cancels in the ratio: no gradient flows through it
         top_all = s.amax(-1, keepdim=True)  # (B, nh, T, 1)
         top_kept = s.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True)
@@ -406,7 +408,7 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     weights = (s - shift).clamp(max=_EXP_LIMIT).exp() * m  # (B, nh, T, T), each ≤ e^L
     # DEVIATION: renormalised over the kept keys (the authors' code is not; see the docstring).
     # The sum is ≥ e^-L whenever a key is kept; the floor only turns a row with none into zeros.
-    total = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    total = weights.sum(-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     return (weights / total).to(scores.dtype)
     # ASSIGNMENT 1 END
 

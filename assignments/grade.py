@@ -95,6 +95,7 @@ def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
             "hidden": c.hidden,
             "passed": r.get("passed") is True,
             "message": None if r.get("passed") is True else str(r.get("message")),
+            "note": str(r["note"])[:2000] if r.get("note") else None,
             "seconds": r.get("seconds") if isinstance(r.get("seconds"), (int, float)) else None,
         }
         for c, r in zip(assignment.checks, records)

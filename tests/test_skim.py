@@ -292,3 +292,49 @@ def test_a_decision_of_the_wrong_shape_is_a_clear_error():
     for prune in (False, True):
         with pytest.raises(ValueError, match="Short.decide before layer 1 returned"):
             skim_forward(model, Short(), make_batch(pair=True), prune=prune)
+
+
+# ----------------------------------------------------------------------------------------------
+# float64 stays float64: how a gradient is checked
+
+
+def test_masked_equals_pruned_to_1e12_in_float64():
+    model, strategy = skimming_model()
+    model, strategy = model.double(), strategy.double()
+    batch = make_batch(pair=True)
+    masked = skim_forward(model, strategy, batch, prune=False)
+    pruned = skim_forward(model, strategy, batch, prune=True)
+    assert torch.equal(masked.exit_layer, pruned.exit_layer)
+    assert masked.hidden.dtype == pruned.hidden.dtype == torch.float64
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-12, rtol=0)
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=1e-12, rtol=0)
+
+
+def test_gradcheck_through_the_skim_attention_in_float64():
+    """Eq. (4) with a float key mask, differentiated numerically and by autograd: the queries,
+    keys, values and the mask itself (the path a skim decision learns through)."""
+    model = BertForTask(TINY, "classification", 2).double().eval()
+    attention = model.bert.layers[0].attn
+    q, k, v = (torch.randn(2, TINY.num_attention_heads, 5, TINY.head_dim, dtype=torch.float64,
+                           requires_grad=True) for _ in range(3))  # fmt: skip
+    m = torch.tensor([[1.0, 0.7, 0.0, 1.0, 0.2], [1.0, 1.0, 1.0, 0.5, 0.0]], dtype=torch.float64)
+    m.requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: attention._eager(*a, 0.0)[0], (q, k, v, m))
+
+
+def test_gradcheck_through_a_transkimmer_decision_in_float64():
+    """The soft path of a decision (Eq. 2's predictor, then Eq. 5's softmax of (logits + g)/τ,
+    whose gradient the straight-through mask carries) verified numerically in float64 with the
+    noise g held fixed; and the decision itself stays float64."""
+    strategy = Transkimmer(TINY, SkimConfig(init_mean=0.5, init_std=0.5, tau=0.7)).double()
+    h = torch.randn(2, 6, TINY.hidden_size, dtype=torch.float64, requires_grad=True)
+    g = -torch.empty(2, 6, 2, dtype=torch.float64).exponential_().log()  # Gumbel(0, 1)
+
+    def soft(h):
+        return ((strategy.predictors[0](h) + g) / 0.7).softmax(-1)[..., 1]
+
+    assert torch.autograd.gradcheck(soft, (h,))
+    ctx = SkimContext({"input_ids": torch.zeros(2, 6, dtype=torch.long)}, False, None)
+    keep = strategy.train().decide(0, h, torch.ones(2, 6, dtype=torch.float64), ctx)
+    assert keep.dtype == torch.float64 and keep.requires_grad

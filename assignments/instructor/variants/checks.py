@@ -483,25 +483,9 @@ SKIM_LOSS_3B = checks.variant(
 )
 
 
-def _skim_output(masks):
-    """A real skim.SkimOutput (the student's skim.py) holding `masks`, as the encoder loop
-    returns it in training; tokens_per_layer is detached, as the real one is."""
-    import torch
-
-    skim = student("skim")
-    B, T = masks[0].shape
-    return skim.SkimOutput(
-        hidden=torch.zeros(B, T, 4),
-        logits=torch.zeros(B, 2),
-        tokens_per_layer=checks._stack_counts(masks),
-        exit_layer=torch.zeros(B, T, dtype=torch.long),
-        masks=masks,
-    )
-
-
 def _quadratic_loss(masks, attention_mask):
     skim = student("skim")
-    out = skim.skim_loss(_skim_output(masks), attention_mask)
+    out = skim.skim_loss(checks._real_output(masks, attention_mask), attention_mask)
     return _tensor(out, "skim_loss's result")
 
 
