@@ -372,13 +372,16 @@ def train(cfg: TrainConfig, method, options) -> dict:
         runs.load_checkpoint(Path(cfg.finetuned) / "ckpt", run.model, None)
         run.log(f"starting from the fine-tuned run {cfg.finetuned}")
     stages, teacher = run.strategy.stages(run.cfg), None
+    # the first stage that learns from the teacher builds it, and the straight run does so at that
+    # stage's start, after the state a resumed run restores: see load_teacher
+    first_with_teacher = next((s for s, stage in enumerate(stages) if stage.teacher), None)
     if not stages and run.rank == 0:  # nothing to train (a fine-tuned run evaluated as it is):
         progress["rng"] = runs.rng_state()  # its checkpoint still makes the folder a whole run
         runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir,
                              progress)  # fmt: skip
     for s in range(progress["stage"], len(stages)):
         if stages[s].teacher and teacher is None:
-            teacher = load_teacher(run)
+            teacher = load_teacher(run, draws=s == first_with_teacher)
         progress = train_stage(run, s, stages[s], progress, teacher)
         if progress.get("stopped"):
             return {"stopped": True}
@@ -495,9 +498,16 @@ def _clear(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def load_teacher(run: Run) -> BertForTask:
-    """The fine-tuned model, frozen: from --finetuned, or this run's own fine-tuning stage."""
-    teacher = BertForTask(run.model.bert.config, run.task.kind, run.task.num_labels).to(run.device)
+def load_teacher(run: Run, draws: bool = True) -> BertForTask:
+    """The fine-tuned model, frozen: from --finetuned, or this run's own fine-tuning stage.
+
+    Building it initialises weights (replaced at once by the fine-tuned ones) from torch's global
+    generator. The straight run builds it when the first stage that needs it starts, and draws;
+    a run resumed past that start builds it where the straight run built nothing (`draws` False),
+    so under a forked generator: either way the numbers drawn next are the straight run's."""
+    with torch.random.fork_rng(devices=[], enabled=not draws):  # built on the CPU, then moved
+        teacher = BertForTask(run.model.bert.config, run.task.kind, run.task.num_labels)
+    teacher = teacher.to(run.device)
     folder = Path(run.cfg.finetuned) / "ckpt" if run.cfg.finetuned else run.dir / "finetuned"
     runs.load_checkpoint(folder, teacher, None)
     run.log(f"teacher: the fine-tuned model in {folder}")
@@ -526,6 +536,13 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     cfg, lengths = run.cfg, [len(f) for f in run.train_feats]
     per_epoch = math.ceil(len(lengths) / cfg.batch_size) // run.world
     total = max(1, int(per_epoch * stage.epochs))
+    # What the stage's start builds (optimiser, begin_stage's precomputation, a strategy's own)
+    # draws, if at all, from the state the stage started from: saved with every checkpoint of the
+    # stage, and restored here by a run resumed inside it (the state of its stop comes below)
+    if progress["step"] == 0:
+        progress["stage_rng"] = runs.rng_state()
+    elif "stage_rng" in progress:  # (absent from checkpoints written before it was saved)
+        runs.set_rng_state(progress["stage_rng"])
     opt, sched = make_optimizer(run, stage, total)
     scaler = torch.amp.GradScaler(run.device.type, enabled=cfg.precision == "fp16")
     runner = _LossModule(run.model, run.strategy, teacher)

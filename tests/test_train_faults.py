@@ -1,0 +1,112 @@
+"""The training loop's faults: a stopped run resumes bit for bit wherever it stopped, a run that
+ends with numbers that are not finite fails, and a bad flag is a one-line message naming it.
+
+Every run here is tiny (the smoke preset on 32 examples: 2 steps an epoch), so stopping at each
+stage boundary and one step after it takes a second or two per case. (Run folders as data:
+tests/test_faults.py; the smoke preset's own sizes: tests/test_train.py.)
+"""
+
+import pytest
+import torch
+
+import train
+from weights import read_safetensors
+
+# 32 examples in batches of 16: 2 steps an epoch. TR-BERT: fine-tuning ends at step 2, the policy
+# stage at 4, the joint stage at 6; LTP: the soft stage at 2, the hard one at 4
+TINY = ["--preset", "smoke", "--train-subset", "32", "--eval-subset", "16", "--epochs", "1",
+        "--case-study", "2"]  # fmt: skip
+
+
+def run(folder, *args):
+    return train.main([*TINY, "--out-dir", str(folder), *args])
+
+
+def weights(folder):
+    return read_safetensors(folder / "ckpt" / "model.safetensors")
+
+
+def assert_same_run(straight: dict, resumed: dict, a, b):
+    """Weights, metrics, kept tokens, FLOPs and history equal bit for bit."""
+    x, y = weights(a), weights(b)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), f"{k} differs after resuming"
+    for key in ("metrics", "kept", "kept_per_layer", "flops", "history", "case_study"):
+        assert resumed[key] == straight[key], f"{key} differs after resuming"
+
+
+# (name, flags, the steps to stop after): each stage boundary, and the step after it
+RESUMES = {
+    "trbert": (["--method", "trbert"], [2, 3, 4, 5]),
+    "ltp": (["--method", "ltp"], [2, 3]),
+    # one stage; its epoch boundary, and the step after it
+    "transkimmer": (["--method", "transkimmer", "--epochs", "2"], [2, 3]),
+}
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory):
+    """Each method's uninterrupted run, trained once for all its stops."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            folder = tmp_path_factory.mktemp(f"straight-{name}")
+            done[name] = (run(folder, *RESUMES[name][0]), folder)
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize(
+    "name,stop", [(name, stop) for name, (_, stops) in RESUMES.items() for stop in stops]
+)
+def test_a_run_stopped_at_a_stage_boundary_or_a_step_after_resumes_bit_for_bit(
+    tmp_path, straight_runs, name, stop
+):
+    straight, folder = straight_runs(name)
+    assert run(tmp_path, *RESUMES[name][0], "--stop-after-steps", str(stop)) == {"stopped": True}
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path)])
+    assert_same_run(straight, resumed, folder, tmp_path)
+
+
+@pytest.mark.parametrize("stop", [1, 2])
+def test_transkimmer_distilled_from_a_finetuned_run_resumes_bit_for_bit(tmp_path, stop):
+    """The teacher is built in the first stage here: a resumed run builds it as the straight
+    run did, and the straight run's numbers do not depend on where it was stopped."""
+    run(tmp_path / "base", "--method", "baseline")
+    flags = ["--method", "transkimmer", "--epochs", "2", "--finetuned", str(tmp_path / "base")]
+    straight = run(tmp_path / "straight", *flags)
+    run(tmp_path / "resumed", *flags, "--stop-after-steps", str(stop))
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
+
+
+DRAWING = '''
+import torch
+from skim import SkimStrategy, Stage
+
+
+class Drawing(SkimStrategy):
+    """Two plain stages whose loss is scaled by a number drawn when each stage starts."""
+
+    def stages(self, cfg):
+        return [Stage(name, cfg.epochs, cfg.lr, 0.0, skim=False) for name in ("one", "two")]
+
+    def begin_stage(self, step, batches):
+        self.scale = 1 + float(torch.rand(()))
+
+    def loss(self, model, batch, step):
+        loss, logs = super().loss(model, batch, step)
+        return loss * self.scale, logs
+'''
+
+
+def test_what_a_stage_start_draws_is_drawn_again_by_a_run_resumed_inside_the_stage(tmp_path):
+    (tmp_path / "drawing.py").write_text(DRAWING)
+    flags = ["--method", f"{tmp_path / 'drawing.py'}:Drawing"]
+    straight = run(tmp_path / "straight", *flags)
+    run(tmp_path / "resumed", *flags, "--stop-after-steps", "3")  # inside stage two
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
