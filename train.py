@@ -145,6 +145,11 @@ PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tin
 MAY_CHANGE = {"data_dir", "device", "threads", "deterministic", "log_every", "eval_batch_size",
               "case_study", "stop_after_steps", "resume", "eval_only", "out_dir",
               "overwrite"}  # fmt: skip
+# ... but not these, which --resume must keep: they change the numbers (the threads' share of a
+# sum, the GPU's kernels, the batches TR-BERT's guide is computed in), and a resumed run ends
+# bit for bit where the straight run would. --device may change: a run moves between machines
+# (stopped on a GPU, it goes on on a CPU), and another machine's numbers are its own anyway.
+SAME_NUMBERS = {"threads", "deterministic", "eval_batch_size"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,12 +202,17 @@ def parse_config(argv: list[str] | None = None):
         given["method"] = runs.method_spec(given["method"])
     if saved:
         values = {**saved["train"], **(saved.get("options") or {})}
-        changed = [
-            k for k, v in given.items() if k not in MAY_CHANGE and _differs(values.get(k), v)
-        ]
-        if changed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise SystemExit(f"error: {flags} contradict the run saved in {given['out_dir']}")
+        changed = [k for k, v in given.items() if _differs(values.get(k), v)]
+        flags = lambda keys: ", ".join("--" + k.replace("_", "-") for k in keys)  # noqa: E731
+        if [k for k in changed if k not in MAY_CHANGE]:
+            raise SystemExit(f"error: {flags(k for k in changed if k not in MAY_CHANGE)} "
+                             f"contradict the run saved in {given['out_dir']}")  # fmt: skip
+        numbers = [k for k in changed if k in SAME_NUMBERS]
+        if numbers and not given.get("eval_only"):
+            was = ", ".join(f"{k.replace('_', '-')} {values.get(k)}" for k in numbers)
+            raise SystemExit(f"error: {flags(numbers)} would change the numbers of the run in "
+                             f"{given['out_dir']}: --resume continues with its own ({was}); "
+                             "drop the flag, or start a new run")  # fmt: skip
         values.update(given)
     else:  # the method's own defaults, then the preset, then the flags
         method_defaults = dict(getattr(method, "train_defaults", None) or {})

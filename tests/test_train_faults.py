@@ -110,3 +110,14 @@ def test_what_a_stage_start_draws_is_drawn_again_by_a_run_resumed_inside_the_sta
     run(tmp_path / "resumed", *flags, "--stop-after-steps", "3")  # inside stage two
     resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
     assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
+
+
+@pytest.mark.parametrize(
+    "flags", [["--threads", "2"], ["--eval-batch-size", "8"], ["--deterministic"]]
+)
+def test_resume_refuses_a_flag_that_changes_the_numbers_and_eval_only_takes_it(tmp_path, flags):
+    run(tmp_path, "--method", "transkimmer", "--stop-after-steps", "1")
+    with pytest.raises(SystemExit, match=f"{flags[0]} would change the numbers.*drop the flag"):
+        train.main(["--resume", "--out-dir", str(tmp_path), *flags])
+    train.main(["--resume", "--out-dir", str(tmp_path), "--log-every", "1"])  # how: it may
+    assert train.main(["--eval-only", "--out-dir", str(tmp_path), *flags])["metrics"]
