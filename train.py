@@ -99,11 +99,12 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What is wrong with these values, each naming its flag."""
         inf, device = math.inf, self.device.removeprefix("cuda:")
+        lr_range = f"positive and finite, below {LR_MAX:.1e} (Adam steps 10·lr in float32)"
         checks = [  # (flag, allowed, what is allowed)
             ("batch_size", self.batch_size > 0, "> 0"),
             ("eval_batch_size", self.eval_batch_size > 0, "> 0"),
-            ("lr", 0 < self.lr < inf, "positive and finite"),
-            ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < inf, "positive and finite"),
+            ("lr", 0 < self.lr < LR_MAX, lr_range),
+            ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < LR_MAX, lr_range),
             ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive"),
             ("max_length", self.max_length is None or self.max_length >= 3, "≥ 3"),
             ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0"),
@@ -121,8 +122,20 @@ class TrainConfig:
             ("device", device in ("auto", "cpu", "cuda") or device.isdigit(), "auto, cpu, cuda:N"),
             ("preset", self.preset in (None, *PRESETS), "one of " + ", ".join(PRESETS)),
         ]
-        return [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
-                for k, ok, what in checks if not ok]  # fmt: skip
+        found = [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
+                 for k, ok, what in checks if not ok]  # fmt: skip
+        # AdamW scales every decayed weight by 1 − lr·wd each step: from lr·wd = 1 on that zeroes
+        # the weights or flips their sign, whatever the gradients say
+        for flag, lr in (("--lr", self.lr), ("--skim-lr", self.skim_lr)):
+            if not found and lr is not None and lr * self.weight_decay >= 1:
+                found.append(f"--weight-decay × {flag} must be < 1 (each step scales the weights "
+                             f"by 1 − lr·wd), got {self.weight_decay} × {lr}")  # fmt: skip
+        return found
+
+
+# Adam's first step moves a weight by lr / (1 − β1) = 10·lr in float32: a learning rate above a
+# tenth of float32's largest number overflows there (torch.optim stops with a RuntimeError)
+LR_MAX = float(torch.finfo(torch.float32).max) * (1 - 0.9)
 
 
 PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tiny model gains
@@ -702,6 +715,13 @@ def evaluate(run: Run, strategy) -> dict:
         dist.all_gather_object(gathered, rows)
         rows = [r for part in gathered for r in part]
     rows.sort(key=lambda r: r[0])
+    # a diverged model answers NaN or ±inf: no metric, speed-up or picture of it is a result (an
+    # argmax of NaN logits is class 0, which scored "accuracy 0.505"); every process sees all rows
+    broken = sum(not np.isfinite(r[1]).all() for r in rows)
+    if broken:
+        raise SystemExit(f"error: the model's outputs are not finite on {broken} of {len(rows)} "
+                         "dev features: training diverged (try a lower --lr); no results were "
+                         "written")  # fmt: skip
     preds, tokens, lengths = [r[1] for r in rows], [r[2] for r in rows], [len(f) for f in feats]
     if task.kind == "span":
         starts, ends = [p[:, 0] for p in preds], [p[:, 1] for p in preds]
@@ -710,6 +730,10 @@ def evaluate(run: Run, strategy) -> dict:
         metrics = data.compute_metrics(task, answers, gold)
     else:
         metrics = data.compute_metrics(task, np.stack(preds), np.array([f.label for f in feats]))
+    nan = [k for k, v in metrics.items() if k != "main" and not math.isfinite(v)]
+    if nan:  # finite outputs, so the labels: e.g. a regression file with "nan" for a score
+        raise SystemExit(f"error: the dev metrics {', '.join(nan)} are not finite: check the "
+                         f"labels of {task.name}'s dev file; no results were written")  # fmt: skip
     cfg = run.model.bert.config
     speed = flops.dataset_speedups(cfg, lengths, tokens, strategy, run.cfg.max_length,
                                    run.cfg.eval_batch_size)  # fmt: skip
