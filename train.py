@@ -97,19 +97,22 @@ class TrainConfig:
     case_study: int = _f(20, "dev examples kept for case_study.html")
 
     def problems(self) -> list[str]:
-        """What is wrong with these values, each naming its flag."""
+        """What is wrong with these values, each naming its flag. (NaN fails every comparison, so
+        each check below refuses it.)"""
         inf, device = math.inf, self.device.removeprefix("cuda:")
         lr_range = f"positive and finite, below {LR_MAX:.1e} (Adam steps 10·lr in float32)"
+        named = lambda v: v is None or v.strip() != ""  # None: the flag was not given
         checks = [  # (flag, allowed, what is allowed)
             ("batch_size", self.batch_size > 0, "> 0"),
             ("eval_batch_size", self.eval_batch_size > 0, "> 0"),
             ("lr", 0 < self.lr < LR_MAX, lr_range),
             ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < LR_MAX, lr_range),
-            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive"),
+            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive and finite"),
             ("max_length", self.max_length is None or self.max_length >= 3, "≥ 3"),
-            ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0"),
+            ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0 and finite"),
             ("warmup", 0 <= self.warmup < 1, "a share of the steps in [0, 1)"),
-            ("max_grad_norm", 0 <= self.max_grad_norm < inf, "≥ 0 (0 = no clipping)"),
+            ("max_grad_norm", 0 <= self.max_grad_norm < inf, "≥ 0 and finite (0 = no clipping)"),
+            ("seed", 0 <= self.seed < 2**32, "in 0 .. 4294967295 (numpy's seeds are 32-bit)"),
             ("train_subset", self.train_subset >= 0, "≥ 0"),
             ("eval_subset", self.eval_subset >= 0, "≥ 0"),
             ("log_every", self.log_every >= 1, "≥ 1"),
@@ -121,8 +124,12 @@ class TrainConfig:
             ("precision", self.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
             ("device", device in ("auto", "cpu", "cuda") or device.isdigit(), "auto, cpu, cuda:N"),
             ("preset", self.preset in (None, *PRESETS), "one of " + ", ".join(PRESETS)),
+            ("model", named(self.model), "a hub name, a folder or random-<shape>, not empty"),
+            ("out_dir", named(self.out_dir), "a folder, not empty (or leave the flag out)"),
+            ("data_dir", named(self.data_dir), "a folder, not empty (or leave the flag out)"),
+            ("finetuned", named(self.finetuned), "a baseline run's folder, not empty"),
         ]
-        found = [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
+        found = [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)!r}"
                  for k, ok, what in checks if not ok]  # fmt: skip
         # AdamW scales every decayed weight by 1 − lr·wd each step: from lr·wd = 1 on that zeroes
         # the weights or flips their sign, whatever the gradients say
@@ -187,9 +194,12 @@ def add_fields(parser, cls) -> None:
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
+        values = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
+        values = ()
+    if not values:  # an empty list would quietly stand for the default: leave the flag out
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values
 
 
 def parse_config(argv: list[str] | None = None):
@@ -314,8 +324,21 @@ def load_features(cfg: TrainConfig, task: data.Task, tokenizer):
     try:
         train_ex = data.load_examples(task, "train", cfg.data_dir)
         dev_ex = data.load_examples(task, task.splits[1], cfg.data_dir)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except OSError as e:  # a file that is a folder, unreadable, ...; data.py's own say it all
+        where = f"cannot read {e.filename}: {e.strerror}" if e.filename else str(e)
+        raise SystemExit(f"error: {where} (the {task.name} data; --data-dir names its folder)")
+    except (ValueError, KeyError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
+    # "the first N" of fewer than N would quietly be all of them
+    for flag, n, have, split in (
+        ("--train-subset", cfg.train_subset, train_ex, "train"),
+        ("--eval-subset", cfg.eval_subset, dev_ex, task.splits[1]),
+    ):
+        if n > len(have):
+            raise SystemExit(
+                f"error: {flag} {n} exceeds the {len(have)} {split} examples of "
+                f"{task.name}: give at most {len(have)}, or 0 for all"
+            )
     if cfg.train_subset:  # a fixed shuffle, so a subset is a fair sample of the classes
         order = np.random.default_rng(0).permutation(len(train_ex))[: cfg.train_subset]
         train_ex = [train_ex[i] for i in sorted(order)]
@@ -414,10 +437,20 @@ def train(cfg: TrainConfig, method, options) -> dict:
 def check(cfg: TrainConfig) -> TrainConfig:
     """The task's defaults filled in, and every problem with the settings, before work starts."""
     task = _known_task(cfg.task)
-    epochs = 5.0 if task.name in ("mrpc", "wnli") else 3.0
-    cfg = dataclasses.replace(cfg, max_length=cfg.max_length or task.max_length,
-                              epochs=cfg.epochs or epochs)  # fmt: skip
+    # None alone means "the task's": a 0 is refused below, never replaced by the default
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=5.0 if task.name in ("mrpc", "wnli") else 3.0)
+    if cfg.max_length is None:
+        cfg = dataclasses.replace(cfg, max_length=task.max_length)
     problems, cuda, run_dir = cfg.problems(), torch.cuda.is_available(), Path(cfg.out_dir)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cfg.threads > cpus and not cfg.resume:  # (a resumed run keeps its own: slower, no crash)
+        problems.append(f"--threads {cfg.threads} exceeds the {cpus} CPUs here: give at most "
+                        f"{cpus}, or 0 for torch's default")  # fmt: skip
+    index = cfg.device.removeprefix("cuda:")
+    if cuda and index.isdigit() and int(index) >= torch.cuda.device_count():
+        problems.append(f"--device {cfg.device}: this machine has GPUs cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
     on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and cuda)
     # bf16 autocast also runs on a CPU (slowly, unless it has bf16 units): what lets the mixed-
     # precision path be tested without a GPU. fp16 needs loss scaling, which we do on CUDA only.

@@ -196,3 +196,87 @@ def test_nan_scores_are_nan_metrics_never_zero():
 def test_a_score_that_is_not_finite_in_a_regression_file_is_refused():
     with pytest.raises(ValueError, match="dev.tsv:3: score 'nan' is not a finite number"):
         data._label(data.get_task("stsb"), "nan", "dev.tsv:3")
+
+
+# ----------------------------------------------------------------------------------------------
+# A bad flag is a one-line message naming it: never a traceback, never a default in its place
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs must be positive and finite, got 0.0"),  # trained 3 epochs
+    (["--epochs", "nan"], "--epochs must be positive and finite"),
+    (["--epochs", "inf"], "--epochs must be positive and finite"),
+    (["--max-length", "0"], "--max-length must be ≥ 3, got 0"),  # became the task's 64
+    (["--seed", "-1"], "--seed must be in 0 .. 4294967295"),
+    (["--seed", "4294967296"], "--seed must be in 0 .. 4294967295"),
+    (["--threads", "100000"], "--threads 100000 exceeds the"),
+    (["--lr", "nan"], "--lr must be positive and finite"),
+    (["--weight-decay", "inf"], "--weight-decay must be ≥ 0 and finite"),
+    (["--warmup", "nan"], "--warmup must be a share of the steps"),
+    (["--max-grad-norm", "inf"], "--max-grad-norm must be ≥ 0 and finite"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be ≥ 0 and finite"),
+    (["--batch-size", "0"], "--batch-size must be > 0"),
+    (["--eval-batch-size", "-1"], "--eval-batch-size must be > 0"),
+    (["--train-subset", "-1"], "--train-subset must be ≥ 0"),
+    (["--train-subset", "100000"], "--train-subset 100000 exceeds the 2000 train examples"),
+    (["--eval-subset", "100000"], "--eval-subset 100000 exceeds the 500 dev examples"),
+    (["--eval-every", "-1"], "--eval-every must be ≥ 0"),
+    (["--stop-after-steps", "-1"], "--stop-after-steps must be ≥ 0"),
+    (["--case-study", "-1"], "--case-study must be ≥ 0"),
+    (["--padding", ""], "--padding must be batch or sequence, got ''"),
+    (["--precision", ""], "--precision must be fp32, bf16 or fp16"),
+    (["--device", ""], "--device must be auto, cpu, cuda"),
+    (["--preset", ""], "--preset must be one of smoke"),
+    (["--model", ""], "--model must be a hub name, a folder or random-<shape>, not empty"),
+    (["--out-dir", ""], "--out-dir must be a folder, not empty"),  # wrote into the cwd
+    (["--data-dir", ""], "--data-dir must be a folder, not empty"),  # was the cache's
+    (["--finetuned", ""], "--finetuned must be a baseline run's folder, not empty"),  # was none
+    (["--task", ""], "--task: unknown task ''"),
+    (["--method", ""], "--method: unknown method ''"),
+    (["--method", "transkimmer", "--tau", "inf"], "--tau (the Gumbel temperature) must be > 0"),
+    (["--method", "transkimmer", "--tau", "nan"], "--tau (the Gumbel temperature) must be > 0"),
+    (["--method", "transkimmer", "--skim-weight", "inf"], "--skim-weight (λ) must be ≥ 0 and"),
+    (["--method", "transkimmer", "--init-mean", "nan"], "--init-mean must be finite"),
+    (["--method", "transkimmer", "--init-std", "inf"], "--init-std must be ≥ 0 and finite"),
+    (["--method", "trbert", "--length-penalty", "nan"], "--length-penalty must be ≥ 0 and"),
+    (["--method", "trbert", "--rl-epochs", "inf"], "--rl-epochs must be > 0 and finite"),
+    (["--method", "trbert", "--hidden", "0"], "--hidden must be ≥ 1"),
+    (["--method", "trbert", "--num-samples", "0"], "--num-samples must be ≥ 2"),
+    (["--method", "trbert", "--imitation-fraction", "nan"], "--imitation-fraction must be in"),
+    (["--method", "trbert", "--policy-layers", ""], "--policy-layers: expected comma-separated"),
+    (["--method", "trbert", "--policy-layers", "-1"], "--policy-layers must be increasing"),
+    (["--method", "ltp", "--temperature", "0"], "--temperature must be > 0 and finite"),
+    (["--method", "ltp", "--skim-weight", "nan"], "--skim-weight must be ≥ 0 and finite"),
+    (["--method", "ltp", "--threshold-init", "inf"], "--threshold-init must be finite"),
+    (["--method", "ltp", "--hard-epochs", "-1"], "--hard-epochs must be ≥ 0 and finite"),
+    (["--method", "cls-attention", "--keep", "nan"], "--keep must be in (0, 1]"),
+    (["--method", "cls-attention", "--keep", "0"], "--keep must be in (0, 1]"),
+    (["--method", "random", "--keep-shares", ""], "--keep-shares needs 2 shares"),
+    (["--method", "random", "--keep-shares", "nan,1"], "--keep-shares needs 2 shares"),
+    (
+        ["--method", "random", "--keep-shares", "1,1", "--random-seed", "-1"],
+        "--random-seed must be in 0 .. 2**63",
+    ),  # fmt: skip
+    (
+        ["--method", "random", "--keep-shares", "1,1", "--random-seed", str(2**64)],
+        "--random-seed must be in 0 .. 2**63",
+    ),  # crashed in torch.Generator  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_a_bad_flag_is_a_one_line_message_naming_it(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path / "run", *args)
+    said = str(e.value.code) + capsys.readouterr().err
+    assert message in said
+    assert "error:" in said.strip().splitlines()[-1]  # ours, or argparse's after its usage
+    assert "\n" not in str(e.value.code)
+    assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_a_data_file_that_is_a_folder_is_a_message(tmp_path, minilm_dir):
+    (tmp_path / "SST-2" / "train.tsv").mkdir(parents=True)
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    with pytest.raises(SystemExit, match=r"cannot read .*train.tsv: Is a directory"):
+        train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(tmp_path),
+                    "--out-dir", str(tmp_path / "run")])  # fmt: skip
