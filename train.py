@@ -591,6 +591,10 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     """Stage s of the method's schedule, from progress["step"] (0, or where a run stopped)."""
     cfg, lengths = run.cfg, [len(f) for f in run.train_feats]
     per_epoch = math.ceil(len(lengths) / cfg.batch_size) // run.world
+    if per_epoch == 0:  # with torchrun: no process would get a batch, and the loop never ends
+        raise SystemExit(f"error: --batch-size {cfg.batch_size} makes fewer batches an epoch "
+                         f"than the {run.world} processes: give at most "
+                         f"{len(lengths) // run.world}")  # fmt: skip
     total = max(1, int(per_epoch * stage.epochs))
     # What the stage's start builds (optimiser, begin_stage's precomputation, a strategy's own)
     # draws, if at all, from the state the stage started from: saved with every checkpoint of the

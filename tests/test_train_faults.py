@@ -6,6 +6,7 @@ stage boundary and one step after it takes a second or two per case. (Run folder
 tests/test_faults.py; the smoke preset's own sizes: tests/test_train.py.)
 """
 
+import dataclasses
 import math
 import re
 import subprocess
@@ -280,3 +281,13 @@ def test_a_data_file_that_is_a_folder_is_a_message(tmp_path, minilm_dir):
     with pytest.raises(SystemExit, match=r"cannot read .*train.tsv: Is a directory"):
         train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(tmp_path),
                     "--out-dir", str(tmp_path / "run")])  # fmt: skip
+
+
+def test_a_batch_too_large_for_every_process_to_get_one_is_a_message(tmp_path, monkeypatch):
+    """With torchrun, 32 examples in one batch leave the second process nothing: the loop never
+    ended. (Two processes are faked: the check comes before any of them would talk.)"""
+    setup = train.setup
+    monkeypatch.setattr(train, "setup", lambda *a: dataclasses.replace(setup(*a), world=2))
+    with pytest.raises(SystemExit, match="--batch-size 32 makes fewer batches an epoch than the "
+                                         "2 processes: give at most 16"):  # fmt: skip
+        run(tmp_path, "--batch-size", "32")
