@@ -52,18 +52,32 @@ RESUMES = {
     "ltp": (["--method", "ltp"], [2, 3]),
     # one stage; its epoch boundary, and the step after it
     "transkimmer": (["--method", "transkimmer", "--epochs", "2"], [2, 3]),
+    # from a baseline run (BASE), as the README's rows: the policy stage builds the teacher, so
+    # a run resumed at the joint stage (step 2) builds it where the straight run did not
+    "trbert-finetuned": (["--method", "trbert", "--finetuned", "BASE"], [1, 2, 3]),
 }
 
 
 @pytest.fixture(scope="module")
-def straight_runs(tmp_path_factory):
+def base_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    run(folder, "--method", "baseline")
+    return folder
+
+
+def flags(name, base):
+    return [str(base) if f == "BASE" else f for f in RESUMES[name][0]]
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory, base_run):
     """Each method's uninterrupted run, trained once for all its stops."""
     done = {}
 
     def get(name):
         if name not in done:
             folder = tmp_path_factory.mktemp(f"straight-{name}")
-            done[name] = (run(folder, *RESUMES[name][0]), folder)
+            done[name] = (run(folder, *flags(name, base_run)), folder)
         return done[name]
 
     return get
@@ -73,10 +87,11 @@ def straight_runs(tmp_path_factory):
     "name,stop", [(name, stop) for name, (_, stops) in RESUMES.items() for stop in stops]
 )
 def test_a_run_stopped_at_a_stage_boundary_or_a_step_after_resumes_bit_for_bit(
-    tmp_path, straight_runs, name, stop
+    tmp_path, straight_runs, base_run, name, stop
 ):
     straight, folder = straight_runs(name)
-    assert run(tmp_path, *RESUMES[name][0], "--stop-after-steps", str(stop)) == {"stopped": True}
+    stopped = run(tmp_path, *flags(name, base_run), "--stop-after-steps", str(stop))
+    assert stopped == {"stopped": True}
     resumed = train.main(["--resume", "--out-dir", str(tmp_path)])
     assert_same_run(straight, resumed, folder, tmp_path)
 
