@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import math
 import os
 import random
 import re
@@ -428,9 +429,12 @@ def load_examples(
 def _label(task: Task, value: str, where: str) -> int | float:
     if task.kind == "regression":
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise ValueError(f"{where}: score {value!r} is not a number") from None
+        if not math.isfinite(score):  # float() takes "nan" and "inf": no score to learn
+            raise ValueError(f"{where}: score {value!r} is not a finite number")
+        return score
     if value not in task.labels:
         raise ValueError(f"{where}: label {value!r} is not one of {task.labels}")
     return task.labels.index(value)
@@ -1089,7 +1093,11 @@ def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0.0 when either side is constant (undefined, not NaN)."""
+    """Pearson correlation; 0.0 when either side is constant (undefined, not NaN), but NaN when
+    either holds a NaN or an infinity: a diverged model's scores must not read as "no
+    correlation"."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     x, y = np.asarray(x, np.float64) - np.mean(x), np.asarray(y, np.float64) - np.mean(y)
     denominator = np.sqrt((x @ x) * (y @ y))
     return float(x @ y / denominator) if denominator > 0 else 0.0
@@ -1106,7 +1114,10 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman correlation: Pearson of the average ranks."""
+    """Spearman correlation: Pearson of the average ranks (NaN if either side is not finite:
+    ranks would place a NaN last, as if it were the highest score)."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     return pearson(average_ranks(x), average_ranks(y))
 
 
@@ -1115,12 +1126,16 @@ def compute_metrics(task: str | Task, predictions, labels) -> dict[str, float]:
 
     Classification: predictions are class ids (N,) or logits (N, C); labels (N,). Regression:
     scores (N,) or (N, 1). SQuAD: predictions {question id: text}, labels {question id: gold texts}.
+    A prediction or label that is not finite makes every metric NaN (never a score).
     """
     task = get_task(task)
     if task.kind == "span":
         scores = squad_scores(predictions, labels)
         return {**scores, "main": scores[task.main_metric]}
     predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if not (np.isfinite(predictions).all() and np.isfinite(labels).all()):
+        # a NaN logit's argmax is a class like any other: every metric would look like a score
+        return {**{name: float("nan") for name in task.metrics}, "main": float("nan")}
     if task.kind == "classification" and predictions.ndim == 2:
         predictions = predictions.argmax(-1)
     predictions = predictions.reshape(len(labels))

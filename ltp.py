@@ -37,9 +37,13 @@ class LTPOptions:
     hard_epochs: float = option(1.0, "epochs of the hard stage, thresholds frozen (0 = none)")
 
     def __post_init__(self):
-        require(self.temperature > 0, f"--temperature must be > 0, got {self.temperature}")
-        require(self.skim_weight is None or self.skim_weight >= 0, "--skim-weight must be ≥ 0")
-        require(self.hard_epochs >= 0, f"--hard-epochs must be ≥ 0, got {self.hard_epochs}")
+        # NaN fails every comparison, so each check refuses it; infinities are refused by name
+        inf, t, w, h = float("inf"), self.temperature, self.skim_weight, self.hard_epochs
+        require(0 < t < inf, f"--temperature must be > 0 and finite, got {t}")
+        require(w is None or 0 <= w < inf, f"--skim-weight must be ≥ 0 and finite, got {w}")
+        require(-inf < self.threshold_init < inf,
+                f"--threshold-init must be finite, got {self.threshold_init}")  # fmt: skip
+        require(0 <= h < inf, f"--hard-epochs must be ≥ 0 and finite (0 = none), got {h}")
 
 
 class LTP(SkimStrategy):

@@ -62,10 +62,14 @@ class PolicyConfig:
         # S = 1 would make each sample its own baseline: the REINFORCE loss would be 0
         require(self.num_samples >= 2, f"--num-samples must be ≥ 2, got {self.num_samples}")
         require(self.hidden >= 1, f"--hidden must be ≥ 1, got {self.hidden}")
-        require(self.length_penalty >= 0, f"--length-penalty must be ≥ 0: {self.length_penalty}")
+        # NaN fails every comparison, so each check refuses it; infinities are refused by name
+        inf = float("inf")
+        require(0 <= self.length_penalty < inf,
+                f"--length-penalty must be ≥ 0 and finite, got {self.length_penalty}")  # fmt: skip
         f = self.imitation_fraction
         require(f is None or 0 <= f <= 1, f"--imitation-fraction must be in [0, 1], got {f}")
-        require(self.rl_epochs is None or self.rl_epochs > 0, "--rl-epochs must be > 0")
+        e = self.rl_epochs
+        require(e is None or 0 < e < inf, f"--rl-epochs must be > 0 and finite, got {e}")
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
         layers = self.policy_layers or tuple(

@@ -364,9 +364,13 @@ class SkimConfig:
     )
 
     def __post_init__(self):
-        require(self.tau > 0, f"--tau (the Gumbel temperature) must be > 0, got {self.tau}")
-        require(self.skim_weight is None or self.skim_weight >= 0, "--skim-weight (λ) must be ≥ 0")
-        require(self.init_std >= 0, f"--init-std must be ≥ 0, got {self.init_std}")
+        # NaN fails every comparison, so each check refuses it; infinities are refused by name
+        inf, w = float("inf"), self.skim_weight
+        require(0 < self.tau < inf, f"--tau (the Gumbel temperature) must be > 0 and finite, "
+                f"got {self.tau}")  # fmt: skip
+        require(w is None or 0 <= w < inf, f"--skim-weight (λ) must be ≥ 0 and finite, got {w}")
+        require(-inf < self.init_mean < inf, f"--init-mean must be finite, got {self.init_mean}")
+        require(0 <= self.init_std < inf, f"--init-std must be ≥ 0 and finite, got {self.init_std}")
 
 
 class SkimPredictor(nn.Module):
@@ -578,6 +582,10 @@ class RandomOptions:
         "train the encoder with the random skims; --no-retrain with --finetuned RUN "
         "evaluates that run skimming at random, as it is",
     )
+
+    def __post_init__(self):  # torch's generators take seeds below 2**64; ours start at 0
+        s = self.random_seed
+        require(0 <= s < 2**63, f"--random-seed must be in 0 .. 2**63 − 1, got {s}")
 
 
 class RandomSkim(SkimStrategy):

@@ -97,18 +97,22 @@ class TrainConfig:
     case_study: int = _f(20, "dev examples kept for case_study.html")
 
     def problems(self) -> list[str]:
-        """What is wrong with these values, each naming its flag."""
+        """What is wrong with these values, each naming its flag. (NaN fails every comparison, so
+        each check below refuses it.)"""
         inf, device = math.inf, self.device.removeprefix("cuda:")
+        lr_range = f"positive and finite, below {LR_MAX:.1e} (Adam steps 10·lr in float32)"
+        named = lambda v: v is None or v.strip() != ""  # None: the flag was not given
         checks = [  # (flag, allowed, what is allowed)
             ("batch_size", self.batch_size > 0, "> 0"),
             ("eval_batch_size", self.eval_batch_size > 0, "> 0"),
-            ("lr", 0 < self.lr < inf, "positive and finite"),
-            ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < inf, "positive and finite"),
-            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive"),
+            ("lr", 0 < self.lr < LR_MAX, lr_range),
+            ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < LR_MAX, lr_range),
+            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive and finite"),
             ("max_length", self.max_length is None or self.max_length >= 3, "≥ 3"),
-            ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0"),
+            ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0 and finite"),
             ("warmup", 0 <= self.warmup < 1, "a share of the steps in [0, 1)"),
-            ("max_grad_norm", 0 <= self.max_grad_norm < inf, "≥ 0 (0 = no clipping)"),
+            ("max_grad_norm", 0 <= self.max_grad_norm < inf, "≥ 0 and finite (0 = no clipping)"),
+            ("seed", 0 <= self.seed < 2**32, "in 0 .. 4294967295 (numpy's seeds are 32-bit)"),
             ("train_subset", self.train_subset >= 0, "≥ 0"),
             ("eval_subset", self.eval_subset >= 0, "≥ 0"),
             ("log_every", self.log_every >= 1, "≥ 1"),
@@ -120,9 +124,25 @@ class TrainConfig:
             ("precision", self.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
             ("device", device in ("auto", "cpu", "cuda") or device.isdigit(), "auto, cpu, cuda:N"),
             ("preset", self.preset in (None, *PRESETS), "one of " + ", ".join(PRESETS)),
+            ("model", named(self.model), "a hub name, a folder or random-<shape>, not empty"),
+            ("out_dir", named(self.out_dir), "a folder, not empty (or leave the flag out)"),
+            ("data_dir", named(self.data_dir), "a folder, not empty (or leave the flag out)"),
+            ("finetuned", named(self.finetuned), "a baseline run's folder, not empty"),
         ]
-        return [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)}"
-                for k, ok, what in checks if not ok]  # fmt: skip
+        found = [f"--{k.replace('_', '-')} must be {what}, got {getattr(self, k)!r}"
+                 for k, ok, what in checks if not ok]  # fmt: skip
+        # AdamW scales every decayed weight by 1 − lr·wd each step: from lr·wd = 1 on that zeroes
+        # the weights or flips their sign, whatever the gradients say
+        for flag, lr in (("--lr", self.lr), ("--skim-lr", self.skim_lr)):
+            if not found and lr is not None and lr * self.weight_decay >= 1:
+                found.append(f"--weight-decay × {flag} must be < 1 (each step scales the weights "
+                             f"by 1 − lr·wd), got {self.weight_decay} × {lr}")  # fmt: skip
+        return found
+
+
+# Adam's first step moves a weight by lr / (1 − β1) = 10·lr in float32: a learning rate above a
+# tenth of float32's largest number overflows there (torch.optim stops with a RuntimeError)
+LR_MAX = float(torch.finfo(torch.float32).max) * (1 - 0.9)
 
 
 PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tiny model gains
@@ -145,6 +165,11 @@ PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tin
 MAY_CHANGE = {"data_dir", "device", "threads", "deterministic", "log_every", "eval_batch_size",
               "case_study", "stop_after_steps", "resume", "eval_only", "out_dir",
               "overwrite"}  # fmt: skip
+# ... but not these, which --resume must keep: they change the numbers (the threads' share of a
+# sum, the GPU's kernels, the batches TR-BERT's guide is computed in), and a resumed run ends
+# bit for bit where the straight run would. --device may change: a run moves between machines
+# (stopped on a GPU, it goes on on a CPU), and another machine's numbers are its own anyway.
+SAME_NUMBERS = {"threads", "deterministic", "eval_batch_size"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,9 +194,12 @@ def add_fields(parser, cls) -> None:
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
+        values = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
+        values = ()
+    if not values:  # an empty list would quietly stand for the default: leave the flag out
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return values
 
 
 def parse_config(argv: list[str] | None = None):
@@ -197,12 +225,17 @@ def parse_config(argv: list[str] | None = None):
         given["method"] = runs.method_spec(given["method"])
     if saved:
         values = {**saved["train"], **(saved.get("options") or {})}
-        changed = [
-            k for k, v in given.items() if k not in MAY_CHANGE and _differs(values.get(k), v)
-        ]
-        if changed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise SystemExit(f"error: {flags} contradict the run saved in {given['out_dir']}")
+        changed = [k for k, v in given.items() if _differs(values.get(k), v)]
+        flags = lambda keys: ", ".join("--" + k.replace("_", "-") for k in keys)  # noqa: E731
+        if [k for k in changed if k not in MAY_CHANGE]:
+            raise SystemExit(f"error: {flags(k for k in changed if k not in MAY_CHANGE)} "
+                             f"contradict the run saved in {given['out_dir']}")  # fmt: skip
+        numbers = [k for k in changed if k in SAME_NUMBERS]
+        if numbers and not given.get("eval_only"):
+            was = ", ".join(f"{k.replace('_', '-')} {values.get(k)}" for k in numbers)
+            raise SystemExit(f"error: {flags(numbers)} would change the numbers of the run in "
+                             f"{given['out_dir']}: --resume continues with its own ({was}); "
+                             "drop the flag, or start a new run")  # fmt: skip
         values.update(given)
     else:  # the method's own defaults, then the preset, then the flags
         method_defaults = dict(getattr(method, "train_defaults", None) or {})
@@ -291,8 +324,21 @@ def load_features(cfg: TrainConfig, task: data.Task, tokenizer):
     try:
         train_ex = data.load_examples(task, "train", cfg.data_dir)
         dev_ex = data.load_examples(task, task.splits[1], cfg.data_dir)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except OSError as e:  # a file that is a folder, unreadable, ...; data.py's own say it all
+        where = f"cannot read {e.filename}: {e.strerror}" if e.filename else str(e)
+        raise SystemExit(f"error: {where} (the {task.name} data; --data-dir names its folder)")
+    except (ValueError, KeyError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
+    # "the first N" of fewer than N would quietly be all of them
+    for flag, n, have, split in (
+        ("--train-subset", cfg.train_subset, train_ex, "train"),
+        ("--eval-subset", cfg.eval_subset, dev_ex, task.splits[1]),
+    ):
+        if n > len(have):
+            raise SystemExit(
+                f"error: {flag} {n} exceeds the {len(have)} {split} examples of "
+                f"{task.name}: give at most {len(have)}, or 0 for all"
+            )
     if cfg.train_subset:  # a fixed shuffle, so a subset is a fair sample of the classes
         order = np.random.default_rng(0).permutation(len(train_ex))[: cfg.train_subset]
         train_ex = [train_ex[i] for i in sorted(order)]
@@ -376,13 +422,16 @@ def train(cfg: TrainConfig, method, options) -> dict:
         runs.load_checkpoint(Path(cfg.finetuned) / "ckpt", run.model, None)
         run.log(f"starting from the fine-tuned run {cfg.finetuned}")
     stages, teacher = run.strategy.stages(run.cfg), None
+    # the first stage that learns from the teacher builds it, and the straight run does so at that
+    # stage's start, after the state a resumed run restores: see load_teacher
+    first_with_teacher = next((s for s, stage in enumerate(stages) if stage.teacher), None)
     if not stages and run.rank == 0:  # nothing to train (a fine-tuned run evaluated as it is):
         progress["rng"] = runs.rng_state()  # its checkpoint still makes the folder a whole run
         runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir,
                              progress)  # fmt: skip
     for s in range(progress["stage"], len(stages)):
         if stages[s].teacher and teacher is None:
-            teacher = load_teacher(run)
+            teacher = load_teacher(run, draws=s == first_with_teacher)
         progress = train_stage(run, s, stages[s], progress, teacher)
         if progress.get("stopped"):
             return {"stopped": True}
@@ -393,10 +442,20 @@ def train(cfg: TrainConfig, method, options) -> dict:
 def check(cfg: TrainConfig) -> TrainConfig:
     """The task's defaults filled in, and every problem with the settings, before work starts."""
     task = _known_task(cfg.task)
-    epochs = 5.0 if task.name in ("mrpc", "wnli") else 3.0
-    cfg = dataclasses.replace(cfg, max_length=cfg.max_length or task.max_length,
-                              epochs=cfg.epochs or epochs)  # fmt: skip
+    # None alone means "the task's": a 0 is refused below, never replaced by the default
+    if cfg.epochs is None:
+        cfg = dataclasses.replace(cfg, epochs=5.0 if task.name in ("mrpc", "wnli") else 3.0)
+    if cfg.max_length is None:
+        cfg = dataclasses.replace(cfg, max_length=task.max_length)
     problems, cuda, run_dir = cfg.problems(), torch.cuda.is_available(), Path(cfg.out_dir)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cfg.threads > cpus and not cfg.resume:  # (a resumed run keeps its own: slower, no crash)
+        problems.append(f"--threads {cfg.threads} exceeds the {cpus} CPUs here: give at most "
+                        f"{cpus}, or 0 for torch's default")  # fmt: skip
+    index = cfg.device.removeprefix("cuda:")
+    if cuda and index.isdigit() and int(index) >= torch.cuda.device_count():
+        problems.append(f"--device {cfg.device}: this machine has GPUs cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
     on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and cuda)
     # bf16 autocast also runs on a CPU (slowly, unless it has bf16 units): what lets the mixed-
     # precision path be tested without a GPU. fp16 needs loss scaling, which we do on CUDA only.
@@ -500,9 +559,16 @@ def _clear(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
-def load_teacher(run: Run) -> BertForTask:
-    """The fine-tuned model, frozen: from --finetuned, or this run's own fine-tuning stage."""
-    teacher = BertForTask(run.model.bert.config, run.task.kind, run.task.num_labels).to(run.device)
+def load_teacher(run: Run, draws: bool = True) -> BertForTask:
+    """The fine-tuned model, frozen: from --finetuned, or this run's own fine-tuning stage.
+
+    Building it initialises weights (replaced at once by the fine-tuned ones) from torch's global
+    generator. The straight run builds it when the first stage that needs it starts, and draws;
+    a run resumed past that start builds it where the straight run built nothing (`draws` False),
+    so under a forked generator: either way the numbers drawn next are the straight run's."""
+    with torch.random.fork_rng(devices=[], enabled=not draws):  # built on the CPU, then moved
+        teacher = BertForTask(run.model.bert.config, run.task.kind, run.task.num_labels)
+    teacher = teacher.to(run.device)
     folder = Path(run.cfg.finetuned) / "ckpt" if run.cfg.finetuned else run.dir / "finetuned"
     runs.load_checkpoint(folder, teacher, None)
     run.log(f"teacher: the fine-tuned model in {folder}")
@@ -530,7 +596,18 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     """Stage s of the method's schedule, from progress["step"] (0, or where a run stopped)."""
     cfg, lengths = run.cfg, [len(f) for f in run.train_feats]
     per_epoch = math.ceil(len(lengths) / cfg.batch_size) // run.world
+    if per_epoch == 0:  # with torchrun: no process would get a batch, and the loop never ends
+        raise SystemExit(f"error: --batch-size {cfg.batch_size} makes fewer batches an epoch "
+                         f"than the {run.world} processes: give at most "
+                         f"{len(lengths) // run.world}")  # fmt: skip
     total = max(1, int(per_epoch * stage.epochs))
+    # What the stage's start builds (optimiser, begin_stage's precomputation, a strategy's own)
+    # draws, if at all, from the state the stage started from: saved with every checkpoint of the
+    # stage, and restored here by a run resumed inside it (the state of its stop comes below)
+    if progress["step"] == 0:
+        progress["stage_rng"] = runs.rng_state()
+    elif "stage_rng" in progress:  # (absent from checkpoints written before it was saved)
+        runs.set_rng_state(progress["stage_rng"])
     opt, sched = make_optimizer(run, stage, total)
     scaler = torch.amp.GradScaler(run.device.type, enabled=cfg.precision == "fp16")
     runner = _LossModule(run.model, run.strategy, teacher)
@@ -680,6 +757,13 @@ def evaluate(run: Run, strategy) -> dict:
         dist.all_gather_object(gathered, rows)
         rows = [r for part in gathered for r in part]
     rows.sort(key=lambda r: r[0])
+    # a diverged model answers NaN or ±inf: no metric, speed-up or picture of it is a result (an
+    # argmax of NaN logits is class 0, which scored "accuracy 0.505"); every process sees all rows
+    broken = sum(not np.isfinite(r[1]).all() for r in rows)
+    if broken:
+        raise SystemExit(f"error: the model's outputs are not finite on {broken} of {len(rows)} "
+                         "dev features: training diverged (try a lower --lr); no results were "
+                         "written")  # fmt: skip
     preds, tokens, lengths = [r[1] for r in rows], [r[2] for r in rows], [len(f) for f in feats]
     if task.kind == "span":
         starts, ends = [p[:, 0] for p in preds], [p[:, 1] for p in preds]
@@ -688,6 +772,10 @@ def evaluate(run: Run, strategy) -> dict:
         metrics = data.compute_metrics(task, answers, gold)
     else:
         metrics = data.compute_metrics(task, np.stack(preds), np.array([f.label for f in feats]))
+    nan = [k for k, v in metrics.items() if k != "main" and not math.isfinite(v)]
+    if nan:  # finite outputs, so the labels: e.g. a regression file with "nan" for a score
+        raise SystemExit(f"error: the dev metrics {', '.join(nan)} are not finite: check the "
+                         f"labels of {task.name}'s dev file; no results were written")  # fmt: skip
     cfg = run.model.bert.config
     speed = flops.dataset_speedups(cfg, lengths, tokens, strategy, run.cfg.max_length,
                                    run.cfg.eval_batch_size)  # fmt: skip

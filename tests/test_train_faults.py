@@ -1,0 +1,309 @@
+"""The training loop's faults: a stopped run resumes bit for bit wherever it stopped, a run that
+ends with numbers that are not finite fails, and a bad flag is a one-line message naming it.
+
+Every run here is tiny (the smoke preset on 32 examples: 2 steps an epoch), so stopping at each
+stage boundary and one step after it takes a second or two per case. (Run folders as data:
+tests/test_faults.py; the smoke preset's own sizes: tests/test_train.py.)
+"""
+
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import train
+from weights import read_safetensors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 32 examples in batches of 16: 2 steps an epoch. TR-BERT: fine-tuning ends at step 2, the policy
+# stage at 4, the joint stage at 6; LTP: the soft stage at 2, the hard one at 4
+TINY = ["--preset", "smoke", "--train-subset", "32", "--eval-subset", "16", "--epochs", "1",
+        "--case-study", "2"]  # fmt: skip
+
+
+def run(folder, *args):
+    return train.main([*TINY, "--out-dir", str(folder), *args])
+
+
+def weights(folder):
+    return read_safetensors(folder / "ckpt" / "model.safetensors")
+
+
+def assert_same_run(straight: dict, resumed: dict, a, b):
+    """Weights, metrics, kept tokens, FLOPs and history equal bit for bit."""
+    x, y = weights(a), weights(b)
+    assert x.keys() == y.keys()
+    for k in x:
+        assert torch.equal(x[k], y[k]), f"{k} differs after resuming"
+    for key in ("metrics", "kept", "kept_per_layer", "flops", "history", "case_study"):
+        assert resumed[key] == straight[key], f"{key} differs after resuming"
+
+
+# (name, flags, the steps to stop after): each stage boundary, and the step after it
+RESUMES = {
+    "trbert": (["--method", "trbert"], [2, 3, 4, 5]),
+    "ltp": (["--method", "ltp"], [2, 3]),
+    # one stage; its epoch boundary, and the step after it
+    "transkimmer": (["--method", "transkimmer", "--epochs", "2"], [2, 3]),
+    # from a baseline run (BASE), as the README's rows: the policy stage builds the teacher, so
+    # a run resumed at the joint stage (step 2) builds it where the straight run did not
+    "trbert-finetuned": (["--method", "trbert", "--finetuned", "BASE"], [1, 2, 3]),
+}
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    run(folder, "--method", "baseline")
+    return folder
+
+
+def flags(name, base):
+    return [str(base) if f == "BASE" else f for f in RESUMES[name][0]]
+
+
+@pytest.fixture(scope="module")
+def straight_runs(tmp_path_factory, base_run):
+    """Each method's uninterrupted run, trained once for all its stops."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            folder = tmp_path_factory.mktemp(f"straight-{name}")
+            done[name] = (run(folder, *flags(name, base_run)), folder)
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize(
+    "name,stop", [(name, stop) for name, (_, stops) in RESUMES.items() for stop in stops]
+)
+def test_a_run_stopped_at_a_stage_boundary_or_a_step_after_resumes_bit_for_bit(
+    tmp_path, straight_runs, base_run, name, stop
+):
+    straight, folder = straight_runs(name)
+    stopped = run(tmp_path, *flags(name, base_run), "--stop-after-steps", str(stop))
+    assert stopped == {"stopped": True}
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path)])
+    assert_same_run(straight, resumed, folder, tmp_path)
+
+
+@pytest.mark.parametrize("stop", [1, 2])
+def test_transkimmer_distilled_from_a_finetuned_run_resumes_bit_for_bit(tmp_path, stop):
+    """The teacher is built in the first stage here: a resumed run builds it as the straight
+    run did, and the straight run's numbers do not depend on where it was stopped."""
+    run(tmp_path / "base", "--method", "baseline")
+    flags = ["--method", "transkimmer", "--epochs", "2", "--finetuned", str(tmp_path / "base")]
+    straight = run(tmp_path / "straight", *flags)
+    run(tmp_path / "resumed", *flags, "--stop-after-steps", str(stop))
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
+
+
+DRAWING = '''
+import torch
+from skim import SkimStrategy, Stage
+
+
+class Drawing(SkimStrategy):
+    """Two plain stages whose loss is scaled by a number drawn when each stage starts."""
+
+    def stages(self, cfg):
+        return [Stage(name, cfg.epochs, cfg.lr, 0.0, skim=False) for name in ("one", "two")]
+
+    def begin_stage(self, step, batches):
+        self.scale = 1 + float(torch.rand(()))
+
+    def loss(self, model, batch, step):
+        loss, logs = super().loss(model, batch, step)
+        return loss * self.scale, logs
+'''
+
+
+def test_what_a_stage_start_draws_is_drawn_again_by_a_run_resumed_inside_the_stage(tmp_path):
+    (tmp_path / "drawing.py").write_text(DRAWING)
+    flags = ["--method", f"{tmp_path / 'drawing.py'}:Drawing"]
+    straight = run(tmp_path / "straight", *flags)
+    run(tmp_path / "resumed", *flags, "--stop-after-steps", "3")  # inside stage two
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
+
+
+# the smoke preset runs on 1 thread: 0 (torch's default) differs, and needs no second CPU here
+@pytest.mark.parametrize(
+    "flags", [["--threads", "0"], ["--eval-batch-size", "8"], ["--deterministic"]]
+)
+def test_resume_refuses_a_flag_that_changes_the_numbers_and_eval_only_takes_it(tmp_path, flags):
+    run(tmp_path, "--method", "transkimmer", "--stop-after-steps", "1")
+    with pytest.raises(SystemExit, match=f"{flags[0]} would change the numbers.*drop the flag"):
+        train.main(["--resume", "--out-dir", str(tmp_path), *flags])
+    train.main(["--resume", "--out-dir", str(tmp_path), "--log-every", "1"])  # how: it may
+    assert train.main(["--eval-only", "--out-dir", str(tmp_path), *flags])["metrics"]
+
+
+# ----------------------------------------------------------------------------------------------
+# A run that ends with numbers that are not finite fails
+
+
+def test_the_smoke_baseline_at_an_absurd_learning_rate_exits_with_a_message(tmp_path):
+    """The issue's command: one step at --lr 1e30 left every logit NaN and the run exited 0 with
+    accuracy 0.505; the weight decay at that rate is refused before any work."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "--preset", "smoke", "--train-subset", "16",
+           "--epochs", "1", "--lr", "1e30", "--out-dir", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --weight-decay × --lr")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--lr", "1e38"], "--lr must be positive and finite, below 3.4e+37"),  # crashed in Adam
+        (["--skim-lr", "1e38"], "--skim-lr must be positive and finite, below 3.4e+37"),
+        (["--weight-decay", "1000"], "--weight-decay × --lr must be < 1"),  # 1000 × 3e-3
+        (["--lr", "1", "--weight-decay", "0", "--skim-lr", "1e-3"], None),  # absurd, not refused
+    ],
+)
+def test_a_learning_rate_that_overflows_is_refused_before_any_work(tmp_path, args, message):
+    if message is None:
+        assert run(tmp_path, *args, "--stop-after-steps", "1") == {"stopped": True}
+        return
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        run(tmp_path, *args)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_outputs_that_are_not_finite_at_evaluation_stop_the_run_and_write_no_results(tmp_path):
+    # no weight decay: the step at --lr 1e30 itself is finite, and the logits after it are NaN
+    with pytest.raises(SystemExit, match="outputs are not finite on 16 of 16 dev features: "
+                                         "training diverged"):  # fmt: skip
+        run(tmp_path, "--train-subset", "16", "--lr", "1e30", "--weight-decay", "0")
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_a_metric_that_is_not_finite_stops_the_run(tmp_path, monkeypatch):
+    nan = {"accuracy": float("nan"), "main": float("nan")}
+    monkeypatch.setattr(data, "compute_metrics", lambda *args: nan)
+    with pytest.raises(SystemExit, match="dev metrics accuracy are not finite"):
+        run(tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_nan_scores_are_nan_metrics_never_zero():
+    nan, labels = float("nan"), [0.5, 2.0, 4.0]
+    assert math.isnan(data.pearson([1.0, nan, 3.0], labels))  # was reported as Pearson 0.0000
+    assert math.isnan(data.spearman([1.0, nan, 3.0], labels))  # ranks put NaN last: not 1.0
+    assert math.isnan(data.pearson([1.0, math.inf, 3.0], labels))
+    stsb = data.compute_metrics("stsb", [nan, nan, nan], labels)
+    assert all(math.isnan(v) for v in stsb.values())
+    sst2 = data.compute_metrics("sst2", [[nan, nan], [0.0, 1.0]], [0, 1])  # argmax of NaN is 0
+    assert all(math.isnan(v) for v in sst2.values())
+    assert data.pearson([2.0, 2.0, 2.0], labels) == 0.0  # constant: undefined, 0 as before
+
+
+def test_a_score_that_is_not_finite_in_a_regression_file_is_refused():
+    with pytest.raises(ValueError, match="dev.tsv:3: score 'nan' is not a finite number"):
+        data._label(data.get_task("stsb"), "nan", "dev.tsv:3")
+
+
+# ----------------------------------------------------------------------------------------------
+# A bad flag is a one-line message naming it: never a traceback, never a default in its place
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs must be positive and finite, got 0.0"),  # trained 3 epochs
+    (["--epochs", "nan"], "--epochs must be positive and finite"),
+    (["--epochs", "inf"], "--epochs must be positive and finite"),
+    (["--max-length", "0"], "--max-length must be ≥ 3, got 0"),  # became the task's 64
+    (["--seed", "-1"], "--seed must be in 0 .. 4294967295"),
+    (["--seed", "4294967296"], "--seed must be in 0 .. 4294967295"),
+    (["--threads", "100000"], "--threads 100000 exceeds the"),
+    (["--lr", "nan"], "--lr must be positive and finite"),
+    (["--weight-decay", "inf"], "--weight-decay must be ≥ 0 and finite"),
+    (["--warmup", "nan"], "--warmup must be a share of the steps"),
+    (["--max-grad-norm", "inf"], "--max-grad-norm must be ≥ 0 and finite"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be ≥ 0 and finite"),
+    (["--batch-size", "0"], "--batch-size must be > 0"),
+    (["--eval-batch-size", "-1"], "--eval-batch-size must be > 0"),
+    (["--train-subset", "-1"], "--train-subset must be ≥ 0"),
+    (["--train-subset", "100000"], "--train-subset 100000 exceeds the 2000 train examples"),
+    (["--eval-subset", "100000"], "--eval-subset 100000 exceeds the 500 dev examples"),
+    (["--eval-every", "-1"], "--eval-every must be ≥ 0"),
+    (["--stop-after-steps", "-1"], "--stop-after-steps must be ≥ 0"),
+    (["--case-study", "-1"], "--case-study must be ≥ 0"),
+    (["--padding", ""], "--padding must be batch or sequence, got ''"),
+    (["--precision", ""], "--precision must be fp32, bf16 or fp16"),
+    (["--device", ""], "--device must be auto, cpu, cuda"),
+    (["--preset", ""], "--preset must be one of smoke"),
+    (["--model", ""], "--model must be a hub name, a folder or random-<shape>, not empty"),
+    (["--out-dir", ""], "--out-dir must be a folder, not empty"),  # wrote into the cwd
+    (["--data-dir", ""], "--data-dir must be a folder, not empty"),  # was the cache's
+    (["--finetuned", ""], "--finetuned must be a baseline run's folder, not empty"),  # was none
+    (["--task", ""], "--task: unknown task ''"),
+    (["--method", ""], "--method: unknown method ''"),
+    (["--method", "transkimmer", "--tau", "inf"], "--tau (the Gumbel temperature) must be > 0"),
+    (["--method", "transkimmer", "--tau", "nan"], "--tau (the Gumbel temperature) must be > 0"),
+    (["--method", "transkimmer", "--skim-weight", "inf"], "--skim-weight (λ) must be ≥ 0 and"),
+    (["--method", "transkimmer", "--init-mean", "nan"], "--init-mean must be finite"),
+    (["--method", "transkimmer", "--init-std", "inf"], "--init-std must be ≥ 0 and finite"),
+    (["--method", "trbert", "--length-penalty", "nan"], "--length-penalty must be ≥ 0 and"),
+    (["--method", "trbert", "--rl-epochs", "inf"], "--rl-epochs must be > 0 and finite"),
+    (["--method", "trbert", "--hidden", "0"], "--hidden must be ≥ 1"),
+    (["--method", "trbert", "--num-samples", "0"], "--num-samples must be ≥ 2"),
+    (["--method", "trbert", "--imitation-fraction", "nan"], "--imitation-fraction must be in"),
+    (["--method", "trbert", "--policy-layers", ""], "--policy-layers: expected comma-separated"),
+    (["--method", "trbert", "--policy-layers", "-1"], "--policy-layers must be increasing"),
+    (["--method", "ltp", "--temperature", "0"], "--temperature must be > 0 and finite"),
+    (["--method", "ltp", "--skim-weight", "nan"], "--skim-weight must be ≥ 0 and finite"),
+    (["--method", "ltp", "--threshold-init", "inf"], "--threshold-init must be finite"),
+    (["--method", "ltp", "--hard-epochs", "-1"], "--hard-epochs must be ≥ 0 and finite"),
+    (["--method", "cls-attention", "--keep", "nan"], "--keep must be in (0, 1]"),
+    (["--method", "cls-attention", "--keep", "0"], "--keep must be in (0, 1]"),
+    (["--method", "random", "--keep-shares", ""], "--keep-shares needs 2 shares"),
+    (["--method", "random", "--keep-shares", "nan,1"], "--keep-shares needs 2 shares"),
+    (
+        ["--method", "random", "--keep-shares", "1,1", "--random-seed", "-1"],
+        "--random-seed must be in 0 .. 2**63",
+    ),  # fmt: skip
+    (
+        ["--method", "random", "--keep-shares", "1,1", "--random-seed", str(2**64)],
+        "--random-seed must be in 0 .. 2**63",
+    ),  # crashed in torch.Generator  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_a_bad_flag_is_a_one_line_message_naming_it(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path / "run", *args)
+    said = str(e.value.code) + capsys.readouterr().err
+    assert message in said
+    assert "error:" in said.strip().splitlines()[-1]  # ours, or argparse's after its usage
+    assert "\n" not in str(e.value.code)
+    assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_a_data_file_that_is_a_folder_is_a_message(tmp_path, minilm_dir):
+    (tmp_path / "SST-2" / "train.tsv").mkdir(parents=True)
+    (tmp_path / "SST-2" / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n")
+    with pytest.raises(SystemExit, match=r"cannot read .*train.tsv: Is a directory"):
+        train.main(["--task", "sst2", "--model", str(minilm_dir), "--data-dir", str(tmp_path),
+                    "--out-dir", str(tmp_path / "run")])  # fmt: skip
+
+
+def test_a_batch_too_large_for_every_process_to_get_one_is_a_message(tmp_path, monkeypatch):
+    """With torchrun, 32 examples in one batch leave the second process nothing: the loop never
+    ended. (Two processes are faked: the check comes before any of them would talk.)"""
+    setup = train.setup
+    monkeypatch.setattr(train, "setup", lambda *a: dataclasses.replace(setup(*a), world=2))
+    with pytest.raises(SystemExit, match="--batch-size 32 makes fewer batches an epoch than the "
+                                         "2 processes: give at most 16"):  # fmt: skip
+        run(tmp_path, "--batch-size", "32")
