@@ -300,3 +300,24 @@ def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
     assert "does not keep the words that decide the label" in r["message"], r["message"]
     conformance = sum(c["points"] for c in r["checks"] if c["passed"])
     assert conformance == r["possible"] - 20  # a random skim is a well-formed method
+
+
+def test_the_untouched_student_copys_own_tests_pass_skipping_by_assignment(tmp_path):
+    out = tmp_path / "student"
+    make_student.make_student(out)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         "tests/test_flops.py", "tests/test_skim.py", "tests/test_rl_policy.py"],
+        cwd=out, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "failed" not in done.stdout.splitlines()[-1]
+    for n, handout in ((1, "01_attention.md"), (2, "02_gumbel.md"), (5, "05_flops.md")):
+        assert f"assignment {n} is not done yet (assignments/{handout})" in done.stdout
+    # the selection a handout gives: the tests that call assignment 5's functions
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--assignment", "5"],
+        cwd=out, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "deselected" in done.stdout.splitlines()[-1]
