@@ -257,9 +257,13 @@ def evenly_spaced(items: list, n: int) -> list:
     return items if n <= 0 or n >= len(items) else [items[k * len(items) // n] for k in range(n)]
 
 
-def load_run(run: str, cfg):
-    """(row name, model, strategy) of a train.py run folder, with its trained decisions."""
-    model, strategy, saved = runs.load_run(Path(run))
+def load_run(run: str, cfg, methods: list[str] = ()):
+    """(row name, model, strategy) of a train.py run folder, with its trained decisions. A run
+    of a file or module method loads only with that method among `methods` (--method): a run
+    folder never chooses the code that runs."""
+    recorded = runs.read_run_config(Path(run))["method"]
+    mine = [m for m in methods if _names(m, recorded, Path(run))]
+    model, strategy, saved = runs.load_run(Path(run), mine[0] if mine else None)
     if not strategy.layers:
         raise SystemExit(
             f"error: --checkpoint {run}: a {saved['method']} run makes no skim decisions to time; "
@@ -270,13 +274,22 @@ def load_run(run: str, cfg):
     return f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})", model, strategy
 
 
+def _names(method: str, recorded, run: Path) -> bool:
+    """Whether --method `method` is the method a run recorded (runs.method_of_run's rule)."""
+    try:
+        runs.method_of_run(recorded, method, run / "config.json")
+        return True
+    except ValueError:
+        return False
+
+
 def bench_skim(args) -> None:
     import transformers
 
     device, sync = args.device, synchronizer(args.device)
     folder = resolve_model_dir(args.model)
     tokenizer = data.load_tokenizer(folder)
-    cfg = read_config(folder)
+    cfg = read_config(folder, links=True)
     torch.manual_seed(0)  # the classifier head is random: only its cost matters here
     model = BertForTask(cfg).eval()
     load_encoder_weights(
@@ -292,7 +305,7 @@ def bench_skim(args) -> None:
         strategy = FixedTRBert(cfg, pattern).eval().to(device)
         methods[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for run in args.checkpoint:
-        name, run_model, strategy = load_run(run, cfg)
+        name, run_model, strategy = load_run(run, cfg, args.method)
         methods[name] = (run_model.to(device), strategy.to(device))
     sets = {
         "sst2": ("dev", args.glue_dir, args.sst2_examples),
@@ -608,6 +621,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         help="also time the trained decisions of a train.py run folder (repeatable)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        help="the file.py:Class or module:Class of a --checkpoint run whose method is not built "
+        "in: code is never loaded from what a run folder names (repeatable)",
     )
     args = parser.parse_args(argv)
     try:
