@@ -544,6 +544,21 @@ def test_a_crafted_results_json_is_one_line_naming_it(finished, what, change, re
             assert "results.json" in out.stderr and summarizes in out.stderr
 
 
+@pytest.mark.parametrize(
+    "name,content,says",
+    [
+        ("tokenizer_config.json", b"[1]", "not a JSON object of tokenizer settings"),
+        ("tokenizer_config.json", b'{"do_lower_case": "yes"}', "tokenizer settings"),
+        ("tokenizer_config.json", b"{oops", ": not valid JSON"),
+        ("vocab.txt", b"[PAD]\n\xff\xfe\n", "vocab.txt: not UTF-8"),
+    ],
+)
+def test_a_crafted_tokenizer_file_is_one_line_naming_it(finished, name, content, says):
+    (finished / "ckpt" / name).write_bytes(content)
+    message = error_of(eval_only, finished)
+    assert f"ckpt/{name}" in message and says in message, message
+
+
 def test_non_utf8_results_are_one_line(finished):
     (finished / "results.json").write_bytes(b'{"method": "\xff"}')
     assert "not UTF-8" in error_of(report.main, [str(finished)])
