@@ -183,7 +183,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {out}")
             return
         ((name, r),) = results.items()
-        write(Path(args.runs[0]), r, args.out)
+        if args.out:
+            write(Path(args.runs[0]), r, args.out)
+        else:  # into the run's own folder: not while train.py (or another report.py) writes it
+            from runs import locked
+
+            with locked(Path(args.runs[0]), f"report.py {args.runs[0]}"):
+                write(Path(args.runs[0]), r)
     except OSError as e:
         raise SystemExit(f"error: cannot write the pictures: {e}") from None
     print(f"wrote kept_tokens.svg and case_study.html to {args.out or args.runs[0]}")

@@ -205,7 +205,7 @@ def locked(run_dir: Path, command: str):
                 f"{path} if that process is gone"
             ) from None
         except OSError as e:
-            raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
+            raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
     with os.fdopen(fd, "w") as f:
         json.dump(mine, f)
     try:

@@ -337,6 +337,13 @@ def test_a_real_second_process_is_refused_while_the_first_trains(tmp_path):
     assert not (run / runs.LOCK).exists()
 
 
+def test_report_into_a_run_folder_waits_for_no_writer(finished):
+    with runs.locked(finished, "python train.py --resume"):
+        assert "is being written by pid" in error_of(report.main, [str(finished)])
+    report.main([str(finished)])
+    assert not (finished / runs.LOCK).exists()
+
+
 def test_a_lock_file_that_is_not_ours_is_refused(stopped):
     (stopped / runs.LOCK).write_text("garbage\n\x1b[31mred")
     message = error_of(resume, stopped)
