@@ -420,8 +420,12 @@ def check_like(saved, fresh, where: str) -> None:
     def kind(v):
         return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v)
 
-    if fresh is None:  # a setting left to torch (AdamW's foreach): whatever was saved
+    if fresh is None:  # a setting left to torch (AdamW's foreach): unset, or a flag
+        if saved is not None and not isinstance(saved, bool):
+            raise ValueError(f"{where} is {shown(saved):.60}, not null, true or false")
         return
+    if isinstance(saved, int) and not isinstance(saved, bool) and not -(2**63) <= saved < 2**63:
+        raise ValueError(f"{where} is {saved:.3g}, past a 64-bit integer")
     if isinstance(fresh, torch.Tensor):
         if not isinstance(saved, torch.Tensor):
             raise ValueError(f"{where} is {kind(saved).__name__}, not a tensor")

@@ -708,6 +708,9 @@ def _check_saved_optimizer(run: Run, progress: dict, opt, sched, scaler) -> None
         if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
             raise ValueError("optimizer is not an optimiser's state")
         runs.check_like(saved.get("param_groups"), fresh["param_groups"], "param_groups")
+        for group, ours in zip(saved["param_groups"], fresh["param_groups"]):
+            if group["params"] != ours["params"]:  # which saved state goes to which parameter
+                raise ValueError(f"param_groups number the parameters {group['params'][:8]}")
         for i, moments in saved["state"].items():
             if not (isinstance(i, int) and 0 <= i < len(params)):
                 raise ValueError(f"the state of parameter {runs.shown(i):.20}, of {len(params)}")

@@ -500,6 +500,27 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
     ("param group without lr", lambda s: s["optimizer"]["param_groups"][0].pop("lr"), "keys"),
     ("schedule epoch a string", lambda s: s["scheduler"].update(last_epoch="x"), "last_epoch"),
     ("optimizer a list", lambda s: s.update(optimizer=[]), "not an optimiser's state"),
+    # found by fuzzing the decoded state (each was a traceback inside torch):
+    (
+        "parameters renumbered",
+        lambda s: s["optimizer"]["param_groups"][0]["params"].reverse(),
+        "param_groups number the parameters",
+    ),  # fmt: skip
+    (
+        "eps past 64 bits",
+        lambda s: s["optimizer"]["param_groups"][0].update(eps=10**30),
+        "past a 64-bit integer",
+    ),  # fmt: skip
+    (
+        "a flag that is a tensor",
+        lambda s: s["optimizer"]["param_groups"][0].update(foreach=torch.zeros(2)),
+        "not null, true or false",
+    ),  # fmt: skip
+    (
+        "a schedule lambda of text",
+        lambda s: s["scheduler"]["lr_lambdas"].__setitem__(0, "x"),
+        "lr_lambdas",
+    ),  # fmt: skip
 ]
 
 
