@@ -181,7 +181,10 @@ def locked(run_dir: Path, command: str):
     """Hold RUN/.lock while this process writes the run folder: created with O_EXCL, so of two
     processes only one gets it; a second writer (a fresh run, --overwrite, --resume, --eval-only)
     is refused with a message naming the holder. A lock whose process is gone (same host, pid
-    no longer running) is stale and taken over. Removed on exit, if still ours."""
+    no longer running) is stale and taken over. Removed on exit, if still ours.
+    What it does not catch: two processes that find the same stale lock at the same instant may
+    both take it over, and a stale lock whose pid the OS has given to another process is taken
+    for a live one (the message says which file to delete)."""
     path = Path(run_dir) / LOCK
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
             "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
@@ -206,8 +209,12 @@ def locked(run_dir: Path, command: str):
             ) from None
         except OSError as e:
             raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(mine, f)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+    except OSError as e:  # a full disk: no empty lock left to refuse every later writer
+        path.unlink(missing_ok=True)
+        raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
     try:
         yield
     finally:
