@@ -11,9 +11,11 @@ and in transformers, then Transkimmer and TR-BERT with real pruning. Their decis
 pattern (`FixedTranskimmer`, `FixedTRBert`: the real predictor or policy runs and is paid for, then
 each sequence keeps a fixed share of its tokens; `--transkimmer-keep`, `--trbert-keep` set the
 shares, gradual and early patterns by default), so the pattern is aggressive and repeatable;
-`--checkpoint RUN` adds the trained decisions of a train.py run. Each row sets its wall-clock
-speedup beside its FLOPs speedup (flops.py, predictor or policy included), both against the
-packed baseline: FLOPs "no padding" counts real tokens, which is what the packed baseline computes.
+`--checkpoint RUN` adds the trained decisions of a train.py run (a run of your own method also
+needs `--method file.py:Class`: a run folder never chooses the code that runs). Each row sets
+its wall-clock speedup beside its FLOPs speedup (flops.py, predictor or policy included), both
+against the packed baseline: FLOPs "no padding" counts real tokens, which is what the packed
+baseline computes.
 Under each table a second one splits every setting's time into its layers, its deciding (predictor
 or policy) and the rest, and sets the layers' own speedup beside their FLOPs. A last table times
 one layer at batch 1 against its token count: why batch 1 gains less than its FLOPs.
