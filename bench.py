@@ -11,9 +11,11 @@ and in transformers, then Transkimmer and TR-BERT with real pruning. Their decis
 pattern (`FixedTranskimmer`, `FixedTRBert`: the real predictor or policy runs and is paid for, then
 each sequence keeps a fixed share of its tokens; `--transkimmer-keep`, `--trbert-keep` set the
 shares, gradual and early patterns by default), so the pattern is aggressive and repeatable;
-`--checkpoint RUN` adds the trained decisions of a train.py run. Each row sets its wall-clock
-speedup beside its FLOPs speedup (flops.py, predictor or policy included), both against the
-packed baseline: FLOPs "no padding" counts real tokens, which is what the packed baseline computes.
+`--checkpoint RUN` adds the trained decisions of a train.py run (a run of your own method also
+needs `--method file.py:Class`: a run folder never chooses the code that runs). Each row sets
+its wall-clock speedup beside its FLOPs speedup (flops.py, predictor or policy included), both
+against the packed baseline: FLOPs "no padding" counts real tokens, which is what the packed
+baseline computes.
 Under each table a second one splits every setting's time into its layers, its deciding (predictor
 or policy) and the rest, and sets the layers' own speedup beside their FLOPs. A last table times
 one layer at batch 1 against its token count: why batch 1 gains less than its FLOPs.
@@ -257,9 +259,13 @@ def evenly_spaced(items: list, n: int) -> list:
     return items if n <= 0 or n >= len(items) else [items[k * len(items) // n] for k in range(n)]
 
 
-def load_run(run: str, cfg):
-    """(row name, model, strategy) of a train.py run folder, with its trained decisions."""
-    model, strategy, saved = runs.load_run(Path(run))
+def load_run(run: str, cfg, methods: list[str] = ()):
+    """(row name, model, strategy) of a train.py run folder, with its trained decisions. A run
+    of a file or module method loads only with that method among `methods` (--method): a run
+    folder never chooses the code that runs."""
+    recorded = runs.read_run_config(Path(run))["method"]
+    mine = [m for m in methods if _names(m, recorded, Path(run))]
+    model, strategy, saved = runs.load_run(Path(run), mine[0] if mine else None)
     if not strategy.layers:
         raise SystemExit(
             f"error: --checkpoint {run}: a {saved['method']} run makes no skim decisions to time; "
@@ -270,13 +276,22 @@ def load_run(run: str, cfg):
     return f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})", model, strategy
 
 
+def _names(method: str, recorded, run: Path) -> bool:
+    """Whether --method `method` is the method a run recorded (runs.method_of_run's rule)."""
+    try:
+        runs.method_of_run(recorded, method, run / "config.json")
+        return True
+    except ValueError:
+        return False
+
+
 def bench_skim(args) -> None:
     import transformers
 
     device, sync = args.device, synchronizer(args.device)
     folder = resolve_model_dir(args.model)
     tokenizer = data.load_tokenizer(folder)
-    cfg = read_config(folder)
+    cfg = read_config(folder, links=True)
     torch.manual_seed(0)  # the classifier head is random: only its cost matters here
     model = BertForTask(cfg).eval()
     load_encoder_weights(
@@ -292,7 +307,7 @@ def bench_skim(args) -> None:
         strategy = FixedTRBert(cfg, pattern).eval().to(device)
         methods[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for run in args.checkpoint:
-        name, run_model, strategy = load_run(run, cfg)
+        name, run_model, strategy = load_run(run, cfg, args.method)
         methods[name] = (run_model.to(device), strategy.to(device))
     sets = {
         "sst2": ("dev", args.glue_dir, args.sst2_examples),
@@ -608,6 +623,13 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         help="also time the trained decisions of a train.py run folder (repeatable)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        help="the file.py:Class or module:Class of a --checkpoint run whose method is not built "
+        "in: code is never loaded from what a run folder names (repeatable)",
     )
     args = parser.parse_args(argv)
     try:

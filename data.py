@@ -39,7 +39,7 @@ import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from weights import download
+from weights import download, read_json
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PADDINGS = ("sequence", "batch", "none")
@@ -64,13 +64,26 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
             f"{vocab_file} not found: load_tokenizer needs a BERT checkpoint folder "
             f"holding vocab.txt (one token a line), or one made by write_synthetic_vocab"
         )
-    with open(vocab_file, encoding="utf-8") as f:
-        vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     missing = [t for t in SPECIAL_TOKENS[1:4] if t not in vocab]
     if missing:
         raise ValueError(f"{vocab_file} lacks the special tokens {missing}")
     config_file = vocab_file.with_name("tokenizer_config.json")
-    config = json.loads(config_file.read_text("utf-8")) if config_file.is_file() else {}
+    # read as any folder's file is (weights.read_json: bounded, one error naming it)
+    config = read_json(config_file, links=True) if config_file.is_file() else {}
+    flags = {"do_lower_case": (bool,), "tokenize_chinese_chars": (bool,),
+             "strip_accents": (bool, type(None))}  # fmt: skip
+    if not isinstance(config, dict) or not all(
+        isinstance(config[k], kinds) for k, kinds in flags.items() if k in config
+    ):
+        raise ValueError(
+            f"{config_file}: not a JSON object of tokenizer settings (do_lower_case and "
+            "tokenize_chinese_chars true or false, strip_accents also null)"
+        )
     lower = config.get("do_lower_case", True)  # all our checkpoints are uncased
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     # strip_accents=None means "strip when lower-casing", as in BERT's BasicTokenizer

@@ -7,6 +7,9 @@ or several runs side by side, without the model:
 
     python report.py runs/sst2-minilm-transkimmer runs/sst2-minilm-ltp --out docs/figures
 
+It reads results.json and nothing else of a run folder (no code, no weights), refusing a file
+that is not what train.py writes with one line that names it.
+
 No plotting dependency: the SVG is written by hand, so a reader can see every coordinate.
 """
 
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 from pathlib import Path
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -92,36 +94,104 @@ def case_study_html(rows: list[dict], L: int, title: str) -> str:
 
 
 def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
-    """kept_tokens.svg and case_study.html of one run, into `out` (default: the run folder)."""
+    """kept_tokens.svg and case_study.html of one run, into `out` (default: the run folder).
+    Each is written to a temporary name and renamed (weights.atomic_write): a link planted in
+    the folder under either name is replaced, never written through."""
+    from weights import atomic_write  # here: the rest of this file needs nothing but Python
+
     out = Path(out or run_dir)
     title = f"{results['method'].rpartition('/')[2]} on {results['task']}"
     L = len(results["kept_per_layer"])
     svg = kept_tokens_svg({title: results["kept_per_layer"]}, "share of tokens per layer")
-    (out / "kept_tokens.svg").write_text(svg)
-    (out / "case_study.html").write_text(case_study_html(results.get("case_study", []), L, title))
+    atomic_write(out / "kept_tokens.svg", svg.encode())
+    page = case_study_html(results.get("case_study", []), L, title)
+    atomic_write(out / "case_study.html", page.encode())
+
+
+def read_results(run: Path) -> dict:
+    """RUN/results.json, checked for what the pictures use (method, task, kept_per_layer, the case
+    study): a file that is not what train.py writes is one line naming it, never a traceback."""
+    from weights import CheckpointError, read_json
+
+    path = Path(run) / "results.json"
+    try:
+        r = read_json(path)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: give the folder of a finished train.py run")
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    problem = _results_problem(r)
+    if problem:
+        raise SystemExit(f"error: {path}: {problem}; the file is not what train.py writes")
+    return r
+
+
+def _results_problem(r) -> str | None:
+    def share(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    for key in ("method", "task"):
+        if not isinstance(r.get(key), str):
+            return f"{key} is missing or not text"
+    kept = r.get("kept_per_layer")
+    if not isinstance(kept, list) or not kept or not all(map(share, kept)):
+        return "kept_per_layer is not a list of shares in [0, 1]"
+    cases = r.get("case_study", [])
+    if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+        return "case_study is not a list of examples"
+    for i, c in enumerate(cases):
+        tokens, exits = c.get("tokens"), c.get("exit_layers")
+        if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)):
+            return f"case_study[{i}].tokens is not a list of text"
+        layers = range(len(kept) + 1)  # 0 .. L, L meaning kept to the end
+        if not (isinstance(exits, list) and len(exits) == len(tokens)
+                and all(type(e) is int and e in layers for e in exits)):  # fmt: skip
+            return f"case_study[{i}].exit_layers is not a layer (0..{len(kept)}) per token"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
+    from weights import atomic_write
+
     parser = argparse.ArgumentParser(description="Draw the pictures of train.py runs again.")
     parser.add_argument("runs", nargs="+", help="run folders holding results.json")
-    parser.add_argument("--out", help="folder for the pictures (default: each run's own)")
+    parser.add_argument("--out", help="folder for the pictures (default: a single run's own; "
+                        "needed with several runs)")  # fmt: skip
     args = parser.parse_args(argv)
+    if len(args.runs) > 1 and not args.out:  # one chart for all: where is no run's own folder
+        raise SystemExit("error: several runs make one chart: say where it goes with --out DIR")
     results = {}
     for run in args.runs:
-        path = Path(run) / "results.json"
-        if not path.is_file():
-            raise SystemExit(f"error: {path} not found: give the folder of a finished train.py run")
-        results[Path(run).name] = json.loads(path.read_text())
+        # each curve's label: the folder's name, or the path as given where two names are alike
+        names = [Path(r).name for r in args.runs]
+        label = Path(run).name if names.count(Path(run).name) == 1 else run
+        if label in results:
+            raise SystemExit(f"error: {run} is given twice")
+        results[label] = read_results(Path(run))
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    if len(results) > 1:  # several runs: one chart with a curve each
-        curves = {name: r["kept_per_layer"] for name, r in results.items()}
-        out = Path(args.out or ".") / "kept_tokens.svg"
-        out.write_text(kept_tokens_svg(curves, "share of tokens per layer"))
-        print(f"wrote {out}")
-        return
-    ((name, r),) = results.items()
-    write(Path(args.runs[0]), r, args.out)
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"error: --out {args.out}: {e}") from None
+    try:
+        if len(results) > 1:  # several runs: one chart with a curve each
+            curves = {name: r["kept_per_layer"] for name, r in results.items()}
+            out = Path(args.out) / "kept_tokens.svg"
+            atomic_write(out, kept_tokens_svg(curves, "share of tokens per layer").encode())
+            print(f"wrote {out}")
+            return
+        ((name, r),) = results.items()
+        if args.out:
+            write(Path(args.runs[0]), r, args.out)
+        else:  # into the run's own folder: not while train.py (or another report.py) writes it
+            from runs import locked
+
+            with locked(Path(args.runs[0]), f"report.py {args.runs[0]}"):
+                write(Path(args.runs[0]), r)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write the pictures: {e}") from None
     print(f"wrote kept_tokens.svg and case_study.html to {args.out or args.runs[0]}")
 
 

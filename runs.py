@@ -1,7 +1,16 @@
 """Run folders and methods: which method a run used, and how its folder is written and read.
 
-A run folder (train.py --out-dir) holds only data, never code: nothing here unpickles anything,
-so a run folder someone sends you is safe to evaluate or resume.
+A run folder (train.py --out-dir) holds only data, never code, and is read as hostile input, so
+a run folder someone sends you is safe to evaluate or resume:
+  * nothing here unpickles anything, and no code is loaded because a folder names it: its
+    config.json's method is loaded only if built in (METHODS); a file or module method only
+    when the user names it again (--method), and it must be the one recorded (method_of_run);
+  * only regular files are read (no symbolic link followed, no FIFO or device waited on), JSON
+    capped at 64 MB, and a checkpoint's config.json is compared with its weights' header, and
+    its size capped, before any tensor is built (checked_model_config, load_checkpoint);
+  * every fault of a file is one line naming it (a crafted trainer state too: check_progress,
+    check_like), never a traceback;
+  * one writer at a time: a command writing the folder holds RUN/.lock (locked).
 
     config.json        the run's settings: "train" (train.TrainConfig), "method" (its name or
                        file.py:Class) and "options" (the method's Options), written before training
@@ -13,20 +22,26 @@ so a run folder someone sends you is safe to evaluate or resume.
                        trainer_state.json + trainer_state.safetensors (optimiser, RNG: --resume)
     finetuned/         the model after a "finetune" stage, when a later stage needs a teacher
 
-Every file is written to a temporary name and renamed: a kill at any moment leaves either the
-old or the new version. Tests: tests/test_train.py, tests/test_faults.py.
+Every file is written to a temporary name and renamed (a link in its place is replaced, never
+written through): a kill at any moment leaves either the old or the new version.
+Tests: tests/test_train.py, tests/test_faults.py, tests/test_folder_faults.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
 import inspect
 import json
+import math
+import os
 import random
 import shutil
+import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -34,13 +49,16 @@ import numpy as np
 import torch
 
 from skim import SkimStrategy
-from transformer import BertForTask
+from transformer import BertConfig, BertForTask, BertModel
 from weights import (
+    MAX_HEADER_BYTES,
     CheckpointError,
     atomic_write,
     load_encoder_weights,
     read_config,
+    read_json,
     read_safetensors,
+    read_safetensors_header,
     released_name,
     write_safetensors,
 )
@@ -114,6 +132,117 @@ def method_spec(spec: str) -> str:
     return spec
 
 
+def method_of_run(recorded, named: str | None, config: Path) -> str:
+    """Which method to load for a run folder whose `config` records `recorded`: a built-in name
+    as it is; a file or a module only when the user names it again (`named`, --method), since a
+    folder must never choose the code that runs (a folder someone sends may ship its own .py).
+    `named` must be the method recorded: the same built-in, or the same class in a file of the
+    same name (the folder may come from another machine) or in the same module."""
+    if not isinstance(recorded, str) or not recorded:
+        raise ValueError(f'{config}: "method" is {recorded!r:.80}, not a method name')
+    if named is None:
+        if recorded in METHODS:
+            return recorded
+        raise ValueError(
+            f"{config} records the method {shown(recorded)}, a file or module: code is never "
+            f"loaded from what a run folder names; if you trust it, name it: --method "
+            f"{shown(recorded)}"
+        )
+    ours, theirs = method_spec(named), recorded
+    if ours in METHODS or theirs in METHODS:
+        same = ours == theirs
+    else:  # file.py:Class or module:Class: the file's name (not its folder) and the class
+        (a, _, x), (b, _, y) = ours.rpartition(":"), theirs.rpartition(":")
+        same = x == y and (Path(a).name == Path(b).name if a.endswith(".py") else a == b)
+    if not same:
+        raise ValueError(
+            f"--method contradict the run saved in {config.parent}: it records "
+            f"{shown(recorded)}, not {shown(named)}; name that method"
+            + (" (or none: it is built in)" if recorded in METHODS else "")
+        )
+    return named
+
+
+def shown(value) -> str:
+    """A value from a file, fit for one line of a message or log: as it is when printable,
+    else quoted with its newlines and control characters escaped (no forged log lines)."""
+    text = value if isinstance(value, str) else str(value)
+    return text if text.isprintable() else repr(text)
+
+
+# ----------------------------------------------------------------------------------------------
+# The lock: one writer per run folder
+
+LOCK = ".lock"  # RUN/.lock: {"pid", "host", "command", "since"} of the process writing RUN
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, command: str):
+    """Hold RUN/.lock while this process writes the run folder: created with O_EXCL, so of two
+    processes only one gets it; a second writer (a fresh run, --overwrite, --resume, --eval-only)
+    is refused with a message naming the holder. A lock whose process is gone (same host, pid
+    no longer running) is stale and taken over. Removed on exit, if still ours.
+    What it does not catch: two processes that find the same stale lock at the same instant may
+    both take it over, and a stale lock whose pid the OS has given to another process is taken
+    for a live one (the message says which file to delete)."""
+    path = Path(run_dir) / LOCK
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for attempt in range(2):
+        try:
+            fd = os.open(path, flags, 0o644)
+            break
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if attempt == 0 and holder and holder["host"] == mine["host"]:
+                if not _running(holder["pid"]):  # stale: left by a killed process
+                    path.unlink(missing_ok=True)
+                    continue
+            who = "an unknown process (the lock file is not one this project wrote)"
+            if holder:
+                who = (f"pid {holder['pid']} on {shown(holder['host'])} since "
+                       f"{shown(holder['since'])} ({shown(holder['command']):.200})")  # fmt: skip
+            raise SystemExit(
+                f"error: {run_dir} is being written by {who}; wait for it to end, or delete "
+                f"{path} if that process is gone"
+            ) from None
+        except OSError as e:
+            raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+    except OSError as e:  # a full disk: no empty lock left to refuse every later writer
+        path.unlink(missing_ok=True)
+        raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
+    try:
+        yield
+    finally:
+        if _lock_holder(path) == mine:
+            path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> dict | None:
+    """What a lock file says, if it is one this project wrote (else None)."""
+    try:
+        holder = read_json(path, limit=1 << 16)
+    except (OSError, CheckpointError):
+        return None
+    keys = {"pid": int, "host": str, "command": str, "since": str}
+    ok = isinstance(holder, dict) and all(isinstance(holder.get(k), t) for k, t in keys.items())
+    return holder if ok and not isinstance(holder["pid"], bool) and holder["pid"] > 0 else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):  # no such process; a pid past any the OS has
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 # ----------------------------------------------------------------------------------------------
 # Checkpoints: a Hugging Face-style folder, written atomically
 
@@ -127,7 +256,7 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, vocab_dir: str, s
     checkpoint (load_checkpoint falls back to folder.old/ if it came between the two renames)."""
     final, tmp = Path(folder), Path(str(folder) + ".tmp")
     old = Path(str(folder) + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove(tmp)
     try:
         tmp.mkdir(parents=True)
         tensors = {f"bert.{released_name(k)}": v for k, v in model.bert.state_dict().items()}
@@ -144,36 +273,102 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, vocab_dir: str, s
         if state is not None:
             write_trainer_state(tmp, state)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not leave a half-written .tmp
+        remove(tmp)  # a full disk must not leave a half-written .tmp
         raise SystemExit(f"error: cannot write the checkpoint {final}: {e}") from None
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
+    if final.exists() or final.is_symlink():
+        remove(old)
+        final.rename(old)  # a symbolic link is renamed itself, never followed
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    remove(old)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, a folder and what it holds, or a symbolic link (never what it points to)."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)  # which unlinks the links inside, not their targets
 
 
 def checkpoint_folder(folder: Path) -> Path | None:
-    """The complete checkpoint at `folder`, or its .old twin if a save stopped between renames."""
+    """The complete checkpoint at `folder`, or its .old twin if a save stopped between renames.
+    A name that is there but is no regular file (a link, a FIFO) still counts: reading it then
+    says what is wrong, rather than passing over it in silence."""
     for f in (Path(folder), Path(str(folder) + ".old")):
-        if (f / "config.json").is_file() and (f / "model.safetensors").is_file():
+        if all(os.path.lexists(f / n) for n in ("config.json", "model.safetensors")):
             return f
     return None
 
 
+def checked_model_config(folder: Path) -> BertConfig:
+    """The model shape of a checkpoint folder, once its config.json and the header of its
+    model.safetensors agree: every encoder tensor the config implies is in the file with that
+    shape, and the file holds no more than such a model can need. All this is checked before any
+    tensor is read or built, so a crafted folder (vocab_size 20,000,000, or a header promising
+    100 GB) fails at once with a message. Raises CheckpointError."""
+    folder = Path(folder)
+    config, path = read_config(folder), folder / "model.safetensors"
+    header = read_safetensors_header(path)
+    with torch.device("meta"):  # shapes without memory: no tensor is allocated
+        expected = BertModel(config).state_dict()
+    for ours, t in expected.items():
+        name = "bert." + released_name(ours)
+        if name not in header or list(header[name][1]) != list(t.shape):
+            has = f"shape {header[name][1]}" if name in header else "no such tensor"
+            raise CheckpointError(
+                f"{path}: {name} has {has} but {folder / 'config.json'} implies {list(t.shape)}; "
+                f"the two files are not of one model (copy the whole ckpt/ folder again)"
+            )
+    _check_budget(path, header, sum(t.numel() for t in expected.values()))
+    return config
+
+
+def _check_budget(path: Path, header: dict, parameters: int) -> int:
+    """The bytes `header` promises, if no more than twice a model of `parameters` in fp32 plus
+    64 MB (what a task head and a method's own tensors could add): else CheckpointError."""
+    size = sum(math.prod(shape) * dtype.itemsize for dtype, shape in header.values())
+    budget = 2 * 4 * parameters + (64 << 20)
+    if size > budget:
+        raise CheckpointError(
+            f"{path}: its tensors take {size:,} bytes, more than a model of {parameters:,} "
+            f"parameters can need ({budget:,}); the file is not this run's"
+        )
+    return size
+
+
 def load_checkpoint(folder: Path, model, strategy) -> dict | None:
-    """Load a checkpoint folder into model (and strategy); returns its trainer state, if any."""
+    """Load a checkpoint folder into model (and strategy); returns its trainer state, if any.
+    The file's header is compared with the model first: a tensor of another shape, or a file
+    bigger than the model, is refused before the tensors are read."""
     found = checkpoint_folder(folder)
     if found is None:
         raise SystemExit(f"error: no checkpoint in {folder} (config.json and model.safetensors)")
+    path = found / "model.safetensors"
     try:
-        tensors = read_safetensors(found / "model.safetensors")
+        read_config(found)  # a symbolic link or a crafted config.json: refused like the weights
+        header = read_safetensors_header(path)
+        expected = {f"bert.{released_name(k)}": v for k, v in model.bert.state_dict().items()}
+        expected.update({f"{_head(model)}.{k}": v for k, v in model.head.state_dict().items()})
+        if strategy is not None:
+            prefix = strategy.checkpoint_prefix
+            expected.update({f"{prefix}.{k}": v for k, v in strategy.state_dict().items()})
+        for name, t in expected.items():
+            if name in header and list(header[name][1]) != list(t.shape):
+                raise CheckpointError(
+                    f"{path}: tensor {name} has shape {header[name][1]} but this model expects "
+                    f"{list(t.shape)}; the checkpoint belongs to a model of another size"
+                )
+        size = _check_budget(path, header, sum(t.numel() for t in expected.values()))
+        tensors = read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES)
         bert = {k: v for k, v in tensors.items() if k.startswith("bert.")}
         load_encoder_weights(model.bert, bert, str(found), run_folder=True)
         model.head.load_state_dict(_under(tensors, _head(model)))
         if strategy is not None:
             strategy.load_state_dict(_under(tensors, strategy.checkpoint_prefix))
-        return read_trainer_state(found)
+        return read_trainer_state(found, limit=2 * size + (16 << 20))
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: cannot load the checkpoint in {found}: no {e.filename}") from None
     except (CheckpointError, RuntimeError, KeyError, ValueError) as e:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: {e}") from None
 
@@ -199,16 +394,69 @@ def write_trainer_state(folder: Path, state: dict) -> None:
     atomic_write(folder / "trainer_state.json", json.dumps(tree).encode())
 
 
-def read_trainer_state(folder: Path) -> dict | None:
-    path = folder / "trainer_state.json"
-    if not path.is_file():
+def read_trainer_state(folder: Path, limit: int | None = None) -> dict | None:
+    """The trainer state of a checkpoint folder (None if it has none), its .safetensors no more
+    than `limit` bytes. What the state holds is checked where it is used (check_like)."""
+    path = Path(folder) / "trainer_state.json"
+    if not os.path.lexists(path):
         return None
     try:
-        tree = json.loads(path.read_text())
-        tensors = read_safetensors(folder / "trainer_state.safetensors")
-        return _decode(tree, tensors)
-    except (json.JSONDecodeError, KeyError, TypeError, FileNotFoundError) as e:
-        raise CheckpointError(f"{path} is damaged ({e}); resume from another copy") from None
+        tree = read_json(path)
+        tensors = read_safetensors(Path(folder) / "trainer_state.safetensors", limit)
+        state = _decode(tree, tensors)
+    except CheckpointError as e:  # named by its file: the .json, or the .safetensors beside it
+        why = str(e).removeprefix(str(path)).strip(" :")
+        raise CheckpointError(f"{path} is damaged ({why}); resume from another copy") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError,
+            RecursionError, FileNotFoundError) as e:  # fmt: skip
+        raise CheckpointError(
+            f"{path} is damaged ({type(e).__name__}: {shown(e)}); resume from another copy"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is damaged (not an object); resume from another copy")
+    return state
+
+
+def check_like(saved, fresh, where: str) -> None:
+    """`saved` (read from a file) is built like `fresh` (made now): the same dict keys (but flags
+    a newer torch adds), list lengths and value types (int and float alike), tensors of the
+    same shape and dtype. Raises
+    ValueError naming the first place where they differ, so that a crafted trainer state fails
+    here, with a message, rather than deep inside an optimiser step."""
+
+    def kind(v):
+        return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v)
+
+    if fresh is None:  # a setting left to torch (AdamW's foreach): unset, or a flag
+        if saved is not None and not isinstance(saved, bool):
+            raise ValueError(f"{where} is {shown(saved):.60}, not null, true or false")
+        return
+    if isinstance(saved, int) and not isinstance(saved, bool) and not -(2**63) <= saved < 2**63:
+        raise ValueError(f"{where} is {saved:.3g}, past a 64-bit integer")
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor):
+            raise ValueError(f"{where} is {kind(saved).__name__}, not a tensor")
+        if saved.shape != fresh.shape or saved.dtype != fresh.dtype:
+            raise ValueError(
+                f"{where} is a {saved.dtype} tensor of shape {list(saved.shape)}, not "
+                f"{fresh.dtype} of shape {list(fresh.shape)}"
+            )
+    elif kind(saved) != kind(fresh):
+        got = kind(saved) if isinstance(kind(saved), str) else kind(saved).__name__
+        raise ValueError(f"{where} is {got}: {shown(saved):.60}")
+    elif isinstance(fresh, dict):
+        # another torch version may lack a flag (a bool or None torch fills in): not a number
+        needed = {k for k, v in fresh.items() if v is not None and not isinstance(v, bool)}
+        if not needed <= saved.keys() <= fresh.keys():
+            keys = lambda d: sorted(map(str, d))[:8]  # noqa: E731
+            raise ValueError(f"{where} has keys {keys(saved)}, not {keys(fresh)}")
+        for k in saved:
+            check_like(saved[k], fresh[k], f"{where}[{k!r}]")
+    elif isinstance(fresh, (list, tuple)):
+        if len(saved) != len(fresh):
+            raise ValueError(f"{where} has {len(saved)} items, not {len(fresh)}")
+        for i, (a, b) in enumerate(zip(saved, fresh)):
+            check_like(a, b, f"{where}[{i}]")
 
 
 def _encode(obj, tensors: dict, key: str):
@@ -256,6 +504,37 @@ def rng_state() -> dict:
     return state
 
 
+def check_progress(progress: dict, stages: int, path: Path) -> None:
+    """The trainer state train.py saved (stage, step, counters, history, random states), checked
+    before it is used; the optimiser's is checked against the optimiser (train.py). A fault is
+    one SystemExit naming `path` (trainer_state.json)."""
+
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    try:
+        for key in ("stage", "step", "steps_done"):
+            if not count(progress.get(key)):
+                raise ValueError(f"{key} is {shown(progress.get(key)):.40}, not a count")
+        if progress["stage"] > stages:
+            raise ValueError(f"stage {progress['stage']} of a method with {stages} stages")
+        history = progress.get("history")
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise ValueError("history is not a list of evaluations")
+        rng = progress.get("rng")  # every save records it; resuming sets it
+        if not isinstance(rng, dict) or not {"torch", "numpy", "python"} <= rng.keys():
+            raise ValueError("rng lacks the torch, numpy and python generator states")
+        # each state tried on a new generator of its kind: the run's own are left alone
+        torch.Generator().set_state(rng["torch"])
+        np.random.RandomState().set_state(rng["numpy"])
+        random.Random().setstate(rng["python"])
+        cuda = rng.get("cuda", [])
+        if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) for t in cuda):
+            raise ValueError("rng's cuda states are not tensors")
+    except (ValueError, TypeError, RuntimeError, KeyError, IndexError, OverflowError) as e:
+        raise SystemExit(f"error: {path} is damaged ({shown(e)}); resume from another copy")
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -286,37 +565,62 @@ def make_options(method: type[SkimStrategy], values: dict):
     )
 
 
-def load_run(run_dir: Path):
-    """(model, strategy, saved settings) of a finished run folder, rebuilt from the folder alone:
-    its method, options, task head and model shape. Both in eval mode."""
+def load_run(run_dir: Path, method: str | None = None):
+    """(model, strategy, saved settings) of a finished run folder, rebuilt from the folder: its
+    options, task head and model shape; its method if built in, else `method`, which the user
+    names (method_of_run: a folder never chooses the code that runs). Both in eval mode."""
     import data  # here, not at the top: data is only needed to rebuild a run
 
+    run_dir = Path(run_dir)
     saved = read_run_config(run_dir)
-    folder = checkpoint_folder(Path(run_dir) / "ckpt")
+    folder = checkpoint_folder(run_dir / "ckpt")
     if folder is None:
         raise SystemExit(f"error: {run_dir} holds no checkpoint (ckpt/): did the run finish?")
     try:
-        method = load_method(saved["method"])
-        options = make_options(method, saved.get("options") or {})
+        spec = method_of_run(saved["method"], method, run_dir / "config.json")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    try:
+        method = load_method(spec)
+        options = make_options(method, saved["options"] or {})
         task = data.get_task(saved["train"]["task"])
-    except (ValueError, AssertionError, KeyError) as e:
-        raise SystemExit(f"error: cannot rebuild the method of {run_dir}: {e}") from None
-    meta = json.loads((folder / "config.json").read_text())
-    model = BertForTask(read_config(folder), task.kind, meta.get("num_labels", task.num_labels))
-    strategy = method.build(model, options, task)
+    except (ValueError, AssertionError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: cannot rebuild the method of {run_dir}: {shown(e)}") from None
+    try:
+        config = checked_model_config(folder)
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    # the head as the task has it (train.py built it so); load_checkpoint compares its shape
+    model = BertForTask(config, task.kind, task.num_labels)
+    try:
+        strategy = method.build(model, options, task)
+    except (ValueError, AssertionError, TypeError) as e:
+        raise SystemExit(f"error: cannot rebuild the method of {run_dir}: {shown(e)}") from None
     load_checkpoint(folder, model, strategy)
     return model.eval(), strategy.eval(), saved
 
 
+RUN_CONFIG_KEYS = {"train": dict, "method": str, "options": (dict, type(None))}
+
+
 def read_run_config(run_dir: Path) -> dict:
-    """config.json of a run folder written by train.py: {"train", "method", "options"}."""
+    """config.json of a run folder written by train.py: {"train", "method", "options"}, each of
+    its type, with a known "task" in "train"; the values themselves are train.py's to check."""
     path = Path(run_dir) / "config.json"
     try:
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
     except FileNotFoundError:
         raise SystemExit(f"error: {run_dir} is not a run folder: no config.json") from None
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: {path} is not valid JSON ({e})") from None
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
     if not isinstance(saved, dict) or not {"train", "method"} <= saved.keys():
         raise SystemExit(f"error: {path} was not written by train.py (no train/method settings)")
+    saved.setdefault("options", None)
+    for key, kind in RUN_CONFIG_KEYS.items():
+        if not isinstance(saved[key], kind):
+            raise SystemExit(f"error: {path}: {key!r} is {shown(saved[key]):.60}, not what "
+                             "train.py writes there; the file is damaged")  # fmt: skip
+    task = saved["train"].get("task")
+    if not isinstance(task, str):
+        raise SystemExit(f"error: {path}: train.task is {shown(task):.60}, not a task name")
     return saved

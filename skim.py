@@ -22,7 +22,6 @@ Masks: 1 / True = keep (Transkimmer: "1 denotes remaining tokens"), 0 = skimmed 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -612,10 +611,20 @@ class RandomSkim(SkimStrategy):
     def build(cls, model, options, task):
         text = options.keep_shares
         if options.keep_shares_from:
+            from weights import read_json  # a run folder is data: read as such (no links, capped)
+
             path = Path(options.keep_shares_from) / "results.json"
-            if not path.is_file():
-                raise ValueError(f"--keep-shares-from: no {path}; give a finished run's folder")
-            text = ",".join(str(s) for s in json.loads(path.read_text())["kept_per_layer"])
+            try:
+                shares = read_json(path)["kept_per_layer"]
+                text = ",".join(str(float(s)) for s in shares)
+            except FileNotFoundError:
+                raise ValueError(
+                    f"--keep-shares-from: no {path}; give a finished run's folder"
+                ) from None
+            except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
+                raise ValueError(
+                    f"--keep-shares-from: {path} gives no kept_per_layer ({e})"
+                ) from None
         cfg = model.bert.config
         try:
             shares = [float(s) for s in text.split(",")] if text else []

@@ -14,6 +14,7 @@ Several GPUs: torchrun --nproc_per_node N train.py ... Tests: tests/test_train.p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -21,7 +22,7 @@ import math
 import os
 import platform
 import random
-import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from skim import SkimStrategy, StepContext, skim_forward
 from transformer import CONFIGS, BertForTask
 from weights import (
     CheckpointError,
+    append_line,
     atomic_write,
     is_run_folder,
     load_encoder_weights,
@@ -211,19 +213,27 @@ def parse_config(argv: list[str] | None = None):
     add_fields(first, TrainConfig)
     given = vars(first.parse_known_args(argv)[0])
     saved = None
+    if given.get("out_dir") is not None and not given["out_dir"].strip():
+        raise SystemExit("error: --out-dir '' names no folder: give the run's folder")
     if given.get("resume") or given.get("eval_only"):
         if "out_dir" not in given:
             raise SystemExit("error: --resume and --eval-only need --out-dir RUN, the run's folder")
         saved = runs.read_run_config(Path(given["out_dir"]))
-    spec = given.get("method", saved["method"] if saved else TrainConfig.method)
+    spec = given.get("method", TrainConfig.method)
+    if saved:  # a built-in from the folder; a file or module only if named here (and the same)
+        try:
+            spec = runs.method_of_run(saved["method"], given.get("method"), _config_path(given))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     try:
         method = runs.load_method(spec)
     except ValueError as e:
         raise SystemExit(f"error: --method: {e}") from None
     given = vars(method_parser(spec, method).parse_args(argv))
     if "method" in given:
-        given["method"] = runs.method_spec(given["method"])
+        given["method"] = saved["method"] if saved else runs.method_spec(given["method"])
     if saved:
+        _check_saved(saved, method, _config_path(given))
         values = {**saved["train"], **(saved.get("options") or {})}
         changed = [k for k, v in given.items() if _differs(values.get(k), v)]
         flags = lambda keys: ", ".join("--" + k.replace("_", "-") for k in keys)  # noqa: E731
@@ -248,11 +258,58 @@ def parse_config(argv: list[str] | None = None):
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in names})
     if saved is None and cfg.out_dir is None:
         cfg.out_dir = f"runs/{_known_task(cfg.task).name}-{spec.rpartition(':')[2].lower()}"
-    cfg.method = runs.method_spec(spec)
+    cfg.method = saved["method"] if saved else runs.method_spec(spec)
     try:
         return cfg, method, runs.make_options(method, values)
     except (AssertionError, ValueError, TypeError) as e:
         raise SystemExit(f"error: {method.__name__} options: {e}") from None
+
+
+def _config_path(given: dict) -> Path:
+    return Path(given["out_dir"]) / "config.json"
+
+
+def _check_saved(saved: dict, method, path: Path) -> None:
+    """A run's saved settings (config.json, maybe crafted) before they are used: every value of
+    the type its flag takes, and within what the flag allows; else one line naming the file."""
+    for values, cls in ((saved["train"], TrainConfig), (saved["options"] or {}, method.Options)):
+        for f in dataclasses.fields(cls) if cls else ():
+            if f.name in values and not _json_fits(values[f.name], f.type):
+                raise SystemExit(
+                    f"error: {path}: {f.name} is {runs.shown(values[f.name]):.60}, not "
+                    f"{f.type}; the file is damaged (give the run's own config.json)"
+                )
+            value = values.get(f.name)
+            if isinstance(value, str) and not value.isprintable():  # a forged line in the log
+                raise SystemExit(f"error: {path}: {f.name} holds a newline or control character "
+                                 f"({runs.shown(value):.60}); the file is damaged")  # fmt: skip
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    problems = TrainConfig(**{k: v for k, v in saved["train"].items() if k in names}).problems()
+    seed = saved["train"].get("seed", 0)
+    if not 0 <= seed < 2**32:  # numpy's seeds
+        problems.append(f"--seed must be in [0, 2^32), got {seed}")
+    if problems:
+        raise SystemExit(f"error: {path}: {'; '.join(problems)}; the file is damaged")
+
+
+def _json_fits(value, annotation) -> bool:
+    """Whether a JSON value fits a dataclass field's annotation ("float | None", "tuple[int,
+    ...]", ...). An int is a float too, as in JSON; a bool is neither."""
+    kinds = str(annotation).replace(" ", "").split("|")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for kind in kinds:
+        if kind.startswith("tuple["):  # a list of the element type (JSON has no tuples)
+            item = kind[len("tuple[") :].split(",")[0]
+            if isinstance(value, list) and all(_json_fits(v, item) for v in value):
+                return True
+        elif (kind == "None" and value is None) or (kind == "bool" and isinstance(value, bool)):
+            return True
+        elif (kind == "str" and isinstance(value, str)) or (kind == "float" and number):
+            return True
+        elif kind == "int" and number and isinstance(value, int):
+            return True
+    # a type named otherwise (a method's own Options, annotated with classes): its checks decide
+    return kinds[0] not in ("None", "bool", "str", "float", "int") and "tuple" not in kinds[0]
 
 
 def method_parser(spec: str, method) -> argparse.ArgumentParser:
@@ -291,8 +348,11 @@ def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
     resumed or evaluated rebuilds its model's shape from its own checkpoint."""
     ckpt = runs.checkpoint_folder(run_dir / "ckpt") if cfg.resume or cfg.eval_only else None
     random_shape = cfg.model.removeprefix("random-") if cfg.model.startswith("random-") else None
-    if ckpt is not None:
-        folder, bert_cfg = ckpt, read_config(ckpt)
+    if ckpt is not None:  # its config.json against its weights' header, before any tensor
+        try:
+            folder, bert_cfg = ckpt, runs.checked_model_config(ckpt)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
     elif random_shape:
         if random_shape not in CONFIGS:
             shapes = ", ".join("random-" + s for s in CONFIGS)
@@ -306,7 +366,7 @@ def build_model(cfg: TrainConfig, task: data.Task, run_dir: Path):
     try:
         if ckpt is None and not random_shape:
             folder = resolve_model_dir(cfg.model)
-            bert_cfg = read_config(folder)
+            bert_cfg = read_config(folder, links=True)  # a released model: the HF cache is links
             model = BertForTask(bert_cfg, task.kind, task.num_labels)
             state = read_checkpoint(folder)  # a run's ckpt/ as --model holds more than BERT
             load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
@@ -406,6 +466,10 @@ class Run:
 def train(cfg: TrainConfig, method, options) -> dict:
     """Train (or, with --eval-only, just evaluate) one run; returns the final results."""
     started = time.time()
+    if cfg.resume and os.path.lexists(Path(cfg.out_dir) / "results.json"):  # written last
+        print(f"{cfg.out_dir} is finished (it holds results.json): nothing to resume, nothing "
+              "changed; --eval-only evaluates it again")  # fmt: skip
+        return {"finished": True}
     run = setup(cfg, method, options)
     if cfg.eval_only:
         runs.load_checkpoint(run.dir / "ckpt", run.model, run.strategy)
@@ -415,6 +479,8 @@ def train(cfg: TrainConfig, method, options) -> dict:
         progress = runs.load_checkpoint(run.dir / "ckpt", run.model, run.strategy)
         if progress is None:
             raise SystemExit(f"error: --resume: {run.dir / 'ckpt'} holds no trainer state")
+        stages = len(run.strategy.stages(run.cfg))
+        runs.check_progress(progress, stages, run.dir / "ckpt" / "trainer_state.json")
         run.log(f"resuming at stage {progress['stage']} step {progress['step']}")
         if progress["step"] == 0:  # at a stage boundary: draw on as the straight run did
             runs.set_rng_state(progress["rng"])
@@ -469,6 +535,8 @@ def check(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"--finetuned {cfg.finetuned}: no ckpt/ there (give a baseline run)")
     if cfg.resume and runs.checkpoint_folder(run_dir / "ckpt") is None:
         problems.append(f"--resume: no checkpoint in {run_dir / 'ckpt'}")
+    if cfg.eval_only and runs.checkpoint_folder(run_dir / "ckpt") is None:
+        problems.append(f"--eval-only: no checkpoint in {run_dir / 'ckpt'} (did the run finish?)")
     if not (cfg.resume or cfg.eval_only or cfg.overwrite) and _holds_a_run(run_dir):
         problems.append(f"{run_dir} already holds a run: choose another --out-dir, continue it "
                         "with --resume, or replace it with --overwrite")  # fmt: skip
@@ -505,16 +573,20 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     run_dir, fresh = Path(cfg.out_dir), not (cfg.resume or cfg.eval_only)
     try:
         if cfg.overwrite and fresh and rank == 0:
+            _check_overwrite(cfg, options)
             _clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        _check_folder(run_dir)
         if rank == 0 and fresh:
             atomic_write(run_dir / "config.json", json.dumps(meta, indent=2).encode())
     except OSError as e:
         raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
     log = _Logger(run_dir / "log.txt", rank == 0, rank == 0 and not cfg.eval_only)
     settings = {**meta["train"], **(meta["options"] or {})}
-    log(f"skimbert {cfg.method} on {task.name} ({device}, {world} process{'es' * (world > 1)})\n"
-        + "\n".join(f"  {k:<19}{v}" for k, v in settings.items()))  # fmt: skip
+    # every value as one line: a name with a newline in a crafted config.json forges no lines
+    lines = [f"  {k:<19}{runs.shown(v)}" for k, v in settings.items()]
+    log(f"skimbert {runs.shown(cfg.method)} on {task.name} ({device}, {world} process"
+        f"{'es' * (world > 1)})\n" + "\n".join(lines))  # fmt: skip
     random.seed(cfg.seed), np.random.seed(cfg.seed), torch.manual_seed(cfg.seed)
     model, folder = build_model(cfg, task, run_dir)
     try:
@@ -548,15 +620,66 @@ RUN_FOLDERS = ("ckpt", "ckpt.old", "ckpt.tmp", "finetuned", "finetuned.old", "fi
 
 
 def _holds_a_run(run_dir: Path) -> bool:
-    return any((run_dir / n).exists() for n in (*RUN_FILES, *RUN_FOLDERS))
+    return any(os.path.lexists(run_dir / n) for n in (*RUN_FILES, *RUN_FOLDERS))
 
 
 def _clear(run_dir: Path) -> None:
-    """--overwrite: remove what a run writes, and nothing else the folder may hold."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    """--overwrite: remove what a run writes, and nothing else the folder may hold. A symbolic
+    link among them is removed itself; what it points to is left alone."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        runs.remove(run_dir / name)
+
+
+def _check_overwrite(cfg: TrainConfig, options) -> None:
+    """--overwrite deletes a run folder: never one this command reads (--finetuned, --model,
+    --data-dir, a method's option naming a folder such as --keep-shares-from), nor a folder
+    inside or around one of them."""
+    run_dir = Path(cfg.out_dir).expanduser().resolve()
+    reads = {"finetuned": cfg.finetuned, "model": cfg.model, "data_dir": cfg.data_dir,
+             **(runs.options_dict(options) or {})}  # fmt: skip
+    for name, value in reads.items():
+        if not isinstance(value, str) or not value or not Path(value).expanduser().exists():
+            continue
+        other = Path(value).expanduser().resolve()
+        if other == run_dir or run_dir in other.parents or other in run_dir.parents:
+            raise SystemExit(
+                f"error: --overwrite would delete {cfg.out_dir}, and --{name.replace('_', '-')} "
+                f"reads {value} (the same folder, or one inside the other): choose another "
+                "--out-dir"
+            )
+
+
+def _check_folder(run_dir: Path) -> None:
+    """A run folder holds only what train.py writes there: regular files, and folders of them.
+    A symbolic link, FIFO or device under a run's names (a folder someone sent, or planted
+    beside a run) is refused before anything is read or written through it."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = run_dir / name
+        if not os.path.lexists(path):
+            continue
+        folder = name in RUN_FOLDERS
+        inside = list(path.iterdir()) if folder and not path.is_symlink() and path.is_dir() else []
+        for p in [path, *inside]:
+            mode, want = p.lstat().st_mode, stat.S_ISDIR if p == path and folder else stat.S_ISREG
+            if not want(mode):
+                raise SystemExit(
+                    f"error: {p} is {_kind(mode)}; a run folder holds only the regular files "
+                    "and folders train.py writes (remove it, or give a fresh --out-dir)"
+                )
+            if p.name == "vocab.txt" and p.lstat().st_size > 64 << 20:  # read whole: data.py
+                raise SystemExit(f"error: {p} is over 64 MB, not a vocabulary; the run is damaged")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a file"
+        if stat.S_ISREG(mode)
+        else "a FIFO, socket or device"
+    )
 
 
 def load_teacher(run: Run, draws: bool = True) -> BertForTask:
@@ -617,6 +740,8 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
     ordered = data.batch_indices(lengths, cfg.eval_batch_size)
     batches = lambda: ((idx, run.batch(idx)) for idx in ordered)  # noqa: E731
     run.strategy.begin_stage(StepContext(stage, 0, total, losses, teacher), batches)
+    if step:
+        _check_saved_optimizer(run, progress, opt, sched, scaler)
     if step:  # resuming inside this stage
         # the saved tensors are on the CPU; load_state_dict moves the optimiser's moments to
         # each parameter's device, so a run stopped on a GPU may go on on a CPU and back
@@ -653,6 +778,34 @@ def train_stage(run: Run, s: int, stage, progress: dict, teacher) -> dict:
                 break
     bar.close()
     return progress
+
+
+def _check_saved_optimizer(run: Run, progress: dict, opt, sched, scaler) -> None:
+    """A run resumed inside a stage: its saved optimiser, schedule and loss scale are built like
+    the ones just made (runs.check_like), each moment the shape of its parameter, before they
+    are loaded; a crafted trainer state is one message here, not a failure at the next step."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    saved, fresh = progress.get("optimizer"), opt.state_dict()
+    try:
+        if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+            raise ValueError("optimizer is not an optimiser's state")
+        runs.check_like(saved.get("param_groups"), fresh["param_groups"], "param_groups")
+        for group, ours in zip(saved["param_groups"], fresh["param_groups"]):
+            if group["params"] != ours["params"]:  # which saved state goes to which parameter
+                raise ValueError(f"param_groups number the parameters {group['params'][:8]}")
+        for i, moments in saved["state"].items():
+            if not (isinstance(i, int) and 0 <= i < len(params)):
+                raise ValueError(f"the state of parameter {runs.shown(i):.20}, of {len(params)}")
+            like = torch.empty(params[i].shape, dtype=params[i].dtype, device="meta")
+            step = torch.empty((), dtype=torch.float32, device="meta")
+            runs.check_like(moments, {"step": step, "exp_avg": like, "exp_avg_sq": like},
+                            f"optimizer state {i}")  # fmt: skip
+        runs.check_like(progress.get("scheduler"), sched.state_dict(), "scheduler")
+        if progress.get("scaler"):
+            runs.check_like(progress["scaler"], scaler.state_dict(), "scaler")
+    except (ValueError, TypeError, AttributeError) as e:
+        path = run.dir / "ckpt" / "trainer_state.json"
+        raise SystemExit(f"error: {path} is damaged ({e}); resume from another copy") from None
 
 
 def _after_step(run, s, stage, step, total, per_epoch, loss, progress, opt, sched,
@@ -831,14 +984,17 @@ def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> di
                **extra}  # fmt: skip
     if run.rank == 0:
         name = "eval.json" if eval_only else "results.json"
-        atomic_write(run.dir / name, json.dumps(results, indent=2).encode())
-        if not eval_only:
-            report.write(run.dir, results)
+        try:
+            atomic_write(run.dir / name, json.dumps(results, indent=2).encode())
+            if not eval_only:
+                report.write(run.dir, results)
+        except OSError as e:  # e.g. a folder where the file goes; no temporary is left
+            raise SystemExit(f"error: cannot write {run.dir / name} or its pictures: {e}") from None
     metrics = " | ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if k != "main")
     f = res["flops"]
     line = (f"final | {metrics} | kept {res['kept']:.3f} | speedup {f['none']['speedup']:.2f}x "
             f"(sequence padding {f['sequence']['speedup']:.2f}x) | GFLOPs "
-            f"{f['none']['method_gflops']:.4f} | wall {wall}s | {run.dir}")  # fmt: skip
+            f"{f['none']['method_gflops']:.4f} | wall {wall}s | {runs.shown(run.dir)}")  # fmt: skip
     run.log(line)
     return results
 
@@ -855,6 +1011,24 @@ def _versions() -> dict:
             "cuda": torch.cuda.is_available() and torch.cuda.get_device_name()}  # fmt: skip
 
 
+@contextlib.contextmanager
+def _folder(run_dir: Path):
+    """The run folder, created if missing; removed again if this command fails leaving it empty
+    (a mistyped flag leaves no empty folder behind)."""
+    created = not os.path.lexists(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
+    ok = False
+    try:
+        yield run_dir
+        ok = True
+    finally:
+        if created and not ok and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
 class _Logger:
     """Print (rank 0) and append to the run's log.txt (not for --eval-only: the record stays)."""
 
@@ -864,16 +1038,23 @@ class _Logger:
     def __call__(self, line: str):
         if self.show:
             tqdm.write(line)
-        if self.write:
-            with open(self.path, "a") as f:
-                f.write(line + "\n")
+        if self.write:  # never through a symbolic link planted as log.txt
+            try:
+                append_line(self.path, line)
+            except OSError as e:
+                raise SystemExit(f"error: cannot append to {self.path}: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg, method, options = parse_config(argv)
     threads = torch.get_num_threads()
     try:
-        return train(cfg, method, options)
+        if int(os.environ.get("RANK", "0")):  # torchrun: rank 0 holds the folder's lock
+            return train(cfg, method, options)
+        with _folder(Path(cfg.out_dir)) as run_dir:
+            command = " ".join(["train.py", *(sys.argv[1:] if argv is None else argv)])
+            with runs.locked(run_dir, command):
+                return train(cfg, method, options)
     finally:
         torch.set_num_threads(threads)  # --threads is this run's setting, not the caller's
         if dist.is_initialized():

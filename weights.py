@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import sys
 import urllib.error
@@ -156,7 +157,9 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def read_safetensors(
+    path: Path, limit: int | None = None, links: bool = False
+) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file, checked against the format's rules before any is built.
 
     The format: an 8-byte little-endian length n, n bytes of a JSON object
@@ -164,9 +167,11 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     then the data: every tensor's raw little-endian bytes, offsets counted from the data's start.
     A checkpoint is untrusted input, so the reader holds it to the rules the official library
     enforces (see `_check_entries`); a file that breaks one raises CheckpointError naming the file,
-    the tensor and the rule, rather than loading wrong numbers or failing deep inside."""
+    the tensor and the rule, rather than loading wrong numbers or failing deep inside. Only a
+    regular file is read (open_regular: `links` says whether a symbolic link is followed to one),
+    and no more than `limit` bytes when given."""
     path = Path(path)
-    data = path.read_bytes()
+    data = read_file(path, limit, links)
     header, body = _split_safetensors(path, data)
     tensors = {}
     for name, dtype, shape, begin, end in _check_entries(path, header, len(body)):
@@ -174,6 +179,31 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         t = torch.frombuffer(bytearray(body[begin:end]), dtype=dtype) if end > begin else None
         tensors[name] = (t if t is not None else torch.empty(0, dtype=dtype)).reshape(shape)
     return tensors
+
+
+# the official library refuses headers over 100 MB; a real one is a few kB per hundred tensors
+MAX_HEADER_BYTES = 100 << 20
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[torch.dtype, list[int]]]:
+    """{name: (dtype, shape)} of a safetensors file, checked as read_safetensors checks it, from
+    its header alone: what a caller compares with the model it expects before reading (or
+    building) any tensor."""
+    path = Path(path)
+    with os.fdopen(open_regular(path), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: {len(head)} bytes, too short to be a safetensors file")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(
+                f"{path}: header says {n} bytes but the file has {size - 8} after the length "
+                f"(and a header holds at most {MAX_HEADER_BYTES}); the file is corrupt"
+            )
+        header, _ = _split_safetensors(path, head + f.read(n))
+    entries = _check_entries(path, header, size - 8 - n)
+    return {name: (dtype, shape) for name, dtype, shape, _, _ in entries}
 
 
 def _split_safetensors(path: Path, data: bytes) -> tuple[dict, memoryview]:
@@ -315,47 +345,154 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     atomic_write(path, b"".join([struct.pack("<Q", len(head)), head, *blobs]))
 
 
+# ----------------------------------------------------------------------------------------------
+# Files in a folder someone else wrote: read and written without following links
+
+# config.json, trainer_state.json, results.json: a few kB to a few MB (a long case study)
+MAX_JSON_BYTES = 64 << 20
+
+
+def open_regular(path: Path, links: bool = False) -> int:
+    """A read-only descriptor of `path`, which must be a regular file: a symbolic link is not
+    followed (a run folder's config.json linked to /etc/shadow or /dev/zero) unless `links`
+    (a released model's folder: the Hugging Face cache is made of links), and a FIFO or device
+    is refused at once rather than read forever (O_NONBLOCK: opening a FIFO waits for no
+    writer). Raises CheckpointError naming the file; a missing file stays FileNotFoundError."""
+    nofollow = 0 if links else getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | os.O_NONBLOCK | nofollow | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if Path(path).is_symlink():
+            raise CheckpointError(
+                f"{path} is a symbolic link; a folder this project reads holds regular files "
+                f"only (put a copy of the file in its place)"
+            ) from None
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(kind) else "a FIFO, socket or device"
+        raise CheckpointError(f"{path} is {what}, not a regular file; put the real file there")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_file(path: Path, limit: int | None = None, links: bool = False) -> bytes:
+    """The bytes of a regular file (open_regular), refusing one over `limit` bytes before
+    reading it (a sparse 100 GB config.json costs nothing)."""
+    with os.fdopen(open_regular(path, links), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if limit is not None and size > limit:
+            raise CheckpointError(
+                f"{path} is {size:,} bytes, more than the {limit:,} such a file can need; "
+                f"it is not one this project wrote (replace it with the real file)"
+            )
+        data = f.read(size if limit is None else limit + 1)  # +1: a file that grew meanwhile
+    if limit is not None and len(data) > limit:
+        raise CheckpointError(f"{path} grew past {limit:,} bytes while being read")
+    return data
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES, links: bool = False):
+    """A JSON file as Python values: a regular file of at most `limit` bytes, UTF-8, and JSON
+    throughout; any fault is one CheckpointError naming the file. What the values mean (and whether
+    a NaN, which Python's json reads and writes, may stand there) is the caller's to check."""
+
+    text = read_file(path, limit, links)
+    try:
+        return json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: [[[[... nested past the stack
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise CheckpointError(f"{path}: not valid JSON ({reason})") from None
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
+    Neither name is followed if it is a symbolic link: the temporary is created new (O_EXCL),
+    and the rename replaces a link at `path` by the file, leaving the link's target untouched.
+    On failure the temporary is removed."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    if tmp.is_symlink() or tmp.exists():  # left by a crash of a process with our pid, or planted
+        tmp.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        with os.fdopen(os.open(tmp, flags, 0o644), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a folder where the file goes, Ctrl-C: no temporary left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def read_config(folder: Path) -> BertConfig:
+def append_line(path: Path, line: str) -> None:
+    """Append a line to a regular file (created if missing), never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        f.write(line + "\n")
+
+
+def read_config(folder: Path, links: bool = False) -> BertConfig:
     """The model shape from a folder's config.json. Only BertConfig's fields are read (a released
     config.json has more: architectures, model_type, ...; a run folder adds "skimbert"), and each
     is checked by BertConfig, so a bad value is reported here with the file and the field."""
     path = Path(folder) / "config.json"
-    if not path.is_file():
+    try:
+        meta = read_json(path, links=links)
+    except FileNotFoundError:
         raise CheckpointError(
             f"{folder}: no config.json; a model folder holds config.json, "
             f"model.safetensors (or pytorch_model.bin) and vocab.txt"
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        ) from None
     if not isinstance(meta, dict):
         raise CheckpointError(
             f"{path}: holds a JSON {type(meta).__name__}, not an object of model fields "
             f'such as {{"hidden_size": 768, "num_attention_heads": 12, ...}}'
         )
     try:
-        return BertConfig.from_dict(meta)
+        config = BertConfig.from_dict(meta)
     except ValueError as e:  # BertConfig names the field and what it must be
         raise CheckpointError(f"{path}: not a valid BERT config: {e}") from None
+    n = encoder_parameters(config)
+    if n > MAX_PARAMETERS or config.num_hidden_layers > MAX_LAYERS:
+        raise CheckpointError(
+            f"{path}: a model of {config.num_hidden_layers} layers and {n:,} parameters, past "
+            f"what this project builds ({MAX_LAYERS} layers, {MAX_PARAMETERS:,} parameters); "
+            f"the config is not a real model's (check vocab_size and the sizes)"
+        )
+    return config
+
+
+# The largest model read_config accepts: three times BERT-large (340M). A config.json is read
+# before any tensor is built, so a crafted one (vocab_size 10^9) is refused before it costs memory.
+MAX_PARAMETERS = 1_000_000_000
+MAX_LAYERS = 256
+
+
+def encoder_parameters(c: BertConfig) -> int:
+    """The encoder's parameter count, from its shape alone (nothing is built)."""
+    H, inner = c.hidden_size, c.intermediate_size
+    embeddings = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * H + 2 * H
+    layer = 4 * (H * H + H) + 2 * H + (H * inner + inner) + (inner * H + H) + 2 * H
+    return embeddings + c.num_hidden_layers * layer + H * H + H  # + the pooler
 
 
 def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a folder's model.safetensors, or else its pytorch_model.bin."""
+    """All tensors of a model folder's model.safetensors, or else its pytorch_model.bin (links
+    followed, as the Hugging Face cache needs; run folders are read by runs.load_checkpoint)."""
     folder = Path(folder)
     if (folder / "model.safetensors").is_file():
-        return read_safetensors(folder / "model.safetensors")
+        return read_safetensors(folder / "model.safetensors", links=True)
     if (folder / "pytorch_model.bin").is_file():
         try:
             return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
@@ -371,7 +508,7 @@ def is_run_folder(folder: Path) -> bool:
     """True for a checkpoint folder written by train.py: its config.json has a "skimbert" section
     (the run's method, task and settings) beside the model's own fields."""
     try:
-        meta = json.loads((Path(folder) / "config.json").read_text())
+        meta = read_json(Path(folder) / "config.json", links=True)
     except (OSError, ValueError):
         return False  # no readable config.json: read_config says why, with the path
     return isinstance(meta, dict) and "skimbert" in meta
@@ -381,7 +518,7 @@ def from_pretrained(name_or_path: str | Path) -> BertModel:
     """The encoder with released weights, in eval mode, from a local folder (a released checkpoint
     or a train.py run folder) or a model-hub name (see `resolve_model_dir`)."""
     folder = resolve_model_dir(name_or_path)
-    model = BertModel(read_config(folder))
+    model = BertModel(read_config(folder, links=True))
     load_encoder_weights(
         model, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
     )

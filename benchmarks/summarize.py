@@ -12,15 +12,80 @@ python benchmarks/summarize.py --check README.md       which README rows no long
 
 import glob
 import json
+import os
 import re
+import stat
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+MAX_BYTES = 64 << 20  # a results.json is kB; weights.MAX_JSON_BYTES, the same cap
+
+
+def read_results(folder: Path) -> dict:
+    """FOLDER/results.json as train.py writes it, or one line naming the file and the fault: read
+    only if a regular file (no link followed, no FIFO or device waited on), of at most MAX_BYTES,
+    UTF-8 JSON, with the fields the tables use. (weights.read_json does the same for the rest of
+    the project; this script keeps to the standard library, so it starts at once.)"""
+    path = Path(folder) / "results.json"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise SystemExit(f"error: {path}: cannot be read ({e.strerror}; a link is not followed)")
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+            raise SystemExit(f"error: {path} is not a regular file of at most {MAX_BYTES} bytes")
+        data = f.read(MAX_BYTES + 1)
+    try:
+        r = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise SystemExit(f"error: {path} is not UTF-8 JSON ({str(e)[:100]})") from None
+    problem = _problem(r)
+    if problem:
+        raise SystemExit(f"error: {path}: {problem}; the file is not what train.py writes")
+    return r
+
+
+def _problem(r) -> str | None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    metrics, f = r.get("metrics"), r.get("flops")
+    if not isinstance(metrics, dict) or not all(map(number, metrics.values())):
+        return "metrics is not an object of numbers"
+    if "main" not in metrics:
+        return "metrics has no main"
+    paddings = ("none", "batch", "sequence")
+    if not isinstance(f, dict) or not all(isinstance(f.get(p), dict) for p in paddings):
+        return "flops lacks none, batch and sequence"
+    if not all(number(f[p].get("speedup")) for p in paddings):
+        return "a flops speedup is not a number"
+    if not number(f["none"].get("method_gflops")):
+        return "flops.none.method_gflops is not a number"
+    kept = r.get("kept_per_layer")
+    if not isinstance(kept, list) or not all(map(number, kept)):
+        return "kept_per_layer is not a list of numbers"
+    if not number(r.get("wall_time_s")) or not isinstance(r.get("method"), str):
+        return "wall_time_s (a number) or method (text) is missing"
+    if not isinstance(r.get("task", ""), str):
+        return "task is not text"
+    if not (r["method"] + r.get("task", "")).isprintable():  # a forged table row
+        return "method or task holds a newline or control character"
+    return None
+
+
+def _has_results(folder: Path) -> bool:
+    """Whether FOLDER/results.json is there at all: a link or FIFO in its place counts (reading
+    it then says what is wrong), rather than being skipped in silence."""
+    return os.path.lexists(folder / "results.json")
+
 
 def row(folder: Path) -> str:
-    r = json.loads((folder / "results.json").read_text())
+    r = read_results(folder)
     flops = r["flops"]
     kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
     return (
@@ -43,7 +108,7 @@ def seed_rows(folders: list[Path]) -> None:
     groups = defaultdict(list)
     for folder in folders:
         name = folder.parent / re.sub(r"-s\d+$", "", folder.name)
-        groups[name].append(json.loads((folder / "results.json").read_text()))
+        groups[name].append(read_results(folder))
     print("| runs | seeds | dev (mean ± sd) | speedup, no padding | share of tokens per layer |")
     print("|---|---:|---:|---:|---|")
     for name, rs in groups.items():
@@ -61,7 +126,7 @@ def glue_rows(folders: list[Path]) -> None:
           "sequence padding | share of tokens per layer |")  # fmt: skip
     print("|---|---|---|---|---:|---:|---:|---:|---|")
     for folder in folders:
-        r = json.loads((folder / "results.json").read_text())
+        r = read_results(folder)
         metrics = r["metrics"]  # the main one under its own name too (f1, pearson, ...)
         main = next((k for k, v in metrics.items() if k != "main" and v == metrics["main"]), "main")
         f = r["flops"]
@@ -94,11 +159,11 @@ def check(readme: Path) -> int:
             continue
         pattern = (f"runs/sst2-minilm-{found.group(1)}" if "sst2_minilm" in found.group(0)
                    else found.group(1))  # fmt: skip
-        runs = [Path(p) for p in sorted(glob.glob(pattern)) if Path(p, "results.json").is_file()]
+        runs = [Path(p) for p in sorted(glob.glob(pattern)) if _has_results(Path(p))]
         if not runs:
             print(f"unchecked: {cells[0]}: no {pattern}/results.json (run the row's command)")
             continue
-        rs = [json.loads((run / "results.json").read_text()) for run in runs]
+        rs = [read_results(run) for run in runs]
         dev = [100 * r["metrics"]["main"] for r in rs]
         speed = [r["flops"]["none"]["speedup"] for r in rs]
         if value == "dev (mean ± sd)":
@@ -122,10 +187,10 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
     if sys.argv[1] == "--glue":
-        glue_rows([Path(f) for f in sys.argv[2:] if (Path(f) / "results.json").is_file()])
+        glue_rows([Path(f) for f in sys.argv[2:] if _has_results(Path(f))])
         raise SystemExit(0)
     if sys.argv[1] == "--seeds":
-        seed_rows([Path(f) for f in sys.argv[2:] if (Path(f) / "results.json").is_file()])
+        seed_rows([Path(f) for f in sys.argv[2:] if _has_results(Path(f))])
         raise SystemExit(0)
     print(
         "| run | dev | GFLOPs / example (no padding) | speedup, no padding | "
@@ -135,7 +200,7 @@ if __name__ == "__main__":
     print("|---|---:|---:|---:|---:|---|---:|")
     for name in sys.argv[1:]:
         folder = Path(name)
-        if not (folder / "results.json").is_file():
+        if not _has_results(folder):
             print(
                 f"skipped {folder}: no results.json (not a train.py run folder, or not finished)",
                 file=sys.stderr,

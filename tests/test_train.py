@@ -384,12 +384,13 @@ def test_a_strategy_in_a_file_outside_the_repository_trains_evaluates_and_resume
     assert trained["flops"]["none"]["speedup"] > 1 and trained["kept"] < 1
     saved = json.loads((tmp_path / "straight" / "config.json").read_text())
     assert saved["method"] == spec
-    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "straight")])
+    # a folder never chooses code to run: the method's file is named again (test_folder_faults)
+    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "straight"), "--method", spec])
     assert again["metrics"] == trained["metrics"] and again["kept"] == trained["kept"]
     assert run(tmp_path, "--method", spec, "--stop-after-steps", "4", name="resumed") == {
         "stopped": True
     }
-    train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    train.main(["--resume", "--out-dir", str(tmp_path / "resumed"), "--method", spec])
     a = read_safetensors(tmp_path / "straight" / "ckpt" / "model.safetensors")
     b = read_safetensors(tmp_path / "resumed" / "ckpt" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

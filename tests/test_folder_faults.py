@@ -1,0 +1,608 @@
+"""Run folders as hostile input (issue 25): a folder never chooses code, nothing is written outside
+it or through a link in it, one writer at a time, and every crafted file is one line of error.
+
+A finished run and a stopped one are trained once (a few seconds) and copied into each test.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import report
+import runs
+import train
+from transformer import CONFIGS
+
+FAST = ["--preset", "smoke", "--train-subset", "160", "--eval-subset", "40", "--epochs", "1",
+        "--case-study", "5"]  # fmt: skip
+ROOT = Path(__file__).resolve().parents[1]
+STUDENT_STRATEGY = """from skim import SkimStrategy
+
+
+class KeepEvenPositions(SkimStrategy):
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        keep = (ctx.positions % 2 == 0) & (alive > 0)
+        return keep if ctx.pruning else keep.to(h.dtype)
+
+    def overhead_flops(self, config, n):
+        return 0
+"""
+HELPER = "from pathlib import Path\nPath({marker!r}).write_text('code from the folder ran')\n"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> dict:
+    """A finished Transkimmer run and one stopped after 3 steps, trained once for the module."""
+    base = tmp_path_factory.mktemp("made")
+    train.main([*FAST, "--method", "transkimmer", "--out-dir", str(base / "finished")])
+    train.main([*FAST, "--method", "transkimmer", "--stop-after-steps", "3",
+                "--out-dir", str(base / "stopped")])  # fmt: skip
+    return {"finished": base / "finished", "stopped": base / "stopped"}
+
+
+@pytest.fixture
+def finished(made, tmp_path) -> Path:
+    shutil.copytree(made["finished"], tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def stopped(made, tmp_path) -> Path:
+    shutil.copytree(made["stopped"], tmp_path / "stopped", symlinks=True)
+    return tmp_path / "stopped"
+
+
+@pytest.fixture
+def within_seconds():
+    """Fail, rather than hang, if the test takes over 30 s (a FIFO read waits forever)."""
+
+    def too_long(*_):
+        raise TimeoutError("still reading after 30 s: a FIFO or device was read")
+
+    before = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, before)
+
+
+def edit(path: Path, change) -> None:
+    """Rewrite a JSON file with change(value) applied (change edits in place or returns anew)."""
+    value = json.loads(path.read_text())
+    path.write_text(json.dumps(change(value) or value))
+
+
+def error_of(call, *args) -> str:
+    """The message of the SystemExit a call raises: one line, starting 'error: '."""
+    with pytest.raises(SystemExit) as e:
+        call(*args)
+    message = str(e.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in message
+    return message
+
+
+def eval_only(run: Path, *args):
+    return train.main(["--eval-only", "--out-dir", str(run), *args])
+
+
+def resume(run: Path, *args):
+    return train.main(["--resume", "--out-dir", str(run), *args])
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. No code from a folder
+
+
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_a_folder_that_names_its_own_code_runs_none_of_it(finished, stopped, tmp_path, form,
+                                                          monkeypatch):  # fmt: skip
+    import bench
+
+    marker = tmp_path / "pwned"
+    for run in (finished, stopped):
+        (run / "helper.py").write_text(HELPER.format(marker=str(marker)))
+        spec = f"{run / 'helper.py'}:Evil" if form == "file" else "helper:Evil"
+        edit(run / "config.json", lambda c: c.update(method=spec))
+        monkeypatch.syspath_prepend(str(run))  # as if the folder were the current directory
+    for call in (eval_only, resume):
+        for run in (finished, stopped):
+            assert "name it: --method" in error_of(call, run)
+    assert "name it: --method" in error_of(bench.load_run, str(finished), CONFIGS["tiny"])
+    assert "name it: --method" in error_of(runs.load_run, finished)
+    report.main([str(finished), "--out", str(tmp_path / "figs")])  # reads results.json only
+    summary = subprocess.run([sys.executable, ROOT / "benchmarks" / "summarize.py", finished],
+                             cwd=finished, capture_output=True, text=True)  # fmt: skip
+    assert summary.returncode == 0, summary.stderr
+    assert not marker.exists()
+
+
+def test_a_file_method_is_loaded_again_only_when_the_user_names_it(tmp_path):
+    path = tmp_path / "mine" / "even.py"
+    path.parent.mkdir()
+    path.write_text(STUDENT_STRATEGY)
+    run = tmp_path / "run"
+    trained = train.main([*FAST, "--method", f"{path}:KeepEvenPositions", "--out-dir", str(run)])
+    message = error_of(eval_only, run)
+    assert f"{run / 'config.json'} records the method {path}:KeepEvenPositions" in message
+    assert f"if you trust it, name it: --method {path}:KeepEvenPositions" in message
+    assert "contradict" in error_of(eval_only, run, "--method", "transkimmer")
+    assert "contradict" in error_of(eval_only, run, "--method", f"{path}:Other")
+    again = eval_only(run, "--method", f"{path}:KeepEvenPositions")
+    assert again["metrics"] == trained["metrics"]
+    moved = tmp_path / "elsewhere" / "even.py"  # a folder from another machine: same file name
+    moved.parent.mkdir()
+    shutil.copy(path, moved)
+    assert eval_only(run, "--method", f"{moved}:KeepEvenPositions")["kept"] == trained["kept"]
+
+
+def test_bench_loads_a_file_method_s_checkpoint_only_with_its_method_flag(tmp_path):
+    import bench
+
+    path = tmp_path / "even.py"
+    path.write_text(STUDENT_STRATEGY)
+    run = tmp_path / "run"
+    train.main([*FAST, "--method", f"{path}:KeepEvenPositions", "--out-dir", str(run)])
+    config = runs.load_run(run, f"{path}:KeepEvenPositions")[0].bert.config
+    assert "name it: --method" in error_of(bench.load_run, str(run), config)
+    name, _, strategy = bench.load_run(str(run), config, [f"{path}:KeepEvenPositions"])
+    assert type(strategy).__name__ == "KeepEvenPositions" and "KeepEvenPositions" in name
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Nothing written outside the folder, nothing read but regular files
+
+
+def test_links_in_a_run_folder_are_replaced_or_refused_and_their_targets_untouched(
+    finished, tmp_path
+):
+    targets = {}
+    for name in ("log.txt", "kept_tokens.svg", "case_study.html", "results.json", "config.json"):
+        targets[name] = tmp_path / f"victim-{name}"
+        targets[name].write_text("precious")
+    links = lambda: [(finished / n).symlink_to(t) for n, t in targets.items()]  # noqa: E731
+    # --resume and --eval-only refuse the folder (before reading or writing anything)
+    for name in ("log.txt", "eval.json", "kept_tokens.svg"):
+        target = targets.get(name, tmp_path / "victim-eval")
+        target.write_text("precious")
+        (finished / name).unlink(missing_ok=True)
+        (finished / name).symlink_to(target)
+        assert "is a symbolic link" in error_of(eval_only, finished)
+        (finished / "results.json").rename(finished / "results.kept")  # not finished: resumes
+        assert "is a symbolic link" in error_of(resume, finished)
+        (finished / "results.kept").rename(finished / "results.json")
+        (finished / name).unlink()
+    # report.py replaces a link by the picture, atomically, and leaves its target alone
+    (finished / "kept_tokens.svg").symlink_to(targets["kept_tokens.svg"])
+    report.main([str(finished)])
+    assert not (finished / "kept_tokens.svg").is_symlink()
+    # --overwrite removes the links themselves, then writes a fresh run
+    for name in targets:
+        (finished / name).unlink(missing_ok=True)
+    links()
+    train.main([*FAST, "--method", "baseline", "--overwrite", "--out-dir", str(finished)])
+    assert all(t.read_text() == "precious" for t in targets.values())
+    assert not any((finished / n).is_symlink() for n in targets)
+
+
+def test_a_link_planted_as_a_temporary_name_is_not_followed(tmp_path):
+    from weights import atomic_write
+
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    (tmp_path / f"out.json.tmp{os.getpid()}").symlink_to(target)
+    atomic_write(tmp_path / "out.json", b"{}")
+    assert target.read_text() == "precious" and (tmp_path / "out.json").read_text() == "{}"
+    (tmp_path / "dir.json").mkdir()  # a write that fails leaves no temporary
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "dir.json", b"{}")
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_eval_only_leaves_no_temporary_and_a_failed_write_is_a_message(finished, monkeypatch):
+    eval_only(finished)
+    assert not list(finished.rglob("*.tmp*")) and (finished / "eval.json").is_file()
+
+    def full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train, "atomic_write", full)
+    assert "cannot write" in error_of(eval_only, finished)
+
+
+@pytest.mark.parametrize("where", ["config.json", "ckpt/config.json", "ckpt/model.safetensors"])
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
+def test_a_device_or_fifo_in_place_of_a_file_fails_within_seconds(finished, where, kind,
+                                                                  within_seconds):  # fmt: skip
+    path = finished / where
+    path.unlink()
+    os.mkfifo(path) if kind == "fifo" else path.symlink_to("/dev/zero")
+    started = time.monotonic()
+    message = error_of(eval_only, finished)
+    assert where.split("/")[-1] in message and time.monotonic() - started < 10
+    assert "a FIFO, socket or device" in message or "a symbolic link" in message
+
+
+def test_report_and_summarize_refuse_a_fifo_or_device_results_json(finished, within_seconds):
+    (finished / "results.json").unlink()
+    os.mkfifo(finished / "results.json")
+    assert "FIFO" in error_of(report.main, [str(finished)])
+    (finished / "results.json").unlink()
+    (finished / "results.json").symlink_to("/dev/zero")
+    assert "symbolic link" in error_of(report.main, [str(finished)])
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "summarize.py", finished],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert out.returncode == 1 and "results.json: cannot be read" in out.stderr
+
+
+@pytest.mark.parametrize("vocab_size", [20_000_000, 10**9])
+def test_a_giant_model_shape_is_refused_before_any_tensor_is_built(finished, vocab_size):
+    edit(finished / "ckpt" / "config.json", lambda c: c.update(vocab_size=vocab_size))
+    started = time.monotonic()
+    message = error_of(eval_only, finished)
+    assert "past what this project builds" in message or "not of one model" in message
+    assert time.monotonic() - started < 10
+
+
+def test_config_and_weights_that_disagree_are_refused_before_loading(finished):
+    edit(finished / "ckpt" / "config.json", lambda c: c.update(intermediate_size=96))
+    message = error_of(eval_only, finished)
+    assert "ckpt/model.safetensors" in message and "not of one model" in message
+
+
+def test_a_giant_config_json_is_refused_without_being_read(finished, within_seconds):
+    with open(finished / "config.json", "r+b") as f:  # sparse: costs no disk
+        f.truncate(100 << 30)
+    started = time.monotonic()
+    assert "more than the" in error_of(eval_only, finished)
+    assert time.monotonic() - started < 10
+
+
+def test_weights_promising_more_than_the_model_needs_are_refused_unread(finished, within_seconds):
+    # the header adds a 1.2 GB tensor of the method's (the file is sparse: costs no disk)
+    path = finished / "ckpt" / "model.safetensors"
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header, data = json.loads(raw[8 : 8 + n]), raw[8 + n :]
+    huge = 300_000_000 * 4
+    header["skim.huge"] = {"dtype": "F32", "shape": [300_000_000],
+                           "data_offsets": [len(data), len(data) + huge]}  # fmt: skip
+    head = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + data)
+        f.truncate(8 + len(head) + len(data) + huge)
+    started = time.monotonic()
+    assert "more than a model of" in error_of(eval_only, finished)
+    assert time.monotonic() - started < 10
+
+
+def test_a_model_name_with_a_newline_forges_no_log_line(stopped):
+    forged = "final | accuracy 1.0000 | kept 0.010 | speedup 99.00x"
+    edit(stopped / "config.json", lambda c: c["train"].update(model=f"x\n{forged}"))
+    before = (stopped / "log.txt").read_text()
+    message = error_of(resume, stopped)
+    assert "config.json: model holds a newline" in message and "'x\\nfinal" in message
+    assert (stopped / "log.txt").read_text() == before
+    assert runs.shown(f"x\n{forged}\x1b[2J") == repr(f"x\n{forged}\x1b[2J")  # how logs show it
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. One writer at a time; nothing deleted that the command reads
+
+
+@pytest.mark.parametrize("command", ["fresh", "overwrite", "resume", "eval-only"])
+def test_a_second_writer_is_refused_naming_the_first(stopped, command):
+    args = {"fresh": [*FAST, "--out-dir", str(stopped)],
+            "overwrite": [*FAST, "--overwrite", "--out-dir", str(stopped)],
+            "resume": ["--resume", "--out-dir", str(stopped)],
+            "eval-only": ["--eval-only", "--out-dir", str(stopped)]}[command]  # fmt: skip
+    before = snapshot(stopped)
+    with runs.locked(stopped, "python train.py --the-first-writer"):
+        message = error_of(train.main, args)
+        assert f"pid {os.getpid()}" in message and "--the-first-writer" in message
+        assert snapshot(stopped) == {**before, Path(runs.LOCK): (stopped / runs.LOCK).read_bytes()}
+    assert not (stopped / runs.LOCK).exists() and snapshot(stopped) == before
+
+
+def test_a_real_second_process_is_refused_while_the_first_trains(tmp_path):
+    run = tmp_path / "run"
+    code = ("import sys, time, runs; from pathlib import Path\n"
+            "Path(sys.argv[1]).mkdir()\n"
+            "with runs.locked(Path(sys.argv[1]), 'first'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-c", code, run], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        assert f"pid {first.pid}" in error_of(train.main, [*FAST, "--out-dir", str(run)])
+    finally:
+        first.kill()
+        first.wait()
+    # the first process was killed: its lock is stale, and the next run takes it over
+    assert train.main([*FAST, "--method", "baseline", "--out-dir", str(run)])["metrics"]
+    assert not (run / runs.LOCK).exists()
+
+
+def test_report_into_a_run_folder_waits_for_no_writer(finished):
+    with runs.locked(finished, "python train.py --resume"):
+        assert "is being written by pid" in error_of(report.main, [str(finished)])
+    report.main([str(finished)])
+    assert not (finished / runs.LOCK).exists()
+
+
+def test_a_lock_file_that_is_not_ours_is_refused(stopped):
+    (stopped / runs.LOCK).write_text("garbage\n\x1b[31mred")
+    message = error_of(resume, stopped)
+    assert "an unknown process" in message and "\x1b" not in message
+
+
+@pytest.mark.parametrize("flag", ["--finetuned", "--keep-shares-from"])
+@pytest.mark.parametrize("relation", ["same", "child", "parent"])
+def test_overwrite_never_deletes_what_the_command_reads(made, tmp_path, flag, relation):
+    base = tmp_path / "base"
+    train.main([*FAST, "--method", "baseline", "--out-dir", str(base)])
+    (base / "inner").mkdir()
+    shutil.copytree(made["finished"], base / "inner" / "run")
+    out = {"same": base, "child": base / "inner", "parent": tmp_path}[relation]
+    read = base if relation != "parent" else base / "inner" / "run"
+    before = snapshot(tmp_path)
+    extra = ["--method", "random", "--keep-shares", "" if flag != "--finetuned" else "1,0.5"]
+    message = error_of(train.main, [*FAST, *extra, flag, str(read), "--overwrite",
+                                    "--out-dir", str(out)])  # fmt: skip
+    assert "--overwrite would delete" in message and flag in message
+    assert snapshot(tmp_path) == before
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(finished, capsys):
+    before = snapshot(finished)
+    assert resume(finished) == {"finished": True}
+    assert "is finished" in capsys.readouterr().out
+    assert snapshot(finished) == before
+
+
+def test_report_of_several_runs_needs_out_and_writes_into_none_of_them(made, tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(made["finished"], tmp_path / name / "run")
+    before = snapshot(tmp_path)
+    runs_ = [str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
+    assert "--out" in error_of(report.main, runs_)
+    report.main([*runs_, "--out", str(tmp_path / "figs")])
+    svg = (tmp_path / "figs" / "kept_tokens.svg").read_text()
+    assert svg.count("<polyline") == 2 and runs_[0] in svg and runs_[1] in svg
+    assert {k: v for k, v in snapshot(tmp_path).items() if k.parts[0] != "figs"} == before
+
+
+def test_an_empty_out_dir_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in ([*FAST, "--out-dir", ""], ["--eval-only", "--out-dir", " "]):
+        assert "--out-dir '' names no folder" in error_of(train.main, args)
+    assert not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Crafted files: one line naming the file, never a traceback
+
+
+def _pop(*keys):
+    """change(): remove the value at a path of keys in a JSON object."""
+
+    def change(d):
+        for k in keys[:-1]:
+            d = d[k]
+        d.pop(keys[-1])
+
+    return change
+
+
+def _set(*keys_value):
+    """change(): set value at a path of keys in a JSON object."""
+    *keys, value = keys_value
+
+    def change(d):
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+
+    return change
+
+
+RUN_CONFIG = [  # (what is changed, how, what the message says) in RUN/config.json
+    ("not JSON", b"{train", ": not valid JSON"),
+    ("not UTF-8", b'{"train": "\xff\xfe"}', "not UTF-8"),
+    ("a list", lambda c: [c], "was not written by train.py"),
+    ("train a string", _set("train", "fast"), "'train' is fast"),
+    ("method a number", _set("method", 7), "'method' is 7"),
+    ("options a list", _set("options", [1]), "'options' is [1]"),
+    ("task a number", _set("train", "task", 3), "train.task is 3"),
+    ("lr a string", _set("train", "lr", "fast"), "lr is fast, not float"),
+    ("batch size negative", _set("train", "batch_size", -3), "--batch-size must be > 0"),
+    ("epochs an object", _set("train", "epochs", {"a": 1}), "epochs is {'a': 1}"),
+    ("seed negative", _set("train", "seed", -1), "--seed must be in [0, 2^32)"),
+    ("a method option of the wrong type", _set("options", "tau", "hot"), "tau is hot"),
+    ("padding unknown", _set("train", "padding", "left"), "--padding must be batch or"),
+    ("nested garbage", b'{"train": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deep"),
+    ("a number of 5000 digits", b'{"train": ' + b"9" * 5000 + b"}", ": not valid JSON"),
+    ("a name with a newline", _set("method", "a\nb"), "records the method 'a\\nb'"),
+]
+CKPT_CONFIG = [  # in RUN/ckpt/config.json
+    ("hidden size a string", _set("hidden_size", "big"), "hidden_size must be a positive"),
+    ("a list", lambda c: [c], "holds a JSON list"),
+    ("layers past the cap", _set("num_hidden_layers", 100000), "past what this project builds"),
+    ("vocab_size a fraction", _set("vocab_size", 99.5), "vocab_size must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize("what,change,says", RUN_CONFIG, ids=[c[0] for c in RUN_CONFIG])
+@pytest.mark.parametrize("command", ["eval-only", "resume"])
+def test_a_crafted_run_config_is_one_line_naming_it(finished, stopped, command, what, change,
+                                                    says):  # fmt: skip
+    run = finished if command == "eval-only" else stopped
+    path = run / "config.json"
+    path.write_bytes(change) if isinstance(change, bytes) else edit(path, change)
+    message = error_of(eval_only if command == "eval-only" else resume, run)
+    assert str(path) in message or "contradict" in message
+    assert says in message, message
+
+
+@pytest.mark.parametrize("what,change,says", CKPT_CONFIG, ids=[c[0] for c in CKPT_CONFIG])
+def test_a_crafted_checkpoint_config_is_one_line_naming_it(finished, what, change, says):
+    import bench
+
+    edit(finished / "ckpt" / "config.json", change)
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)
+        assert "ckpt/config.json" in message and says in message, message
+
+
+def _state(run: Path, change) -> None:
+    """Rewrite ckpt/trainer_state.* with change(state) applied, through the project's writer."""
+    folder = run / "ckpt"
+    state = runs.read_trainer_state(folder)
+    change(state)
+    runs.write_trainer_state(folder, state)
+
+
+def _moment_transposed(state):
+    moments = next(m for m in state["optimizer"]["state"].values() if m["exp_avg"].ndim == 2)
+    moments["exp_avg"] = moments["exp_avg"].t().contiguous()
+
+
+TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
+    ("stage a string", lambda s: s.update(stage="two"), "stage is two, not a count"),
+    ("step negative", lambda s: s.update(step=-5), "step is -5, not a count"),
+    ("stage past the method's", lambda s: s.update(stage=9), "stage 9 of a method with 1"),
+    ("history not a list", lambda s: s.update(history="all"), "history is not a list"),
+    ("rng missing", lambda s: s.pop("rng"), "rng lacks"),
+    ("rng of the wrong kind", lambda s: s["rng"].update(torch=5), "damaged"),
+    ("numpy state garbage", lambda s: s["rng"].update(numpy=("MT", 1)), "damaged"),
+    ("python state garbage", lambda s: s["rng"].update(python=[1, 2]), "damaged"),
+    ("moments of the wrong shape", _moment_transposed, "optimizer state .* is a torch.float32"),
+    ("a moment a string", lambda s: s["optimizer"]["state"][0].update(exp_avg="x"), "not a tensor"),
+    (
+        "state of a parameter not there",
+        lambda s: s["optimizer"]["state"].update({999: {}}),
+        "the state of parameter 999",
+    ),  # fmt: skip
+    ("param group without lr", lambda s: s["optimizer"]["param_groups"][0].pop("lr"), "keys"),
+    ("schedule epoch a string", lambda s: s["scheduler"].update(last_epoch="x"), "last_epoch"),
+    ("optimizer a list", lambda s: s.update(optimizer=[]), "not an optimiser's state"),
+    # found by fuzzing the decoded state (each was a traceback inside torch):
+    (
+        "parameters renumbered",
+        lambda s: s["optimizer"]["param_groups"][0]["params"].reverse(),
+        "param_groups number the parameters",
+    ),  # fmt: skip
+    (
+        "eps past 64 bits",
+        lambda s: s["optimizer"]["param_groups"][0].update(eps=10**30),
+        "past a 64-bit integer",
+    ),  # fmt: skip
+    (
+        "a flag that is a tensor",
+        lambda s: s["optimizer"]["param_groups"][0].update(foreach=torch.zeros(2)),
+        "not null, true or false",
+    ),  # fmt: skip
+    (
+        "a schedule lambda of text",
+        lambda s: s["scheduler"]["lr_lambdas"].__setitem__(0, "x"),
+        "lr_lambdas",
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize("what,change,says", TRAINER_STATE, ids=[c[0] for c in TRAINER_STATE])
+def test_a_crafted_trainer_state_is_one_line_naming_it(stopped, what, change, says):
+    import re
+
+    _state(stopped, change)
+    message = error_of(resume, stopped)
+    assert "trainer_state.json is damaged" in message and re.search(says, message), message
+
+
+def test_a_trainer_state_of_another_shape_on_disk_is_one_line(stopped):
+    tree = json.loads((stopped / "ckpt" / "trainer_state.json").read_text())
+    tree["dict"][4][1]["dict"][0][1]["shape"] = [7, 7]  # rng.torch: 5056 bytes as 7 x 7
+    (stopped / "ckpt" / "trainer_state.json").write_text(json.dumps(tree))
+    assert "trainer_state.json is damaged" in error_of(resume, stopped)
+
+
+RESULTS = [  # (what, change of results.json, for report.py, for summarize.py)
+    ("a list", lambda r: [r], "not a JSON object", "not a JSON object"),
+    ("kept shares as text", _set("kept_per_layer", ["a"]), "kept_per_layer", "kept_per_layer"),
+    (
+        "an exit layer past the model",
+        lambda r: r["case_study"][0].update(exit_layers=[99] * 99),
+        "exit_layers",
+        None,
+    ),  # fmt: skip
+    ("tokens not text", lambda r: r["case_study"][0].update(tokens=[1]), "tokens", None),
+    ("no main metric", _pop("metrics", "main"), None, "metrics has no main"),
+    ("flops missing", _pop("flops"), None, "flops lacks"),
+    ("wall time as text", _set("wall_time_s", "long"), None, "wall_time_s"),
+    ("method a number", _set("method", 3), "method is missing", "method (text)"),
+    ("a task with a newline", _set("task", "sst2\n| forged |"), None, "newline or control"),
+]
+
+
+@pytest.mark.parametrize("what,change,reports,summarizes", RESULTS, ids=[r[0] for r in RESULTS])
+def test_a_crafted_results_json_is_one_line_naming_it(finished, what, change, reports, summarizes):
+    edit(finished / "results.json", change)
+    if reports:
+        message = error_of(report.main, [str(finished)])
+        assert "results.json" in message and reports in message
+    if summarizes:
+        for args in ([], ["--glue"], ["--seeds"]):
+            out = subprocess.run([sys.executable, ROOT / "benchmarks" / "summarize.py", *args,
+                                  finished], capture_output=True, text=True)  # fmt: skip
+            assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+            assert "results.json" in out.stderr and summarizes in out.stderr
+
+
+@pytest.mark.parametrize(
+    "name,content,says",
+    [
+        ("tokenizer_config.json", b"[1]", "not a JSON object of tokenizer settings"),
+        ("tokenizer_config.json", b'{"do_lower_case": "yes"}', "tokenizer settings"),
+        ("tokenizer_config.json", b"{oops", ": not valid JSON"),
+        ("vocab.txt", b"[PAD]\n\xff\xfe\n", "vocab.txt: not UTF-8"),
+    ],
+)
+def test_a_crafted_tokenizer_file_is_one_line_naming_it(finished, name, content, says):
+    (finished / "ckpt" / name).write_bytes(content)
+    message = error_of(eval_only, finished)
+    assert f"ckpt/{name}" in message and says in message, message
+
+
+def test_non_utf8_results_are_one_line(finished):
+    (finished / "results.json").write_bytes(b'{"method": "\xff"}')
+    assert "not UTF-8" in error_of(report.main, [str(finished)])
+
+
+def test_keep_shares_from_a_crafted_results_json_is_one_line(finished, tmp_path):
+    edit(finished / "results.json", _set("kept_per_layer", {"a": 1}))
+    message = error_of(train.main, [*FAST, "--method", "random", "--keep-shares-from",
+                                    str(finished), "--out-dir", str(tmp_path / "r")])  # fmt: skip
+    assert "results.json gives no kept_per_layer" in message
+
+
+def test_a_checkpoint_head_of_another_shape_is_refused_before_reading(finished):
+    from weights import read_safetensors, write_safetensors
+
+    tensors = read_safetensors(finished / "ckpt" / "model.safetensors")
+    tensors["classifier.weight"] = torch.zeros(5, tensors["classifier.weight"].shape[1])
+    write_safetensors(tensors, finished / "ckpt" / "model.safetensors")
+    assert "classifier.weight has shape [5" in error_of(eval_only, finished)
