@@ -104,7 +104,8 @@ def test_transkimmer_distilled_from_a_finetuned_run_resumes_bit_for_bit(tmp_path
     flags = ["--method", "transkimmer", "--epochs", "2", "--finetuned", str(tmp_path / "base")]
     straight = run(tmp_path / "straight", *flags)
     run(tmp_path / "resumed", *flags, "--stop-after-steps", str(stop))
-    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    # a method from a file is named again on resume: a folder never chooses the code it runs
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed"), *flags])
     assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
 
 
@@ -133,7 +134,8 @@ def test_what_a_stage_start_draws_is_drawn_again_by_a_run_resumed_inside_the_sta
     flags = ["--method", f"{tmp_path / 'drawing.py'}:Drawing"]
     straight = run(tmp_path / "straight", *flags)
     run(tmp_path / "resumed", *flags, "--stop-after-steps", "3")  # inside stage two
-    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed")])
+    # a method from a file is named again on resume: a folder never chooses the code it runs
+    resumed = train.main(["--resume", "--out-dir", str(tmp_path / "resumed"), *flags])
     assert_same_run(straight, resumed, tmp_path / "straight", tmp_path / "resumed")
 
 
@@ -244,7 +246,7 @@ BAD_FLAGS = [
     (["--device", ""], "--device must be auto, cpu, cuda"),
     (["--preset", ""], "--preset must be one of smoke"),
     (["--model", ""], "--model must be a hub name, a folder or random-<shape>, not empty"),
-    (["--out-dir", ""], "--out-dir must be a folder, not empty"),  # wrote into the cwd
+    (["--out-dir", ""], "--out-dir '' names no folder"),  # wrote into the cwd
     (["--data-dir", ""], "--data-dir must be a folder, not empty"),  # was the cache's
     (["--finetuned", ""], "--finetuned must be a baseline run's folder, not empty"),  # was none
     (["--task", ""], "--task: unknown task ''"),
