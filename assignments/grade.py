@@ -187,7 +187,7 @@ def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print
         for r in pool.map(lambda k: grade_one(k, directory, timeout_s, env), keys):
             points = f"{r['earned']:>3}/{r['possible']}"
             label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
-            line = f"{label:>6}. {r['title']:<42} {r['status']}  {points:<8}"
+            line = f"{label:>6}. {r['title']:<50} {r['status']}  {points:<8}"
             echo((line + (r["message"] or "")).rstrip())
             results.append(r)
     return {
