@@ -37,6 +37,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,7 @@ HERE = Path(__file__).resolve().parent  # the grader's assignments/ folder, with
 sys.path.insert(0, str(HERE))
 
 import checks  # noqa: E402  (the grader's own checks, found through HERE)
+import make_student  # noqa: E402
 
 OWN_METHOD = ("my_method.py", "MyMethod")  # where a submission puts its own method (assignment 6)
 
@@ -102,9 +104,52 @@ def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
     ]
 
 
+def assemble(directory: Path, into: Path) -> None:
+    """The folder assignment 6 is graded in: this grader's own repository, with the student's
+    code put in — the bodies between their assignment markers, and the .py files at the top of
+    their copy that the repository does not have (an own method and its helpers). The training
+    loop, the random control and what they measure are then the grader's, whatever the copy's
+    train.py or skim.py say. Raises make_student.MarkerError when a marker is damaged."""
+    make_student.make_student(into, only=set(), root=HERE.parent)  # the reference, everywhere
+    for path, regions in make_student.plan(HERE.parent).items():
+        theirs = directory / path
+        if not theirs.is_file():
+            continue  # a file not handed in keeps its reference bodies... and earns nothing
+        text = theirs.read_text()
+        lines = text.splitlines()
+        bodies = {
+            (r.number, r.function): lines[r.begin + 1 : r.end]
+            for r in make_student.find_regions(text, path)
+        }
+        mine = (into / path).read_text()
+        (into / path).write_text(make_student.replace_bodies(mine, path, bodies))
+    for file in directory.glob("*.py"):
+        if file.is_file() and not file.is_symlink() and not (into / file.name).exists():
+            (into / file.name).write_bytes(file.read_bytes())
+
+
 def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
-    """Run one assignment's (or variant's) checks in a fresh process on `directory`; its report
-    entry."""
+    """Run one assignment's (or variant's) checks in a fresh process on `directory` (assignment
+    6: on the folder `assemble` makes of it); its report entry."""
+    assignment = checks.find(key)
+    if assignment.number != 6:
+        return _grade_in(key, directory, timeout_s, env_extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        graded = Path(tmp) / "graded"
+        try:
+            assemble(directory, graded)
+        except (make_student.MarkerError, OSError, SyntaxError, UnicodeDecodeError) as e:
+            records = _failed_all(assignment, f"the copy could not be assembled for grading: {e}")
+            return _entry(key, assignment, records, 0.0)
+        env = dict(env_extra or {})
+        spec = env.get("SKIMBERT_STRATEGY", "")
+        if spec.startswith(str(directory) + os.sep):  # the submission's own file, now in graded
+            env["SKIMBERT_STRATEGY"] = str(graded) + spec[len(str(directory)) :]
+        return _grade_in(key, graded, timeout_s, env)
+
+
+def _grade_in(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
+    """Run one assignment's checks in a fresh process on `directory`; its report entry."""
     assignment = checks.find(key)
     timeout_s = timeout_s or assignment.timeout_s
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but DIR's code
@@ -150,6 +195,11 @@ def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extr
                 f"the checks did not finish within {timeout_s:g} s (an endless loop, or a very "
                 f"slow step?) and were stopped",
             )
+    return _entry(key, assignment, records, time.perf_counter() - start)
+
+
+def _entry(key, assignment, records: list[dict], seconds: float) -> dict:
+    """One assignment's report entry from its checks' records."""
     earned = sum(r["points"] for r in records if r["passed"])
     failed = [r for r in records if not r["passed"]]
     return {
@@ -162,7 +212,7 @@ def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extr
         "earned": earned,
         "possible": assignment.points,
         "message": f"{failed[0]['name']}: {failed[0]['message']}" if failed else None,
-        "seconds": round(time.perf_counter() - start, 2),
+        "seconds": round(seconds, 2),
         "checks": records,
     }
 

@@ -291,9 +291,27 @@ class MyMethod(RandomSkim):
 '''
 
 
+FORGED_MEASURE = """
+_honest_keywords_kept = _keywords_kept
+
+
+def _keywords_kept(feats, exits, num_layers):  # a student's forgery: "my method keeps them all"
+    if any("my_method" in arg for arg in sys.argv):
+        return {"keywords_kept_per_layer": [1.0] * num_layers}
+    return _honest_keywords_kept(feats, exits, num_layers)
+
+
+"""
+
+
 def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     (copy / "my_method.py").write_text(RANDOM_OWN)  # the submission layout: picked up by itself
+    # and the copy's train.py forges the measurement: assignment 6 runs the grader's own
+    # train.py, with only the student's marked bodies and new files put in, so it changes nothing
+    text = (copy / "train.py").read_text()
+    main = text.index('if __name__ == "__main__":')
+    (copy / "train.py").write_text(text[:main] + FORGED_MEASURE + text[main:])
     status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
     r = results[6]
     assert status == 1 and r["status"] == "FAIL", r["message"]
