@@ -73,11 +73,12 @@ def panel(x0: float, title: str, pts: list[tuple[str, float, float]]) -> list[st
                  "FLOPs speedup, no padding</text>")  # fmt: skip
     parts.append(f'<text transform="translate({x0 + 14},{(top + H - bottom) / 2}) rotate(-90)" '
                  'text-anchor="middle">dev accuracy (%)</text>')  # fmt: skip
-    placed: list[tuple[float, float]] = []
-    for label, sx, acc in sorted(pts, key=lambda p: (p[1], p[2])):
+    boxes = [(X(p[1]) - 6, Y(p[2]) - 6, X(p[1]) + 6, Y(p[2]) + 6) for p in pts]  # the marks
+    for label, sx, acc in sorted(pts, key=lambda p: (-p[2], p[1])):
         cx, cy = X(sx), Y(acc)
         if label == "random":
-            mark = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="white" stroke="#d62728" stroke-width="2.5"/>'  # noqa: E501
+            mark = (f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="white" stroke="#d62728" '
+                    'stroke-width="2.5"/>')  # fmt: skip
             colour = "#d62728"
         elif label == "baseline":
             mark = f'<rect x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="#333"/>'
@@ -85,16 +86,25 @@ def panel(x0: float, title: str, pts: list[tuple[str, float, float]]) -> list[st
         else:
             mark = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="#1f77b4"/>'
             colour = "#1f77b4"
-        ty = cy - 9
-        while any(abs(ty - py) < 13 and abs(cx - px) < 110 for px, py in placed):
-            ty += 14  # labels of nearby points stack downwards
-        placed.append((cx, ty))
-        anchor = "end" if cx > x0 + W - 120 else "start"
-        dx = -8 if anchor == "end" else 8
         name = label + (" (control)" if label == "random" else "")
+        width = 6.3 * len(name)  # px at font size 11, near enough to keep labels apart
+        end = cx + 8 + width > x0 + W - 8  # near the right edge: the label goes left
+        for ty in [cy + 4 + 13 * k * s for k in range(12) for s in (1, -1)][1:]:  # nearest first
+            bx0 = cx - 8 - width if end else cx + 8
+            box = (bx0, ty - 10, bx0 + width, ty + 2)
+            if top + 10 <= ty <= H - bottom and not any(
+                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes
+            ):
+                break
+        boxes.append(box)
+        if abs(ty - cy - 4) > 13:  # moved away from its point: a leader line says whose it is
+            lx = cx - 8 if end else cx + 8
+            parts.append(f'<line x1="{cx:.1f}" y1="{cy:.1f}" x2="{lx:.1f}" y2="{ty - 4:.1f}" '
+                         'stroke="#aaa" stroke-width="0.8"/>')  # fmt: skip
         parts.append(mark)
-        parts.append(f'<text x="{cx + dx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" '
-                     f'font-size="11" fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
+        parts.append(f'<text x="{cx - 8 if end else cx + 8:.1f}" y="{ty:.1f}" '
+                     f'text-anchor="{"end" if end else "start"}" font-size="11" '
+                     f'fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
     return parts
 
 
