@@ -188,15 +188,15 @@ def case_study_html(rows: list[dict], L: int, title: str) -> str:
             cell(t, e, bool(k), f"skimmed before layer {e}" if e < L else "kept to the end")
             for t, e, k in zip(r["tokens"], r["exit_layers"], keywords)
         )
-        body.append(f'<div class="ex"><div class="head">{" · ".join(head)}</div>{tokens}</div>')
+        body.append(f'<p><span class="head">{" · ".join(head)}</span><br>{tokens}</p>')
     style = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:2}"
-             ".t{padding:1px 3px;border-radius:3px}.ex{margin:0.8em 0}"
+             ".t{padding:1px 3px;border-radius:3px}p{margin:0.8em 0}"
              ".head{font-size:0.85em;color:#333}")  # fmt: skip
     return (
         f"<!doctype html><meta charset='utf-8'><title>case study: {html.escape(title)}</title>"
         f"<style>{style}</style><h1>{html.escape(title)}: where each token was skimmed</h1>"
-        "<p>Each token's colour says the layer before which it was skimmed (Transkimmer Table 5); "
-        f"pads are not shown.</p><p>{legend}</p>{''.join(body)}"
+        "<div>Each token's colour says the layer before which it was skimmed (Transkimmer Table "
+        f"5); pads are not shown.</div><p>{legend}</p>{''.join(body)}"
     )
 
 
