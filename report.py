@@ -16,81 +16,205 @@ No plotting dependency: the SVG is written by hand, so a reader can see every co
 from __future__ import annotations
 
 import argparse
+import colorsys
 import html
+import math
 from pathlib import Path
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+DASHES = ("", "7 4", "2 3", "9 3 2 3", "4 2", "1 2")  # a line that lies on another still shows
+MARKERS = ("circle", "square", "triangle", "diamond", "circle", "square")
+CHART_TITLE = "share of tokens each layer processed"
 
 
-def case_study_rows(features, exit_layers, tokenizer) -> list[dict]:
+def case_study_rows(features, exit_layers, tokenizer, predictions=None) -> list[dict]:
     """What results.json keeps of the first dev examples: their tokens and, for each, the layer
-    before which it was skimmed (L = kept to the end)."""
-    return [
-        {"tokens": [tokenizer.id_to_token(int(t)) for t in f.input_ids], "exit_layers": exits}
-        for f, exits in zip(features, exit_layers)
-    ]
+    before which it was skimmed (L = kept to the end); the gold label; the model's prediction
+    when given (a class id, or a score for regression); on the synthetic tasks, which tokens are
+    the keywords that decide the label (1 = keyword)."""
+    rows = []
+    for k, (f, exits) in enumerate(zip(features, exit_layers)):
+        row = {"tokens": [tokenizer.id_to_token(int(t)) for t in f.input_ids], "exit_layers": exits}
+        if isinstance(f.label, (int, float)) and not isinstance(f.label, bool):
+            row["label"] = f.label
+        if predictions is not None:
+            row["prediction"] = predictions[k]
+        if getattr(f, "keyword_mask", None) is not None:
+            row["keywords"] = [int(m) for m in f.keyword_mask]
+        rows.append(row)
+    return rows
 
 
-def kept_tokens_svg(curves: dict[str, list[float]], title: str) -> str:
-    """A line chart: for each named run, the mean share of each example's tokens per layer."""
-    W, H, pad = 520, 320, 48
-    L = max(len(c) for c in curves.values())
-    x = lambda i: pad + i * (W - 2 * pad) / max(1, L - 1)  # noqa: E731
-    y = lambda v: H - pad - v * (H - 2 * pad)  # noqa: E731
+def _marker(shape: str, cx: float, cy: float, colour: str, hollow: bool = False) -> str:
+    fill = "white" if hollow else colour
+    style = f'fill="{fill}" stroke="{colour}" stroke-width="1.5"'
+    if shape == "square":
+        return f'<rect x="{cx - 3.5:.1f}" y="{cy - 3.5:.1f}" width="7" height="7" {style}/>'
+    if shape == "triangle":
+        return (f'<polygon points="{cx:.1f},{cy - 4.5:.1f} {cx - 4.5:.1f},{cy + 3.5:.1f} '
+                f'{cx + 4.5:.1f},{cy + 3.5:.1f}" {style}/>')  # fmt: skip
+    if shape == "diamond":
+        return (f'<polygon points="{cx:.1f},{cy - 5:.1f} {cx + 5:.1f},{cy:.1f} {cx:.1f},'
+                f'{cy + 5:.1f} {cx - 5:.1f},{cy:.1f}" {style}/>')  # fmt: skip
+    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" {style}/>'
+
+
+def kept_tokens_svg(curves: dict[str, dict], title: str) -> str:
+    """A line chart, Transkimmer Fig. 4: for each named run, the share of each example's tokens
+    that each layer processed (`kept`, from kept_per_layer), with its accuracy and speedup in the
+    legend (`note`). Where `keywords` is given (the synthetic tasks' keywords_kept_per_layer),
+    the share of the label-deciding keywords each layer processed is drawn too, dotted, in the
+    run's colour. Each run has its own colour, dash pattern, marker and width (the first widest),
+    so a run whose line lies exactly on another's (a random control at a method's shares) shows."""
+    W, H, left, right, top, bottom = 720, 360, 64, 260, 40, 52
+    if any(c.get("keywords") for c in curves.values()):
+        title += " (dotted: of the keywords)"
+    L = max(len(c["kept"]) for c in curves.values())
+    x0 = lambda i: left + i * (W - left - right) / max(1, L - 1)  # noqa: E731
+    y = lambda v: top + (1 - v) * (H - top - bottom)  # noqa: E731
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
         'font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{W / 2}" y="20" text-anchor="middle" font-size="14">{html.escape(title)}</text>',
-        f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">layer</text>',
+        f'<text x="{(left + W - right) / 2}" y="22" text-anchor="middle" font-size="14">'
+        f"{html.escape(title)}</text>",
+        f'<text x="{(left + W - right) / 2}" y="{H - 10}" text-anchor="middle">layer i (0 = the '
+        "first)</text>",
+        f'<text transform="translate(16,{(top + H - bottom) / 2}) rotate(-90)" '
+        'text-anchor="middle">share processed by layer i</text>',
     ]
     for v in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(
-            f'<line x1="{pad}" x2="{W - pad}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
-        )
-        parts.append(f'<text x="{pad - 8}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+        parts.append(f'<line x1="{left}" x2="{W - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
+                     f'stroke="#ddd"/><text x="{left - 8}" y="{y(v) + 4:.1f}" '
+                     f'text-anchor="end">{v:.2f}</text>')  # fmt: skip
     for i in range(L):
-        parts.append(f'<text x="{x(i):.1f}" y="{H - pad + 18}" text-anchor="middle">{i}</text>')
-    for k, (name, curve) in enumerate(curves.items()):
-        colour = COLOURS[k % len(COLOURS)]
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(curve))
-        parts.append(
-            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
-        )
-        parts += [
-            f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>'
-            for i, v in enumerate(curve)
-        ]
-        parts.append(
-            f'<text x="{W - pad}" y="{40 + 16 * k}" text-anchor="end" fill="{colour}">'
-            f"{html.escape(name)}</text>"
-        )
+        parts.append(f'<text x="{x0(i):.1f}" y="{H - bottom + 18}" text-anchor="middle">{i}</text>')
+    legend_y = top + 6
+    for k, (name, c) in enumerate(curves.items()):
+        colour, dash = COLOURS[k % len(COLOURS)], DASHES[k % len(DASHES)]
+        shape, width = MARKERS[k % len(MARKERS)], max(1.5, 5 - 1.2 * k)
+        shift = 4 * (k - (len(curves) - 1) / 2)  # px: equal lines are drawn side by side
+        x = lambda i, shift=shift: x0(i) + shift  # noqa: E731
+        lines = [("kept", c["kept"], dash, width, False)]
+        if c.get("keywords"):
+            lines.append(("keywords", c["keywords"], "1 3", 1.5, True))
+        for _, values, pattern, w, hollow in lines:
+            points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+            dashes = f' stroke-dasharray="{pattern}"' if pattern else ""
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                         f'stroke-width="{w}"{dashes}/>')  # fmt: skip
+            parts += [_marker(shape, x(i), y(v), colour, hollow) for i, v in enumerate(values)]
+        # legend: a sample of the line and marker, the run's name, its accuracy and speedup
+        lx = W - right + 16
+        for label, pattern, w, hollow in [(name, dash, width, False)] + (
+            [("  its keywords", "1 3", 1.5, True)] if c.get("keywords") else []
+        ):
+            dashes = f' stroke-dasharray="{pattern}"' if pattern else ""
+            parts.append(f'<line x1="{lx}" x2="{lx + 28}" y1="{legend_y}" y2="{legend_y}" '
+                         f'stroke="{colour}" stroke-width="{w}"{dashes}/>')  # fmt: skip
+            parts.append(_marker(shape, lx + 14, legend_y, colour, hollow))
+            parts.append(f'<text x="{lx + 36}" y="{legend_y + 4}" fill="#222">'
+                         f"{html.escape(label)}</text>")  # fmt: skip
+            legend_y += 16
+            if label == name and c.get("note"):
+                parts.append(f'<text x="{lx + 36}" y="{legend_y + 2}" fill="#555" '
+                             f'font-size="11">{html.escape(c["note"])}</text>')  # fmt: skip
+                legend_y += 16
+        legend_y += 6
     return "".join(parts) + "</svg>"
 
 
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour with channels in [0, 1]."""
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 to 21 (4.5 is the AA minimum for text)."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def layer_colours(L: int) -> list[tuple[str, str]]:
+    """(background, text) per exit layer 0..L: dark blue for skimmed before layer 0, through
+    lighter hues, to pale yellow for kept to the end; the text black or white, whichever
+    contrasts more with its background."""
+    out = []
+    for i in range(L + 1):
+        t = i / max(1, L)
+        rgb = colorsys.hls_to_rgb((0.66 - 0.5 * t) % 1, 0.28 + 0.6 * t, 0.75)
+        text = max(((1.0, 1.0, 1.0), "#ffffff"), ((0.0, 0.0, 0.0), "#000000"),
+                   key=lambda c: contrast(rgb, c[0]))[1]  # fmt: skip
+        out.append(("#" + "".join(f"{round(255 * c):02x}" for c in rgb), text))
+    return out
+
+
+def _rgb(hex_colour: str) -> tuple[float, float, float]:
+    return tuple(int(hex_colour[k : k + 2], 16) / 255 for k in (1, 3, 5))
+
+
 def case_study_html(rows: list[dict], L: int, title: str) -> str:
-    """Dev examples with each token coloured by the layer before which it was skimmed."""
-    palette = [
-        f"hsl({int(220 * i / max(1, L))}, 70%, {45 + 40 * (1 - i / max(1, L)):.0f}%)"
-        for i in range(L + 1)
-    ]
-    legend = "".join(
-        f'<span style="background:{palette[i]}">'
-        f"{'kept to the end' if i == L else f'skimmed before layer {i}'}</span> "
-        for i in range(L + 1)
-    )
-    body = "".join(
-        "<p>"
-        + "".join(
-            f'<span title="layer {e}" style="background:{palette[e]}">{html.escape(t)}</span> '
-            for t, e in zip(r["tokens"], r["exit_layers"])
+    """Dev examples with each token coloured by the layer before which it was skimmed, the gold
+    label and the prediction above each, keywords (synthetic tasks) bold and underlined."""
+    colours = layer_colours(L)
+
+    def cell(text: str, e: int, keyword: bool = False, tip: str = "") -> str:
+        bg, fg = colours[e]
+        style = f"background:{bg};color:{fg}" + (";font-weight:bold;text-decoration:underline"
+                                                  if keyword else "")  # fmt: skip
+        return (
+            f'<span class="t" title="{html.escape(tip)}" style="{style}">{html.escape(text)}</span>'
         )
-        + "</p>"
-        for r in rows
+
+    legend = " ".join(
+        cell("kept to the end" if i == L else f"skimmed before layer {i}", i) for i in range(L + 1)
     )
+    if any("keywords" in r for r in rows):
+        legend += " " + cell("keyword", L, keyword=True) + " = a word that decides the label"
+    body = []
+    for r in rows:
+        head = []
+        if "label" in r:
+            head.append(f"gold <b>{html.escape(str(r['label']))}</b>")
+        if "prediction" in r:
+            p = r["prediction"]
+            right = "label" in r and p == r["label"]
+            verdict = (" (right)" if right else " (wrong)") if "label" in r else ""
+            head.append(f"predicted <b>{html.escape(str(p))}</b>{verdict}")
+        kept = sum(e == L for e in r["exit_layers"])
+        head.append(f"{kept} of {len(r['tokens'])} tokens kept to the end")
+        keywords = r.get("keywords", [0] * len(r["tokens"]))
+        tokens = " ".join(
+            cell(t, e, bool(k), f"skimmed before layer {e}" if e < L else "kept to the end")
+            for t, e, k in zip(r["tokens"], r["exit_layers"], keywords)
+        )
+        body.append(f'<p><span class="head">{" · ".join(head)}</span><br>{tokens}</p>')
+    style = ("body{font-family:sans-serif;max-width:60em;margin:1em auto;line-height:2}"
+             ".t{padding:1px 3px;border-radius:3px}p{margin:0.8em 0}"
+             ".head{font-size:0.85em;color:#333}")  # fmt: skip
     return (
         f"<!doctype html><meta charset='utf-8'><title>case study: {html.escape(title)}</title>"
-        f"<h1>{html.escape(title)}: where each token was skimmed</h1><p>{legend}</p>{body}"
+        f"<style>{style}</style><h1>{html.escape(title)}: where each token was skimmed</h1>"
+        "<div>Each token's colour says the layer before which it was skimmed (Transkimmer Table "
+        f"5); pads are not shown.</div><p>{legend}</p>{''.join(body)}"
     )
+
+
+def _note(results: dict) -> str:
+    """'accuracy 85.00 · 1.66× fewer FLOPs' from a results.json, or '' when it lacks them."""
+    metrics, flops = results.get("metrics"), results.get("flops")
+    none = flops.get("none") if isinstance(flops, dict) else None
+    main = metrics.get("main") if isinstance(metrics, dict) else None
+    speed = none.get("speedup") if isinstance(none, dict) else None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (main, speed)):
+        return ""
+    name = next((k for k, v in results["metrics"].items() if k != "main" and v == main), "main")
+    return f"{name} {100 * main:.2f} · speedup {speed:.2f}×"
+
+
+def _curve(results: dict) -> dict:
+    return {"kept": results["kept_per_layer"], "keywords": results.get("keywords_kept_per_layer"),
+            "note": _note(results)}  # fmt: skip
 
 
 def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
@@ -102,7 +226,7 @@ def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
     out = Path(out or run_dir)
     title = f"{results['method'].rpartition('/')[2]} on {results['task']}"
     L = len(results["kept_per_layer"])
-    svg = kept_tokens_svg({title: results["kept_per_layer"]}, "share of tokens per layer")
+    svg = kept_tokens_svg({title: _curve(results)}, CHART_TITLE)
     atomic_write(out / "kept_tokens.svg", svg.encode())
     page = case_study_html(results.get("case_study", []), L, title)
     atomic_write(out / "case_study.html", page.encode())
@@ -127,8 +251,11 @@ def read_results(run: Path) -> dict:
 
 
 def _results_problem(r) -> str | None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
     def share(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+        return number(v) and 0 <= v <= 1
 
     if not isinstance(r, dict):
         return "not a JSON object"
@@ -149,6 +276,17 @@ def _results_problem(r) -> str | None:
         if not (isinstance(exits, list) and len(exits) == len(tokens)
                 and all(type(e) is int and e in layers for e in exits)):  # fmt: skip
             return f"case_study[{i}].exit_layers is not a layer (0..{len(kept)}) per token"
+        for key in ("label", "prediction"):  # optional: a class id or a regression score
+            if key in c and not number(c[key]):
+                return f"case_study[{i}].{key} is not a number"
+        marks = c.get("keywords", [0] * len(tokens))
+        if not (isinstance(marks, list) and len(marks) == len(tokens)
+                and all(type(m) is int and m in (0, 1) for m in marks)):  # fmt: skip
+            return f"case_study[{i}].keywords is not a 0 or 1 per token"
+    keywords = r.get("keywords_kept_per_layer")
+    if keywords is not None and not (isinstance(keywords, list) and len(keywords) == len(kept)
+                                     and all(map(share, keywords))):  # fmt: skip
+        return "keywords_kept_per_layer is not a share in [0, 1] per layer"
     return None
 
 
@@ -177,9 +315,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: --out {args.out}: {e}") from None
     try:
         if len(results) > 1:  # several runs: one chart with a curve each
-            curves = {name: r["kept_per_layer"] for name, r in results.items()}
+            curves = {name: _curve(r) for name, r in results.items()}
             out = Path(args.out) / "kept_tokens.svg"
-            atomic_write(out, kept_tokens_svg(curves, "share of tokens per layer").encode())
+            atomic_write(out, kept_tokens_svg(curves, CHART_TITLE).encode())
             print(f"wrote {out}")
             return
         ((name, r),) = results.items()

@@ -6,8 +6,9 @@ python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean 
 python benchmarks/summarize.py --glue runs/glue-minilm-*
                                                        one row per run: the task's metric and the
                                                        FLOPs speedup under all three paddings
-python benchmarks/summarize.py --check README.md       which README rows no longer match their
-                                                       runs' results.json (stale numbers)
+python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
+                                                       runs' results.json (stale numbers); also
+                                                       assignments/instructor/README.md
 """
 
 import glob
@@ -136,10 +137,18 @@ def glue_rows(folders: list[Path]) -> None:
               f"{100 * r['metrics']['main']:.2f} | {speedups} | {kept} |")  # fmt: skip
 
 
+def _shares(rs: list[dict]) -> str:
+    """The share of tokens per layer as the tables write it: each layer's mean over the runs,
+    or "all 1.00" where nothing was skimmed."""
+    layers = [statistics.mean(k) for k in zip(*(r["kept_per_layer"] for r in rs))]
+    return " / ".join(f"{k:.2f}" for k in layers)
+
+
 def check(readme: Path) -> int:
-    """Compare each README table row whose command names a run (`sst2_minilm.sh NAME` ->
-    runs/sst2-minilm-NAME, or `--out-dir RUN`) with that run's results.json: the "dev acc." and
-    "speedup, no padding" cells. Returns the number of stale rows."""
+    """Compare each table row of a markdown file whose command names a run (`sst2_minilm.sh NAME`
+    -> runs/sst2-minilm-NAME, `--out-dir RUN`, or a `runs/...` cell, a glob of seeds) with that
+    run's results.json: the dev cell, the speedup cells and the share of tokens per layer.
+    Returns the number of stale rows."""
     header, stale = None, 0
     for line in readme.read_text().splitlines():
         if not line.startswith("|"):
@@ -172,12 +181,15 @@ def check(readme: Path) -> int:
             theirs = {value: f"{dev[0]:.2f}", "speedup, no padding": f"{speed[0]:.2f}×"}
             for column, padding in [("batch padding", "batch"), ("sequence padding", "sequence")]:
                 theirs[column] = f"{rs[0]['flops'][padding]['speedup']:.2f}×"
+        theirs["share of tokens per layer"] = _shares(rs)
         ours = {k: cells[header.index(k)] for k in theirs if k in header}
+        if ours.get("share of tokens per layer") == "all 1.00":  # the tables' short form
+            ours["share of tokens per layer"] = " / ".join(["1.00"] * len(rs[0]["kept_per_layer"]))
         if all(ours[k] == theirs[k] for k in ours):
             print(f"ok: {cells[0]}")
         else:
             stale += 1
-            print(f"stale: {cells[0]}: README {ours}, {pattern}/results.json {theirs}")
+            print(f"stale: {cells[0]}: {readme.name} {ours}, {pattern}/results.json {theirs}")
     return stale
 
 

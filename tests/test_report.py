@@ -1,6 +1,7 @@
 """report.py: the pictures of a run, drawn again from its results.json alone."""
 
 import json
+import re
 
 import pytest
 
@@ -17,7 +18,7 @@ def test_one_run_gives_its_chart_and_case_study_and_escapes_its_text(tmp_path):
     (tmp_path / "run" / "results.json").write_text(json.dumps(results("ltp", [1.0, 0.25])))
     report.main([str(tmp_path / "run"), "--out", str(tmp_path / "figs")])
     svg = (tmp_path / "figs" / "kept_tokens.svg").read_text()
-    assert svg.startswith("<svg") and svg.count("<circle") == 2
+    assert svg.startswith("<svg") and svg.count("<circle") == 2 + 1  # two layers, the legend
     html = (tmp_path / "figs" / "case_study.html").read_text()
     assert "&lt;b&gt;" in html and "<b>" not in html  # a token is text, never markup
     assert html.count("<p>") == 1 + 1  # the legend and one example
@@ -35,3 +36,60 @@ def test_several_runs_share_one_chart_with_a_curve_each(tmp_path):
 def test_a_folder_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="results.json not found"):
         report.main([str(tmp_path)])
+
+
+def full_results(method: str, kept: list[float], acc: float, speedup: float, **extra) -> dict:
+    r = results(method, kept)
+    r["metrics"] = {"accuracy": acc, "main": acc}
+    r["flops"] = {"none": {"speedup": speedup}}
+    return {**r, **extra}
+
+
+def test_the_chart_names_each_runs_accuracy_and_speedup_and_a_control_on_its_line_shows(tmp_path):
+    """A random control at LTP's shares lies exactly on LTP's line: its own dashes, marker and
+    width keep it visible, and the legend tells the two apart by accuracy."""
+    for name, acc in (("ltp", 1.0), ("random", 0.855)):
+        (tmp_path / name).mkdir()
+        r = full_results(name, [1.0, 0.26], acc, 1.7, keywords_kept_per_layer=[1.0, 0.25])
+        (tmp_path / name / "results.json").write_text(json.dumps(r))
+    report.main([str(tmp_path / "ltp"), str(tmp_path / "random"), "--out", str(tmp_path / "f")])
+    svg = (tmp_path / "f" / "kept_tokens.svg").read_text()
+    assert "accuracy 100.00 · speedup 1.70×" in svg and "accuracy 85.50 · speedup 1.70×" in svg
+    assert "share processed by layer i" in svg and "layer i (0 = the first)" in svg  # axes
+    lines = re.findall(r"<polyline [^>]*>", svg)
+    assert len(lines) == 4  # two runs, each with its keywords line
+    runs = [line for line in lines if 'dasharray="1 3"' not in line]  # not the keywords' lines
+    styles = {re.sub(r'points="[^"]*"|stroke="#\w+"', "", line) for line in runs}
+    assert len(styles) == 2, "the two runs' lines are drawn alike"
+    assert svg.count("its keywords") == 2
+
+
+def test_the_case_study_gives_gold_prediction_legend_and_readable_contrast(tmp_path):
+    row = {"tokens": ["[CLS]", "good", "x", "[SEP]"], "exit_layers": [2, 2, 0, 1],
+           "label": 1, "prediction": 0, "keywords": [0, 1, 0, 0]}  # fmt: skip
+    page = report.case_study_html([row], 2, "ltp on synthetic")
+    assert "gold <b>1</b>" in page and "predicted <b>0</b> (wrong)" in page
+    assert "skimmed before layer 0" in page and "kept to the end" in page  # the legend
+    assert 'font-weight:bold;text-decoration:underline">good<' in page  # a keyword
+    for L in range(1, 13):  # WCAG AA: text at least 4.5 times as light or dark as its cell
+        for bg, fg in report.layer_colours(L):
+            assert report.contrast(report._rgb(bg), report._rgb(fg)) >= 4.5, (L, bg, fg)
+    cells = re.findall(r'style="background:(#\w{6});color:(#\w{6})', page)
+    assert cells and all(report.contrast(report._rgb(b), report._rgb(f)) >= 4.5 for b, f in cells)
+
+
+@pytest.mark.parametrize(
+    "change,says",
+    [
+        (lambda r: r["case_study"][0].update(label="1"), "label is not a number"),
+        (lambda r: r["case_study"][0].update(prediction=float("nan")), "prediction"),
+        (lambda r: r["case_study"][0].update(keywords=[1]), "keywords"),
+        (lambda r: r.update(keywords_kept_per_layer=[2.0, 0.0]), "keywords_kept_per_layer"),
+    ],
+)
+def test_a_crafted_case_study_field_is_one_line_naming_it(tmp_path, change, says):
+    r = results("ltp", [1.0, 0.5])
+    change(r)
+    (tmp_path / "results.json").write_text(json.dumps(r))
+    with pytest.raises(SystemExit, match=says):
+        report.main([str(tmp_path), "--out", str(tmp_path / "f")])

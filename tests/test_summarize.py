@@ -60,3 +60,24 @@ def test_seed_and_glue_tables_print_what_check_reads_back(tmp_path):
     )
     (tmp_path / "README.md").write_text(seeds + "\n" + glue)
     assert summarize(tmp_path, "--check", "README.md").returncode == 0
+
+
+def test_check_reads_the_share_of_tokens_per_layer_and_names_the_file(tmp_path):
+    fake_run(tmp_path / "runs" / "synthetic-ltp", 1.0, 1.72)  # kept_per_layer [1.0, 0.5]
+    fake_run(tmp_path / "runs" / "hard-baseline-s1", 1.0, 1.0)
+    table = (
+        "| method | dev acc. | speedup, no padding | share of tokens per layer | command |\n"
+        "|---|---|---|---|---|\n"
+        "| ltp | 100.00 | 1.72× | {shares} | `python train.py --out-dir runs/synthetic-ltp` |\n\n"
+        "| run | runs | dev (mean ± sd) | speedup, no padding | share of tokens per layer |\n"
+        "|---|---|---|---|---|\n"
+        "| baseline | `runs/hard-baseline-s*` | 100.00 ± 0.00 | 1.00 ± 0.00× | 1.00 / 0.50 |\n"
+    )
+    (tmp_path / "guide.md").write_text(table.format(shares="1.00 / 0.50"))
+    out = summarize(tmp_path, "--check", "guide.md")
+    assert out.returncode == 0 and out.stdout.count("ok: ") == 2, out.stdout
+    (tmp_path / "guide.md").write_text(table.format(shares="1.00 / 0.26"))  # a stale share
+    out = summarize(tmp_path, "--check", "guide.md")
+    assert out.returncode == 1 and "stale: ltp: guide.md {" in out.stdout, out.stdout
+    (tmp_path / "guide.md").write_text(table.format(shares="all 1.00"))  # the short form, read
+    assert "stale: ltp" in summarize(tmp_path, "--check", "guide.md").stdout
