@@ -987,6 +987,36 @@ def _encode_spans(
     return features
 
 
+def load_features(task: Task, tokenizer, max_length: int, data_dir=None, train_subset: int = 0,
+                  eval_subset: int = 0):  # fmt: skip
+    """(train features, dev examples, dev features) of `task` (dev: its first evaluation split,
+    e.g. SST-2 dev, IMDB test): the first `train_subset` of a fixed shuffle (0 = all), the first
+    `eval_subset` dev examples. Raises ValueError (KeyError, RuntimeError from the readers) with
+    what is wrong."""
+    try:
+        train_ex = load_examples(task, "train", data_dir)
+        dev_ex = load_examples(task, task.splits[1], data_dir)
+    except OSError as e:  # a file that is a folder, unreadable, ...; the readers' own say it all
+        where = f"cannot read {e.filename}: {e.strerror}" if e.filename else str(e)
+        raise ValueError(f"{where} (the {task.name} data; --data-dir names its folder)") from None
+    # "the first N" of fewer than N would quietly be all of them
+    for flag, n, have, split in (
+        ("--train-subset", train_subset, train_ex, "train"),
+        ("--eval-subset", eval_subset, dev_ex, task.splits[1]),
+    ):
+        if n > len(have):
+            raise ValueError(
+                f"{flag} {n} exceeds the {len(have)} {split} examples of "
+                f"{task.name}: give at most {len(have)}, or 0 for all"
+            )
+    if train_subset:  # a fixed shuffle, so a subset is a fair sample of the classes
+        order = np.random.default_rng(0).permutation(len(train_ex))[:train_subset]
+        train_ex = [train_ex[i] for i in sorted(order)]
+    dev_ex = dev_ex[: eval_subset or None]
+    train_feats = encode(task, train_ex, tokenizer=tokenizer, max_length=max_length)
+    return train_feats, dev_ex, encode(task, dev_ex, tokenizer=tokenizer, max_length=max_length)
+
+
 # ----------------------------------------------------------------------------------------------
 # Batches: order as a pure function of (seed, epoch), then padding in one of three settings
 

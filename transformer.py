@@ -294,13 +294,8 @@ class SelfAttention(nn.Module):
         q, k, v = self.query(h), self.key(h), self.value(h)  # each (B, T, C) or (N, C)
         p_drop = self.p_drop if self.training else 0.0
         # several packed sequences on a CPU: attend within each (one sequence: pad is a view)
-        if (
-            varlen is not None
-            and len(varlen.sizes) > 1
-            and self.impl == "sdpa"
-            and attends_per_sequence(h.device)
-            and not need_probs
-        ):
+        several = varlen is not None and len(varlen.sizes) > 1 and self.impl == "sdpa"
+        if several and attends_per_sequence(h.device) and not need_probs:
             return self.out(self._per_sequence(q, k, v, varlen.sizes, p_drop))  # (N, C)
         if varlen is not None:
             q, k, v = varlen.pad(q), varlen.pad(k), varlen.pad(v)  # (B, T_max, C)
@@ -310,11 +305,8 @@ class SelfAttention(nn.Module):
         # (B, nh, T, hs): one (T, hs) slice per head
         q, k, v = (x.view(B, T, self.nh, self.hs).transpose(1, 2) for x in (q, k, v))
         probs = None
-        if (
-            self.impl == "sdpa"
-            and not need_probs
-            and (key_mask is None or not key_mask.requires_grad)
-        ):
+        fused = self.impl == "sdpa" and not need_probs  # else the eager path, probs and all
+        if fused and (key_mask is None or not key_mask.requires_grad):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:

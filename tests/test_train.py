@@ -1,11 +1,11 @@
 """train.py end to end on the smoke preset: every method, resuming, evaluation, bad input."""
 
 import json
-import types
 
 import pytest
 import torch
 
+import config
 import data
 import runs
 import train
@@ -64,7 +64,7 @@ def test_a_method_s_train_defaults_sit_under_the_preset_and_the_flags(tmp_path):
         train.parse_config(["--method", f"{tmp_path / 'typo.py'}:Typo"])
 
 
-@pytest.mark.parametrize("preset", sorted(train.PRESETS))
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
     cfg, _, _ = train.parse_config(["--preset", preset])
     assert data.get_task(cfg.task).reader == "synthetic"  # presets run offline
@@ -199,9 +199,7 @@ def test_fp16_clips_the_unscaled_gradient(monkeypatch):
     opt = torch.optim.SGD([w], lr=1.0)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)  # the CPU's twin of CUDA's scaler
     scaler.scale((w * torch.tensor([3.0, 4.0])).sum()).backward()  # true gradient (3, 4): norm 5
-    run_ = types.SimpleNamespace(cfg=types.SimpleNamespace(max_grad_norm=1.0))
-    stage = types.SimpleNamespace(name="joint")
-    train._check_finite(run_, stage, 0, torch.tensor(1.0), [w], scaler, opt)
+    train.clip_gradients(opt, scaler, 1.0, torch.tensor(1.0), where="1 of stage joint")
     scaler.step(opt), scaler.update()
     torch.testing.assert_close(w.detach(), torch.tensor([3.0 - 0.6, 4.0 - 0.8]))
 
