@@ -40,7 +40,8 @@ def _f(default, help):
 class TrainConfig:
     """Every setting of a run but the method's own. None means "the task's default"."""
 
-    method: str = _f("baseline", "a built-in method (runs.METHODS), file.py:Class or module:Class")
+    method: str = _f("baseline", f"a built-in method ({', '.join(runs.METHODS)}), "
+                     "path/to/file.py:Class or module:Class")  # fmt: skip
     task: str = _f("sst2", "task name: " + " ".join(data.TASKS))
     model: str = _f("bert-base-uncased", "hub name, local folder, or random-<CONFIGS shape>")
     data_dir: str | None = _f(None, "folder with the task's files (else the cache, else download)")
@@ -308,7 +309,12 @@ def _json_fits(value, annotation) -> bool:
 
 def method_parser(spec: str, method) -> argparse.ArgumentParser:
     """The full parser: this script's flags, then the method's own (its --help group)."""
-    about = "Train and evaluate any skim method with one script: baseline, Transkimmer, TR-BERT, LTP, yours."  # noqa: E501
+    about = (
+        f"Train and evaluate a skim method: a built-in one ({', '.join(runs.METHODS)}), or "
+        "yours, path/to/file.py:Class or module:Class (its own flags: --method NAME --help). "
+        "A setting is, the later winning: its default, the method's train_defaults, the "
+        "preset's, the flag's; --resume and --eval-only take the run's (config.py)."
+    )
     parser = argparse.ArgumentParser(description=about, argument_default=argparse.SUPPRESS)
     add_fields(parser.add_argument_group("run"), TrainConfig)
     if method.Options is not None:

@@ -133,8 +133,9 @@ def setup(cfg: TrainConfig, method, options) -> Run:
                                                             cfg.eval_subset)  # fmt: skip
     except (ValueError, KeyError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
-    size = sum(p.numel() for p in model.parameters()) / 1e6
-    log(f"{len(train_feats)} train and {len(dev_feats)} dev features; model {size:.1f}M parameters")
+    n = sum(p.numel() for p in model.parameters())
+    size = f"{n / 1e6:.1f}M" if n >= 10**6 else f"{n:,}"
+    log(f"{len(train_feats)} train and {len(dev_feats)} dev features; model {size} parameters")
     model.to(device), strategy.to(device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

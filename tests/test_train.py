@@ -64,6 +64,19 @@ def test_a_method_s_train_defaults_sit_under_the_preset_and_the_flags(tmp_path):
         train.parse_config(["--method", f"{tmp_path / 'typo.py'}:Typo"])
 
 
+def test_help_names_the_built_in_methods(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_config(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines (and hyphens)
+    assert stop.value.code == 0 and all(name in shown for name in runs.METHODS), shown
+
+
+def test_the_log_counts_a_tiny_model_s_parameters(tmp_path):
+    run(tmp_path, "--method", "baseline", "--epochs", "1")
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "model 20,076 parameters" in log and "0.0M" not in log
+
+
 @pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
     cfg, _, _ = train.parse_config(["--preset", preset])
