@@ -109,7 +109,8 @@ class Stage:
 
 @dataclass
 class StepContext:
-    """What a strategy's `loss` gets besides the model and the batch."""
+    """What a strategy's `loss` and `begin_stage` get besides the model and the batch, as their
+    argument `context` (its `step` is the count of steps; train.py's loop counts in `step`)."""
 
     stage: Stage
     step: int  # optimiser steps done in this stage
@@ -164,16 +165,16 @@ class SkimStrategy(nn.Module):
         Default: one stage where the encoder and the strategy learn together."""
         return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
 
-    def begin_stage(self, step: StepContext, batches: Callable):
-        """Called before each stage (step.step = 0); batches() yields (feature indices, batch)
+    def begin_stage(self, context: StepContext, batches: Callable):
+        """Called before each stage (context.step = 0); batches() yields (feature indices, batch)
         over the training set in a fixed order, for strategies that precompute something from
         the data or the teacher (TR-BERT's guide for its imitation warm-up)."""
 
-    def loss(self, model: BertForTask, batch: dict, step: StepContext):
+    def loss(self, model: BertForTask, batch: dict, context: StepContext):
         """The training loss of one batch and numbers to log. Default: the task loss through the
         masked loop (the plain encoder in stages where the strategy does not decide)."""
-        out = skim_forward(model, self if step.stage.skim else None, batch, prune=False)
-        return step.task_loss(out.logits, batch).mean(), {}
+        out = skim_forward(model, self if context.stage.skim else None, batch, prune=False)
+        return context.task_loss(out.logits, batch).mean(), {}
 
 
 @dataclass
@@ -440,11 +441,16 @@ class Transkimmer(SkimStrategy):
     Options = SkimConfig
     checkpoint_prefix = "skim"
 
-    def __init__(self, cfg: BertConfig, skim: SkimConfig | None = None):
+    def __init__(self, cfg: BertConfig, options: SkimConfig | None = None):
         super().__init__()
-        self.skim = skim or SkimConfig()
+        self.options = options or SkimConfig()  # every method keeps its Options here
         self.layers = tuple(range(cfg.num_hidden_layers))
-        self.predictors = nn.ModuleList(SkimPredictor(cfg, self.skim) for _ in self.layers)
+        self.predictors = nn.ModuleList(SkimPredictor(cfg, self.options) for _ in self.layers)
+
+    @property
+    def skim(self) -> SkimConfig:
+        """The old name of `options`, which docs/tutorial.md still reads."""
+        return self.options
 
     @classmethod
     def build(cls, model, options, task):
@@ -453,7 +459,7 @@ class Transkimmer(SkimStrategy):
         return cls(model.bert.config, options)
 
     def decide(self, i, h, alive, ctx):
-        if self.training or self.skim.sample_at_eval:
+        if self.training or self.options.sample_at_eval:
             # the loop multiplies by alive (the running product of Eq. 3's masks), and its
             # gradient reaches the earlier decisions through this sample, as in the authors' code.
             # The sample is drawn in float32 at least (float64 stays float64) whatever autocast
@@ -462,7 +468,7 @@ class Transkimmer(SkimStrategy):
             # makes the decision.
             logits = self.predictors[i](h)
             dtype = torch.promote_types(logits.dtype, torch.float32)
-            return gumbel_keep(logits.to(dtype), self.skim.tau)
+            return gumbel_keep(logits.to(dtype), self.options.tau)
         return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):
@@ -479,26 +485,26 @@ class Transkimmer(SkimStrategy):
 
     def stages(self, cfg):
         # DEVIATION: started from a fine-tuned run (--finetuned), it may learn its soft labels
-        teacher = bool(cfg.finetuned) and self.skim.distill
+        teacher = bool(cfg.finetuned) and self.options.distill
         return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr, teacher=teacher)]
 
-    def loss(self, model, batch, step):
+    def loss(self, model, batch, context):
         # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
         out = skim_forward(model, self, batch, prune=False)
         loss_skim = skim_loss(out, batch["attention_mask"])
         teacher = None
-        if step.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
+        if context.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
             with torch.no_grad():
-                teacher = step.teacher(
+                teacher = context.teacher(
                     batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
                 )
-        task = step.task_loss(out.logits, batch, teacher).mean()
-        if self.skim.skim_weight is None:
+        task = context.task_loss(out.logits, batch, teacher).mean()
+        if self.options.skim_weight is None:
             raise ValueError(
                 "SkimConfig.skim_weight (λ) is None: give one, or build with "
                 "Transkimmer.build, which takes the task's (Table 2)"
             )
-        return task + self.skim.skim_weight * loss_skim, {"skim": loss_skim.item()}
+        return task + self.options.skim_weight * loss_skim, {"skim": loss_skim.item()}
 
 
 # ----------------------------------------------------------------------------------------------
