@@ -12,7 +12,7 @@ a run folder someone sends you is safe to evaluate or resume:
     check_like), never a traceback;
   * one writer at a time: a command writing the folder holds RUN/.lock (locked).
 
-    config.json        the run's settings: "train" (train.TrainConfig), "method" (its name or
+    config.json        the run's settings: "train" (config.TrainConfig), "method" (its name or
                        file.py:Class) and "options" (the method's Options), written before training
     log.txt            every line train.py printed
     results.json       the final evaluation (metrics, kept tokens, FLOPs), history, versions

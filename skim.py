@@ -134,7 +134,7 @@ class SkimStrategy(nn.Module):
     checkpoint_prefix = "strategy"  # its tensors are saved as <prefix>.<name> in a checkpoint
     wants_attention = False  # True: SkimContext.attention holds the previous layer's attention
     # train.py settings this method trains with unless a flag or the preset says otherwise (e.g.
-    # {"warmup": 0.1}: its authors' optimiser); keys are train.TrainConfig fields
+    # {"warmup": 0.1}: its authors' optimiser); keys are config.TrainConfig fields
     train_defaults: dict = {}
 
     @classmethod
@@ -161,7 +161,7 @@ class SkimStrategy(nn.Module):
         return 0
 
     def stages(self, cfg) -> list[Stage]:
-        """The training schedule. cfg: train.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
+        """The training schedule. cfg: config.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
         Default: one stage where the encoder and the strategy learn together."""
         return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
 
@@ -292,7 +292,7 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     L = len(bert.layers)
     valid = batch["attention_mask"].bool()  # (B, T)
     pos = valid.flatten().nonzero().squeeze(1)  # (N,) flat position b·T + t of each packed row
-    x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but ~3× faster on a CPU
+    x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but faster on a CPU
     lengths = valid.sum(1)  # (B,)
     varlen = VarLen(lengths)
     out = h.new_zeros(B * T, C)
