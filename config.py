@@ -6,12 +6,13 @@ Where a setting comes from, later sources winning (each source is written in one
   2. the method's `train_defaults` (e.g. TR-BERT: its authors' optimiser, rl_policy.py)
   3. the preset, --preset NAME (PRESETS below)
   4. a flag on the command line
-  5. the task's default, for what is still None after 1-4 (`check`): --epochs 3 (5 for MRPC and
-     WNLI), --max-length from Transkimmer Table 2 (data.TASKS); --out-dir runs/<task>-<method>
+  5. for what is still None after 1-4, the task's default: --epochs 3 (5 for MRPC and WNLI),
+     --max-length from Transkimmer Table 2 (data.TASKS), --out-dir runs/<task>-<method>
   6. with --resume or --eval-only: the run's saved config.json replaces 1-3 and 5; a flag may
      differ from it only where MAY_CHANGE allows, and SAME_NUMBERS only with --eval-only
 
-`parse_config` does 1-4 and 6, `check` does 5 and refuses every problem before work starts.
+`parse_config` does 1-4, 6 and --out-dir's default; `check` fills in the task's other defaults
+and refuses every problem before work starts.
 The flags are made from the fields (`add_fields`): the dataclass is the only place a default is
 written. Tests: tests/test_train.py, tests/test_faults.py.
 """
