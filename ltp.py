@@ -103,9 +103,11 @@ class LTP(SkimStrategy):
         # ASSIGNMENT 6 END
 
     def stages(self, cfg):
-        stages = [Stage("soft", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+        stages = [Stage("soft", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                        strategy_lr=cfg.skim_lr or cfg.lr)]  # fmt: skip
         if self.options.hard_epochs:
-            stages.append(Stage("hard", self.options.hard_epochs, cfg.lr, 0.0))
+            stages.append(Stage("hard", epochs=self.options.hard_epochs, encoder_lr=cfg.lr,
+                                strategy_lr=0.0))  # fmt: skip
         return stages
 
     def loss(self, model, batch, context):

@@ -167,11 +167,14 @@ class TRBertPolicy(SkimStrategy):
         backbone frozen; then everything together (distilled from the fine-tuned model)."""
         skim_lr = cfg.skim_lr or cfg.lr
         rl_epochs = self.options.rl_epochs or float(math.ceil((cfg.epochs + 1) / 2))
-        first = [] if cfg.finetuned else [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        finetune = Stage("finetune", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=0.0,
+                         skim=False, saves_teacher=True)  # fmt: skip
+        first = [] if cfg.finetuned else [finetune]
         return first + [
-            Stage("policy", rl_epochs, 0.0, skim_lr, teacher=True),
-            Stage("joint", cfg.epochs, cfg.lr, skim_lr, teacher=self.options.distill),
-        ]
+            Stage("policy", epochs=rl_epochs, encoder_lr=0.0, strategy_lr=skim_lr, teacher=True),
+            Stage("joint", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=skim_lr,
+                  teacher=self.options.distill),
+        ]  # fmt: skip
 
     def begin_stage(self, context, batches):
         """Before the policy stage: the Residual Strategy's importance of every training token,

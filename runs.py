@@ -20,7 +20,7 @@ a run folder someone sends you is safe to evaluate or resume:
     kept_tokens.svg, case_study.html    pictures of the final evaluation (report.py)
     ckpt/              a Hugging Face-style folder: config.json, model.safetensors, vocab.txt,
                        trainer_state.json + trainer_state.safetensors (optimiser, RNG: --resume)
-    finetuned/         the model after a "finetune" stage, when a later stage needs a teacher
+    finetuned/         the model after a stage that saves_teacher (skim.Stage), for later stages
 
 Every file is written to a temporary name and renamed (a link in its place is replaced, never
 written through): a kill at any moment leaves either the old or the new version.

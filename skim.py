@@ -98,13 +98,30 @@ class SkimContext:
 class Stage:
     """One phase of a method's training: how long, what learns at which rate, what it needs."""
 
-    name: str  # "finetune", "policy", "joint", ...: in the log; after a stage named "finetune"
-    #             the model is saved as the teacher of later stages (run/finetuned/)
+    name: str  # "finetune", "policy", "joint", ...: in the log and results.json, nothing else
     epochs: float
     encoder_lr: float  # learning rate of the encoder and task head; 0 = frozen
     strategy_lr: float  # learning rate of the strategy's parameters; 0 = frozen
     skim: bool = True  # the strategy decides in this stage (False: the plain encoder)
     teacher: bool = False  # the loss needs the fine-tuned model (`StepContext.teacher`)
+    # after this stage the model is saved (RUN/finetuned/) as the teacher of later stages
+    saves_teacher: bool = field(default=False, repr=False)  # (repr: docs/tutorial.md prints it)
+
+
+def check_stages(stages: list[Stage], finetuned: bool) -> str | None:
+    """What keeps train.py from running this schedule, or None: a stage that learns from the
+    teacher (`teacher`) needs one, from --finetuned RUN (`finetuned`) or an earlier stage that
+    `saves_teacher`."""
+    saved = finetuned
+    for stage in stages:
+        if stage.teacher and not saved:
+            return (
+                f"stage {stage.name} learns from a teacher, but no stage before it saves one: give "
+                "the stage that fine-tunes Stage(..., saves_teacher=True) (a stage named "
+                '"finetune" no longer does so by its name), or start from --finetuned RUN'
+            )
+        saved = saved or stage.saves_teacher
+    return None
 
 
 @dataclass
@@ -163,7 +180,8 @@ class SkimStrategy(nn.Module):
     def stages(self, cfg) -> list[Stage]:
         """The training schedule. cfg: config.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
         Default: one stage where the encoder and the strategy learn together."""
-        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+        return [Stage("joint", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                      strategy_lr=cfg.skim_lr or cfg.lr)]  # fmt: skip
 
     def begin_stage(self, context: StepContext, batches: Callable):
         """Called before each stage (context.step = 0); batches() yields (feature indices, batch)
@@ -340,7 +358,8 @@ class Baseline(SkimStrategy):
     """Plain fine-tuning: decides nothing, so every layer sees every token."""
 
     def stages(self, cfg):
-        return [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        return [Stage("finetune", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=0.0, skim=False,
+                      saves_teacher=True)]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,7 +506,8 @@ class Transkimmer(SkimStrategy):
     def stages(self, cfg):
         # DEVIATION: started from a fine-tuned run (--finetuned), it may learn its soft labels
         teacher = bool(cfg.finetuned) and self.options.distill
-        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr, teacher=teacher)]
+        return [Stage("joint", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                      strategy_lr=cfg.skim_lr or cfg.lr, teacher=teacher)]  # fmt: skip
 
     def loss(self, model, batch, context):
         # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
@@ -545,7 +565,9 @@ class ClsAttentionSkim(SkimStrategy):
         return cls(model.bert, options.keep)
 
     def stages(self, cfg):
-        return [] if cfg.finetuned else [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        finetune = Stage("finetune", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=0.0,
+                         skim=False, saves_teacher=True)  # fmt: skip
+        return [] if cfg.finetuned else [finetune]
 
     def decide(self, i, h, alive, ctx):
         attn = self.bert[0].layers[i].attn

@@ -39,7 +39,7 @@ import report
 import runs
 from config import PRESETS, TrainConfig, parse_config  # noqa: F401 (train.PRESETS, as before)
 from evaluation import eval_line, evaluate
-from skim import SkimStrategy, Stage, StepContext
+from skim import SkimStrategy, Stage, StepContext, check_stages
 from transformer import BertForTask
 from weights import atomic_write
 
@@ -125,13 +125,10 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     strategy = runs.build_strategy(cfg.method, method, model, options, task)
     try:
         tokenizer = data.load_tokenizer(folder)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
-    try:
         train_feats, dev_ex, dev_feats = data.load_features(task, tokenizer, cfg.max_length,
                                                             cfg.data_dir, cfg.train_subset,
                                                             cfg.eval_subset)  # fmt: skip
-    except (ValueError, KeyError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         raise SystemExit(f"error: {e}") from None
     n = sum(p.numel() for p in model.parameters())
     size = f"{n / 1e6:.1f}M" if n >= 10**6 else f"{n:,}"
@@ -220,6 +217,8 @@ def train(cfg: TrainConfig, method, options) -> dict:
         runs.load_checkpoint(Path(cfg.finetuned) / "ckpt", run.model, None)
         run.log(f"starting from the fine-tuned run {cfg.finetuned}")
     stages, teacher = run.strategy.stages(run.cfg), None
+    if problem := check_stages(stages, finetuned=bool(cfg.finetuned)):
+        raise SystemExit(f"error: {run.cfg.method}: {problem}")
     # the first stage that learns from the teacher builds it, and the straight run does so at that
     # stage's start, after the state a resumed run restores: see load_teacher
     first_with_teacher = next((s for s, stage in enumerate(stages) if stage.teacher), None)
@@ -377,8 +376,8 @@ def clip_gradients(opt, scaler, max_norm: float, loss: torch.Tensor, where: str)
 
 def save(run: Run, state: TrainState, optimizer: tuple | None = None, finished=None) -> None:
     """Checkpoint into ckpt/: the model, the method, and `state` with every random generator's
-    and (inside a stage) `optimizer`'s (optimiser, schedule, loss scaler). After a stage named
-    "finetune" (`finished`), first the model into finetuned/, the teacher of later stages: a
+    and (inside a stage) `optimizer`'s (optimiser, schedule, loss scaler). After a stage that
+    saves_teacher (`finished`), first the model into finetuned/, the teacher of later stages: a
     checkpoint past that stage implies a teacher. Only rank 0 writes."""
     opt, sched, scaler = optimizer or (None, None, None)
     state.rng = runs.rng_state()
@@ -387,7 +386,7 @@ def save(run: Run, state: TrainState, optimizer: tuple | None = None, finished=N
     state.scaler = None if scaler is None else scaler.state_dict()
     if run.rank != 0:
         return
-    if finished is not None and finished.name == "finetune":  # a later stage may learn from it
+    if finished is not None and finished.saves_teacher:  # a later stage may learn from it
         runs.save_checkpoint(run.dir / "finetuned", run.model, None, run.meta, run.vocab_dir)
     runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir,
                          vars(state))  # fmt: skip

@@ -77,6 +77,30 @@ def test_the_log_counts_a_tiny_model_s_parameters(tmp_path):
     assert "model 20,076 parameters" in log and "0.0M" not in log
 
 
+OLD_TEACHER = """
+from skim import SkimStrategy, Stage
+
+
+class OldTeacher(SkimStrategy):
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        return alive > 0 if ctx.pruning else alive
+
+    def stages(self, cfg):  # the teacher came from a stage named "finetune", by its name alone
+        return [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False),
+                Stage("joint", cfg.epochs, cfg.lr, cfg.lr, teacher=True)]
+"""
+
+
+def test_a_method_whose_teacher_came_from_a_stage_s_name_is_told_what_to_change(tmp_path):
+    (tmp_path / "old.py").write_text(OLD_TEACHER)
+    with pytest.raises(SystemExit, match=r"stage joint learns from a teacher, but no stage before "
+                       r"it saves one: give the stage that fine-tunes Stage\(\.\.\., "
+                       r"saves_teacher=True\)"):  # fmt: skip
+        run(tmp_path, "--method", f"{tmp_path / 'old.py'}:OldTeacher")
+
+
 @pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
     cfg, _, _ = train.parse_config(["--preset", preset])
