@@ -166,11 +166,13 @@ class SkimStrategy(nn.Module):
         remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
         ctx.positions says where each token was).
 
-        Returns keep (B, T): bool when pruning; otherwise a float mask (0/1, or soft values in
-        [0, 1]; it may carry a gradient: it multiplies the attention weights and the forwarded
-        states) or bool; or a tuple (keep, extra), extra kept in `SkimOutput.extras[i]` for
-        `loss`. In eval mode keep must be 0 wherever alive is 0 (the conformance suite checks);
-        in training the loop multiplies it by alive, a running product: once gone, gone."""
+        Returns keep (B, T), bool or float, in either mode: the loop casts it (to the states'
+        dtype when masking, to bool when pruning, where any nonzero value keeps). In training a
+        float keep may hold soft values in [0, 1] and carry a gradient: it multiplies the
+        attention weights and the forwarded states. Or a tuple (keep, extra), extra kept in
+        `SkimOutput.extras[i]` for `loss`. In eval mode keep must be 0 wherever alive is 0 (the
+        conformance suite checks); in training the loop multiplies it by alive, a running
+        product: once gone, gone."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
