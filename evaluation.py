@@ -108,6 +108,7 @@ def _keywords_kept(feats, exits: list[list[int]], num_layers: int) -> dict:
 
 
 def eval_line(step, loss, res, stage) -> str:
+    """The log line of an evaluation during training: stage, step, loss, metrics, kept, speed-up."""
     metrics = " | ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items() if k != "main")
     none = res["flops"]["none"]
     return (f"[{stage}] step {step} | loss {loss:.4f} | {metrics} | kept {res['kept']:.3f} | "

@@ -24,6 +24,9 @@ a run folder someone sends you is safe to evaluate or resume:
 
 Every file is written to a temporary name and renamed (a link in its place is replaced, never
 written through): a kill at any moment leaves either the old or the new version.
+train.py's housekeeping lives here too: the folder made ready (created, prepare, check_folder,
+clear), its log (RunLog), its model and method built (build_model, build_strategy) and its
+trainer state checked (check_progress, check_optimizer_state), so train.py shows the loop.
 Tests: tests/test_train.py, tests/test_faults.py, tests/test_folder_faults.py.
 """
 
