@@ -50,32 +50,8 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     1 (b).
     Encodings are truncated to `max_length` tokens, specials included (`encode` uses the task's).
     """
-    vocab_file = Path(model_dir) / "vocab.txt"
-    if not vocab_file.is_file():
-        raise FileNotFoundError(
-            f"{vocab_file} not found: load_tokenizer needs a BERT checkpoint folder "
-            f"holding vocab.txt (one token a line), or one made by write_synthetic_vocab"
-        )
-    try:
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{vocab_file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    missing = [t for t in SPECIAL_TOKENS[1:4] if t not in vocab]
-    if missing:
-        raise ValueError(f"{vocab_file} lacks the special tokens {missing}")
-    config_file = vocab_file.with_name("tokenizer_config.json")
-    # read as any folder's file is (weights.read_json: bounded, one error naming it)
-    config = read_json(config_file, links=True) if config_file.is_file() else {}
-    flags = {"do_lower_case": (bool,), "tokenize_chinese_chars": (bool,),
-             "strip_accents": (bool, type(None))}  # fmt: skip
-    if not isinstance(config, dict) or not all(
-        isinstance(config[k], kinds) for k, kinds in flags.items() if k in config
-    ):
-        raise ValueError(
-            f"{config_file}: not a JSON object of tokenizer settings (do_lower_case and "
-            "tokenize_chinese_chars true or false, strip_accents also null)"
-        )
+    vocab = _read_vocab(Path(model_dir) / "vocab.txt")
+    config = _tokenizer_settings(Path(model_dir) / "tokenizer_config.json")
     lower = config.get("do_lower_case", True)  # all our checkpoints are uncased
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     # strip_accents=None means "strip when lower-casing", as in BERT's BasicTokenizer
@@ -98,6 +74,40 @@ def load_tokenizer(model_dir: str | Path, max_length: int = 512) -> Tokenizer:
     # BertTokenizerFast (Google's _truncate_seq_pair gives it to the first text)
     tok.enable_truncation(max_length, strategy="longest_first")
     return tok
+
+
+def _read_vocab(vocab_file: Path) -> dict[str, int]:
+    """vocab.txt: one token a line, its id the line's number; BERT's specials must be there."""
+    if not vocab_file.is_file():
+        raise FileNotFoundError(
+            f"{vocab_file} not found: load_tokenizer needs a BERT checkpoint folder "
+            f"holding vocab.txt (one token a line), or one made by write_synthetic_vocab"
+        )
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    missing = [t for t in SPECIAL_TOKENS[1:4] if t not in vocab]
+    if missing:
+        raise ValueError(f"{vocab_file} lacks the special tokens {missing}")
+    return vocab
+
+
+def _tokenizer_settings(config_file: Path) -> dict:
+    """tokenizer_config.json's settings, if the folder has one (else {}), checked: read as any
+    folder's file is (weights.read_json: bounded, one error naming it)."""
+    config = read_json(config_file, links=True) if config_file.is_file() else {}
+    flags = {"do_lower_case": (bool,), "tokenize_chinese_chars": (bool,),
+             "strip_accents": (bool, type(None))}  # fmt: skip
+    if not isinstance(config, dict) or not all(
+        isinstance(config[k], kinds) for k, kinds in flags.items() if k in config
+    ):
+        raise ValueError(
+            f"{config_file}: not a JSON object of tokenizer settings (do_lower_case and "
+            "tokenize_chinese_chars true or false, strip_accents also null)"
+        )
+    return config
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,17 +320,8 @@ def encode(
             tokenizer.enable_truncation(**previous)
         else:
             tokenizer.no_truncation()
-    if task.reader == "synthetic":  # every word is in the vocabulary that write_synthetic_vocab
-        # writes; an [UNK] means another task's was used, and the deciding words would all be
-        # [UNK]: a model would train to chance without saying why
-        unk = tokenizer.token_to_id("[UNK]")
-        for ex, enc in zip(examples, encodings):
-            if unk in enc.ids:
-                word = ex.text_a.split()[enc.word_ids[enc.ids.index(unk)]]
-                raise ValueError(
-                    f"{task.name} example {ex.uid}: the word {word!r} is not in the tokeniser's "
-                    f"vocabulary; write it with data.write_synthetic_vocab(folder, {task.name!r})"
-                )
+    if task.reader == "synthetic":
+        _check_synthetic_words(task, examples, encodings, tokenizer.token_to_id("[UNK]"))
     features = []
     for i, (ex, enc) in enumerate(zip(examples, encodings)):
         keyword_mask = None
@@ -330,15 +331,28 @@ def encode(
             )
         features.append(
             Feature(
-                np.array(enc.ids, np.int32),
-                np.array(enc.type_ids, np.int8),
-                ex.label,
-                i,
-                i,
+                input_ids=np.array(enc.ids, np.int32),
+                token_type_ids=np.array(enc.type_ids, np.int8),
+                label=ex.label,
+                example_index=i,
+                feature_index=i,
                 keyword_mask=keyword_mask,
             )
         )
     return features
+
+
+def _check_synthetic_words(task: Task, examples, encodings, unk: int) -> None:
+    """Every word of a synthetic task is in the vocabulary that write_synthetic_vocab writes; an
+    [UNK] means another task's was used, and the deciding words would all be [UNK]: a model
+    would train to chance without saying why."""
+    for ex, enc in zip(examples, encodings):
+        if unk in enc.ids:
+            word = ex.text_a.split()[enc.word_ids[enc.ids.index(unk)]]
+            raise ValueError(
+                f"{task.name} example {ex.uid}: the word {word!r} is not in the tokeniser's "
+                f"vocabulary; write it with data.write_synthetic_vocab(folder, {task.name!r})"
+            )
 
 
 def _encode_spans(
@@ -363,12 +377,7 @@ def _encode_spans(
         q_ids, c_offsets = q.ids[:max_query_length], np.array(c.offsets, np.int32).reshape(-1, 2)
         room = max_length - len(q_ids) - 3  # context tokens per window
         assert room > 0, f"max_length {max_length} leaves no room for the context"
-        answer = None
-        if ex.answers:  # the first gold answer is the training target
-            text, char_start = ex.answers[0]
-            char_end = char_start + len(text)
-            inside = np.flatnonzero((c_offsets[:, 1] > char_start) & (c_offsets[:, 0] < char_end))
-            answer = (inside[0], inside[-1]) if len(inside) else None
+        answer = _answer_tokens(ex, c_offsets)
         start = 0
         while True:
             end = min(start + room, len(c.ids))
@@ -378,22 +387,28 @@ def _encode_spans(
             s = e = 0
             if answer is not None and start <= answer[0] and answer[1] < end:
                 s, e = head + answer[0] - start, head + answer[1] - start
-            features.append(
-                Feature(
-                    np.array([cls_id, *q_ids, sep_id, *c.ids[start:end], sep_id], np.int32),
-                    np.array([0] * head + [1] * (end - start + 1), np.int8),
-                    ex.label,
-                    i,
-                    len(features),
-                    s,
-                    e,
-                    offsets,
-                )
-            )
+            ids = [cls_id, *q_ids, sep_id, *c.ids[start:end], sep_id]
+            types = [0] * head + [1] * (end - start + 1)
+            feature = Feature(input_ids=np.array(ids, np.int32),
+                              token_type_ids=np.array(types, np.int8), label=ex.label,
+                              example_index=i, feature_index=len(features), start_position=s,
+                              end_position=e, offsets=offsets)  # fmt: skip
+            features.append(feature)
             if end == len(c.ids):
                 break
             start += min(doc_stride, room)  # a stride longer than a window would skip tokens
     return features
+
+
+def _answer_tokens(ex: Example, c_offsets: np.ndarray) -> tuple[int, int] | None:
+    """(first, last) context token of the example's first gold answer (the training target),
+    from the context's character offsets (n, 2); None without an answer."""
+    if not ex.answers:
+        return None
+    text, char_start = ex.answers[0]
+    char_end = char_start + len(text)
+    inside = np.flatnonzero((c_offsets[:, 1] > char_start) & (c_offsets[:, 0] < char_end))
+    return (inside[0], inside[-1]) if len(inside) else None
 
 
 def load_features(task: Task, tokenizer, max_length: int, data_dir=None, train_subset: int = 0,
@@ -491,18 +506,11 @@ def collate(
     types, mask = np.zeros_like(ids), np.zeros_like(ids)
     for b, f in enumerate(features):
         ids[b, : len(f)], types[b, : len(f)], mask[b, : len(f)] = f.input_ids, f.token_type_ids, 1
-    batch = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": types,
-        "lengths": lengths,
-        "labels": np.array(
-            [f.label for f in features],
-            np.float32 if isinstance(features[0].label, float) else np.int64,
-        ),
-        "example_index": [f.example_index for f in features],
-        "feature_index": [f.feature_index for f in features],
-    }
+    label_type = np.float32 if isinstance(features[0].label, float) else np.int64
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+             "lengths": lengths, "labels": np.array([f.label for f in features], label_type),
+             "example_index": [f.example_index for f in features],
+             "feature_index": [f.feature_index for f in features]}  # fmt: skip
     if features[0].offsets is not None:
         batch["start_positions"] = [f.start_position for f in features]
         batch["end_positions"] = [f.end_position for f in features]
