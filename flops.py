@@ -180,7 +180,7 @@ class Speedup:
 
     @property
     def baseline_gflops(self) -> float:
-        """Baseline GFLOPs per example (MACs are half: see macs())."""
+        """Baseline GFLOPs per example (MACs are half: results.json also holds baseline_gmacs)."""
         return self.baseline_flops / self.num_examples / 1e9
 
     @property

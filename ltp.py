@@ -103,17 +103,19 @@ class LTP(SkimStrategy):
         # ASSIGNMENT 6 END
 
     def stages(self, cfg):
-        stages = [Stage("soft", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+        stages = [Stage("soft", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                        strategy_lr=cfg.skim_lr or cfg.lr)]  # fmt: skip
         if self.options.hard_epochs:
-            stages.append(Stage("hard", self.options.hard_epochs, cfg.lr, 0.0))
+            stages.append(Stage("hard", epochs=self.options.hard_epochs, encoder_lr=cfg.lr,
+                                strategy_lr=0.0))  # fmt: skip
         return stages
 
-    def loss(self, model, batch, step):
+    def loss(self, model, batch, context):
         # LTP: task loss + λ·(mean over layers of each example's kept share, soft masks)
-        self.soft = step.stage.name == "soft"
+        self.soft = context.stage.name == "soft"
         out = skim_forward(model, self, batch, prune=False)
         kept = skim_loss(out, batch["attention_mask"])
-        task = step.task_loss(out.logits, batch).mean()
+        task = context.task_loss(out.logits, batch).mean()
         if not self.soft:  # the hard stage fine-tunes the encoder to the frozen thresholds
             return task, {"kept": kept.item()}
         return task + self.options.skim_weight * kept, {"kept": kept.item()}

@@ -12,7 +12,7 @@ a run folder someone sends you is safe to evaluate or resume:
     check_like), never a traceback;
   * one writer at a time: a command writing the folder holds RUN/.lock (locked).
 
-    config.json        the run's settings: "train" (train.TrainConfig), "method" (its name or
+    config.json        the run's settings: "train" (config.TrainConfig), "method" (its name or
                        file.py:Class) and "options" (the method's Options), written before training
     log.txt            every line train.py printed
     results.json       the final evaluation (metrics, kept tokens, FLOPs), history, versions
@@ -20,10 +20,13 @@ a run folder someone sends you is safe to evaluate or resume:
     kept_tokens.svg, case_study.html    pictures of the final evaluation (report.py)
     ckpt/              a Hugging Face-style folder: config.json, model.safetensors, vocab.txt,
                        trainer_state.json + trainer_state.safetensors (optimiser, RNG: --resume)
-    finetuned/         the model after a "finetune" stage, when a later stage needs a teacher
+    finetuned/         the model after a stage that saves_teacher (skim.Stage), for later stages
 
 Every file is written to a temporary name and renamed (a link in its place is replaced, never
 written through): a kill at any moment leaves either the old or the new version.
+train.py's housekeeping lives here too: the folder made ready (created, prepare, check_folder,
+clear), its log (RunLog), its model and method built (build_model, build_strategy) and its
+trainer state checked (check_progress, check_optimizer_state), so train.py shows the loop.
 Tests: tests/test_train.py, tests/test_faults.py, tests/test_folder_faults.py.
 """
 
@@ -37,9 +40,12 @@ import inspect
 import json
 import math
 import os
+import platform
 import random
 import shutil
 import socket
+import stat
+import subprocess
 import sys
 import time
 import traceback
@@ -47,19 +53,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from skim import SkimStrategy
-from transformer import BertConfig, BertForTask, BertModel
+from transformer import CONFIGS, BertConfig, BertForTask, BertModel
 from weights import (
     MAX_HEADER_BYTES,
     CheckpointError,
+    append_line,
     atomic_write,
+    is_run_folder,
     load_encoder_weights,
+    read_checkpoint,
     read_config,
     read_json,
     read_safetensors,
     read_safetensors_header,
     released_name,
+    resolve_model_dir,
     write_safetensors,
 )
 
@@ -241,6 +252,111 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+# ----------------------------------------------------------------------------------------------
+# The folder itself: what a run writes there, and what train.py checks before it writes
+
+RUN_FILES = ("config.json", "log.txt", "results.json", "eval.json", "kept_tokens.svg",
+             "case_study.html")  # fmt: skip
+RUN_FOLDERS = ("ckpt", "ckpt.old", "ckpt.tmp", "finetuned", "finetuned.old", "finetuned.tmp",
+               "vocab")  # fmt: skip
+
+
+@contextlib.contextmanager
+def created(run_dir: Path):
+    """The run folder, created if missing; removed again if this command fails leaving it empty
+    (a mistyped flag leaves no empty folder behind)."""
+    new = not os.path.lexists(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
+    ok = False
+    try:
+        yield run_dir
+        ok = True
+    finally:
+        if new and not ok and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def prepare(run_dir: Path, meta: dict, fresh: bool, overwrite: dict | None, writer: bool) -> None:
+    """Make `run_dir` ready for this command. fresh: a new run (not --resume or --eval-only),
+    whose config.json (`meta`) is written now, before training; overwrite: with --overwrite,
+    the paths this command reads, by setting (a run there is removed, never one of them);
+    writer: this process writes (rank 0 with torchrun)."""
+    try:
+        if overwrite is not None and fresh and writer:
+            check_overwrite(run_dir, overwrite)
+            clear(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_folder(run_dir)
+        if writer and fresh:
+            atomic_write(run_dir / "config.json", json.dumps(meta, indent=2).encode())
+    except OSError as e:
+        raise SystemExit(f"error: cannot write to --out-dir {run_dir}: {e}") from None
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return any(os.path.lexists(run_dir / n) for n in (*RUN_FILES, *RUN_FOLDERS))
+
+
+def clear(run_dir: Path) -> None:
+    """--overwrite: remove what a run writes, and nothing else the folder may hold. A symbolic
+    link among them is removed itself; what it points to is left alone."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        remove(run_dir / name)
+
+
+def check_overwrite(out_dir: Path, reads: dict) -> None:
+    """--overwrite deletes a run folder: never one this command reads (`reads`, by setting:
+    --finetuned, --model, --data-dir, a method's option naming a folder such as
+    --keep-shares-from), nor a folder inside or around one of them."""
+    run_dir = Path(out_dir).expanduser().resolve()
+    for name, value in reads.items():
+        if not isinstance(value, str) or not value or not Path(value).expanduser().exists():
+            continue
+        other = Path(value).expanduser().resolve()
+        if other == run_dir or run_dir in other.parents or other in run_dir.parents:
+            raise SystemExit(
+                f"error: --overwrite would delete {out_dir}, and --{name.replace('_', '-')} "
+                f"reads {value} (the same folder, or one inside the other): choose another "
+                "--out-dir"
+            )
+
+
+def check_folder(run_dir: Path) -> None:
+    """A run folder holds only what train.py writes there: regular files, and folders of them.
+    A symbolic link, FIFO or device under a run's names (a folder someone sent, or planted
+    beside a run) is refused before anything is read or written through it."""
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = run_dir / name
+        if not os.path.lexists(path):
+            continue
+        folder = name in RUN_FOLDERS
+        inside = list(path.iterdir()) if folder and not path.is_symlink() and path.is_dir() else []
+        for p in [path, *inside]:
+            mode, want = p.lstat().st_mode, stat.S_ISDIR if p == path and folder else stat.S_ISREG
+            if not want(mode):
+                raise SystemExit(
+                    f"error: {p} is {_kind(mode)}; a run folder holds only the regular files "
+                    "and folders train.py writes (remove it, or give a fresh --out-dir)"
+                )
+            if p.name == "vocab.txt" and p.lstat().st_size > 64 << 20:  # read whole: data.py
+                raise SystemExit(f"error: {p} is over 64 MB, not a vocabulary; the run is damaged")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a file"
+        if stat.S_ISREG(mode)
+        else "a FIFO, socket or device"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -535,6 +651,34 @@ def check_progress(progress: dict, stages: int, path: Path) -> None:
         raise SystemExit(f"error: {path} is damaged ({shown(e)}); resume from another copy")
 
 
+def check_optimizer_state(path: Path, saved: dict, opt, sched, scaler) -> None:
+    """A run resumed inside a stage: its saved optimiser, schedule and loss scale (`saved`'s
+    "optimizer", "scheduler" and "scaler") are built like the ones just made (check_like), each
+    moment the shape of its parameter, before they are loaded; a crafted trainer state is one
+    SystemExit naming `path` (trainer_state.json), not a failure at the next step."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    state, fresh = saved.get("optimizer"), opt.state_dict()
+    try:
+        if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
+            raise ValueError("optimizer is not an optimiser's state")
+        check_like(state.get("param_groups"), fresh["param_groups"], "param_groups")
+        for group, ours in zip(state["param_groups"], fresh["param_groups"]):
+            if group["params"] != ours["params"]:  # which saved state goes to which parameter
+                raise ValueError(f"param_groups number the parameters {group['params'][:8]}")
+        for i, moments in state["state"].items():
+            if not (isinstance(i, int) and 0 <= i < len(params)):
+                raise ValueError(f"the state of parameter {shown(i):.20}, of {len(params)}")
+            like = torch.empty(params[i].shape, dtype=params[i].dtype, device="meta")
+            step = torch.empty((), dtype=torch.float32, device="meta")
+            check_like(moments, {"step": step, "exp_avg": like, "exp_avg_sq": like},
+                       f"optimizer state {i}")  # fmt: skip
+        check_like(saved.get("scheduler"), sched.state_dict(), "scheduler")
+        if saved.get("scaler"):
+            check_like(saved["scaler"], scaler.state_dict(), "scaler")
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SystemExit(f"error: {path} is damaged ({e}); resume from another copy") from None
+
+
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -598,6 +742,93 @@ def load_run(run_dir: Path, method: str | None = None):
         raise SystemExit(f"error: cannot rebuild the method of {run_dir}: {shown(e)}") from None
     load_checkpoint(folder, model, strategy)
     return model.eval(), strategy.eval(), saved
+
+
+def build_model(name: str, task, run_dir: Path, saved: bool, max_length: int):
+    """(model, tokenizer folder) of train.py's run in `run_dir` on `task` (a data.Task).
+    name (--model): a hub name or folder, whose pretrained weights are loaded (the head is
+    new), or random-<shape> (transformer.CONFIGS, on a synthetic task: its vocabulary is
+    written into run_dir/vocab). saved (--resume, --eval-only): the shape comes from the run's
+    own checkpoint instead, its weights loaded later."""
+    import data  # here, not at the top: data is only needed to build a model for a task
+
+    ckpt = checkpoint_folder(run_dir / "ckpt") if saved else None
+    random_shape = name.removeprefix("random-") if name.startswith("random-") else None
+    if ckpt is not None:  # its config.json against its weights' header, before any tensor
+        try:
+            folder, bert_config = ckpt, checked_model_config(ckpt)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
+    elif random_shape:
+        if random_shape not in CONFIGS:
+            shapes = ", ".join("random-" + s for s in CONFIGS)
+            raise SystemExit(f"error: --model {name}: known shapes are {shapes}")
+        if task.reader != "synthetic":
+            raise SystemExit("error: a random model has no vocabulary; use a synthetic --task")
+        folder = data.write_synthetic_vocab(run_dir / "vocab", task)
+        vocab_size = len((folder / "vocab.txt").read_text().split("\n"))
+        bert_config = dataclasses.replace(CONFIGS[random_shape], vocab_size=vocab_size)
+    model = None
+    try:
+        if ckpt is None and not random_shape:
+            folder = resolve_model_dir(name)
+            bert_config = read_config(folder, links=True)  # a released model: the HF cache is links
+            model = BertForTask(bert_config, task.kind, task.num_labels)
+            state = read_checkpoint(folder)  # a run's ckpt/ as --model holds more than BERT
+            load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
+    except (CheckpointError, RuntimeError) as e:
+        raise SystemExit(f"error: --model {name}: {e}") from None
+    model = model or BertForTask(bert_config, task.kind, task.num_labels)
+    if max_length > bert_config.max_position_embeddings:
+        raise SystemExit(f"error: --max-length {max_length} exceeds the model's "
+                         f"{bert_config.max_position_embeddings} positions")  # fmt: skip
+    return model, folder
+
+
+def build_strategy(name: str, method, model: BertForTask, options, task) -> SkimStrategy:
+    """The method `name` (its class: `method`) built for this model and task (a data.Task) by
+    `method.build`, or one line saying what is wrong."""
+    try:
+        strategy = method.build(model, options, task)
+    except TypeError as e:  # most often a constructor that needs more than build() gives it
+        raise SystemExit(f"error: cannot build {name}: {e}; a method whose __init__ takes "
+                         "arguments overrides build(model, options, task)") from None  # fmt: skip
+    except (ValueError, AssertionError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if not isinstance(strategy, SkimStrategy):
+        raise SystemExit(f"error: {name}.build returned {type(strategy).__name__}, "
+                         "not a skim.SkimStrategy")  # fmt: skip
+    return strategy
+
+
+def versions() -> dict:
+    """What results.json records of the software and machine that made it."""
+    git = ["git", "rev-parse", "HEAD"]
+    try:
+        commit = subprocess.run(git, capture_output=True, text=True, cwd=Path(__file__).parent)
+    except OSError:
+        commit = None
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(), "commit": commit and commit.stdout.strip(),
+            "cuda": torch.cuda.is_available() and torch.cuda.get_device_name()}  # fmt: skip
+
+
+class RunLog:
+    """Print (rank 0) and append to the run's log.txt (not for --eval-only: the record stays);
+    one call, one line (or a block of lines), never written through a symbolic link."""
+
+    def __init__(self, path: Path, show: bool, write: bool):
+        self.path, self.show, self.write = path, show, write
+
+    def __call__(self, line: str):
+        if self.show:
+            tqdm.write(line)
+        if self.write:  # never through a symbolic link planted as log.txt
+            try:
+                append_line(self.path, line)
+            except OSError as e:
+                raise SystemExit(f"error: cannot append to {self.path}: {e}") from None
 
 
 RUN_CONFIG_KEYS = {"train": dict, "method": str, "options": (dict, type(None))}

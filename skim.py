@@ -98,18 +98,36 @@ class SkimContext:
 class Stage:
     """One phase of a method's training: how long, what learns at which rate, what it needs."""
 
-    name: str  # "finetune", "policy", "joint", ...: in the log; after a stage named "finetune"
-    #             the model is saved as the teacher of later stages (run/finetuned/)
+    name: str  # "finetune", "policy", "joint", ...: in the log and results.json, nothing else
     epochs: float
     encoder_lr: float  # learning rate of the encoder and task head; 0 = frozen
     strategy_lr: float  # learning rate of the strategy's parameters; 0 = frozen
     skim: bool = True  # the strategy decides in this stage (False: the plain encoder)
     teacher: bool = False  # the loss needs the fine-tuned model (`StepContext.teacher`)
+    # after this stage the model is saved (RUN/finetuned/) as the teacher of later stages
+    saves_teacher: bool = field(default=False, repr=False)  # (repr: docs/tutorial.md prints it)
+
+
+def check_stages(stages: list[Stage], finetuned: bool) -> str | None:
+    """What keeps train.py from running this schedule, or None: a stage that learns from the
+    teacher (`teacher`) needs one, from --finetuned RUN (`finetuned`) or an earlier stage that
+    `saves_teacher`."""
+    saved = finetuned
+    for stage in stages:
+        if stage.teacher and not saved:
+            return (
+                f"stage {stage.name} learns from a teacher, but no stage before it saves one: give "
+                "the stage that fine-tunes Stage(..., saves_teacher=True) (a stage named "
+                '"finetune" no longer does so by its name), or start from --finetuned RUN'
+            )
+        saved = saved or stage.saves_teacher
+    return None
 
 
 @dataclass
 class StepContext:
-    """What a strategy's `loss` gets besides the model and the batch."""
+    """What a strategy's `loss` and `begin_stage` get besides the model and the batch, as their
+    argument `context` (its `step` is the count of steps; train.py's loop counts in `step`)."""
 
     stage: Stage
     step: int  # optimiser steps done in this stage
@@ -133,7 +151,7 @@ class SkimStrategy(nn.Module):
     checkpoint_prefix = "strategy"  # its tensors are saved as <prefix>.<name> in a checkpoint
     wants_attention = False  # True: SkimContext.attention holds the previous layer's attention
     # train.py settings this method trains with unless a flag or the preset says otherwise (e.g.
-    # {"warmup": 0.1}: its authors' optimiser); keys are train.TrainConfig fields
+    # {"warmup": 0.1}: its authors' optimiser); keys are config.TrainConfig fields
     train_defaults: dict = {}
 
     @classmethod
@@ -148,11 +166,13 @@ class SkimStrategy(nn.Module):
         remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
         ctx.positions says where each token was).
 
-        Returns keep (B, T): bool when pruning; otherwise a float mask (0/1, or soft values in
-        [0, 1]; it may carry a gradient: it multiplies the attention weights and the forwarded
-        states) or bool; or a tuple (keep, extra), extra kept in `SkimOutput.extras[i]` for
-        `loss`. In eval mode keep must be 0 wherever alive is 0 (the conformance suite checks);
-        in training the loop multiplies it by alive, a running product: once gone, gone."""
+        Returns keep (B, T), bool or float, in either mode: the loop casts it (to the states'
+        dtype when masking, to bool when pruning, where any nonzero value keeps). In training a
+        float keep may hold soft values in [0, 1] and carry a gradient: it multiplies the
+        attention weights and the forwarded states. Or a tuple (keep, extra), extra kept in
+        `SkimOutput.extras[i]` for `loss`. In eval mode keep must be 0 wherever alive is 0 (the
+        conformance suite checks); in training the loop multiplies it by alive, a running
+        product: once gone, gone."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
@@ -160,20 +180,21 @@ class SkimStrategy(nn.Module):
         return 0
 
     def stages(self, cfg) -> list[Stage]:
-        """The training schedule. cfg: train.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
+        """The training schedule. cfg: config.TrainConfig (epochs, lr, skim_lr, finetuned, ...).
         Default: one stage where the encoder and the strategy learn together."""
-        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr)]
+        return [Stage("joint", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                      strategy_lr=cfg.skim_lr or cfg.lr)]  # fmt: skip
 
-    def begin_stage(self, step: StepContext, batches: Callable):
-        """Called before each stage (step.step = 0); batches() yields (feature indices, batch)
+    def begin_stage(self, context: StepContext, batches: Callable):
+        """Called before each stage (context.step = 0); batches() yields (feature indices, batch)
         over the training set in a fixed order, for strategies that precompute something from
         the data or the teacher (TR-BERT's guide for its imitation warm-up)."""
 
-    def loss(self, model: BertForTask, batch: dict, step: StepContext):
+    def loss(self, model: BertForTask, batch: dict, context: StepContext):
         """The training loss of one batch and numbers to log. Default: the task loss through the
         masked loop (the plain encoder in stages where the strategy does not decide)."""
-        out = skim_forward(model, self if step.stage.skim else None, batch, prune=False)
-        return step.task_loss(out.logits, batch).mean(), {}
+        out = skim_forward(model, self if context.stage.skim else None, batch, prune=False)
+        return context.task_loss(out.logits, batch).mean(), {}
 
 
 @dataclass
@@ -291,15 +312,16 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     L = len(bert.layers)
     valid = batch["attention_mask"].bool()  # (B, T)
     pos = valid.flatten().nonzero().squeeze(1)  # (N,) flat position b·T + t of each packed row
-    x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but ~3× faster on a CPU
+    x = h.reshape(B * T, C).index_select(0, pos)  # (N, C); as [pos], but faster on a CPU
     lengths = valid.sum(1)  # (B,)
     varlen = VarLen(lengths)
     out = h.new_zeros(B * T, C)
     exit_layer = torch.where(valid, L, -1).flatten()  # (B·T,)
     tokens = lengths.new_zeros(B, L)
     ctx, extras = SkimContext(batch, True, None), {}
-    # Each tensor operation costs ~10 µs of Python and dispatch whatever its size, and at batch 1
-    # a skimmed layer may take only ~3 ms: the bookkeeping below is kept to a few operations per
+    # Each tensor operation costs microseconds of Python and dispatch whatever its size, and at
+    # batch 1 a skimmed layer takes only milliseconds (measured by `python bench.py skim`: its last
+    # table times one layer at batch 1): the bookkeeping below is kept to a few operations per
     # layer, gathers use index_select, and nothing is moved or rebuilt unless tokens leave.
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
@@ -338,7 +360,8 @@ class Baseline(SkimStrategy):
     """Plain fine-tuning: decides nothing, so every layer sees every token."""
 
     def stages(self, cfg):
-        return [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        return [Stage("finetune", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=0.0, skim=False,
+                      saves_teacher=True)]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,11 +463,16 @@ class Transkimmer(SkimStrategy):
     Options = SkimConfig
     checkpoint_prefix = "skim"
 
-    def __init__(self, cfg: BertConfig, skim: SkimConfig | None = None):
+    def __init__(self, cfg: BertConfig, options: SkimConfig | None = None):
         super().__init__()
-        self.skim = skim or SkimConfig()
+        self.options = options or SkimConfig()  # every method keeps its Options here
         self.layers = tuple(range(cfg.num_hidden_layers))
-        self.predictors = nn.ModuleList(SkimPredictor(cfg, self.skim) for _ in self.layers)
+        self.predictors = nn.ModuleList(SkimPredictor(cfg, self.options) for _ in self.layers)
+
+    @property
+    def skim(self) -> SkimConfig:
+        """The old name of `options`, which docs/tutorial.md still reads."""
+        return self.options
 
     @classmethod
     def build(cls, model, options, task):
@@ -453,7 +481,7 @@ class Transkimmer(SkimStrategy):
         return cls(model.bert.config, options)
 
     def decide(self, i, h, alive, ctx):
-        if self.training or self.skim.sample_at_eval:
+        if self.training or self.options.sample_at_eval:
             # the loop multiplies by alive (the running product of Eq. 3's masks), and its
             # gradient reaches the earlier decisions through this sample, as in the authors' code.
             # The sample is drawn in float32 at least (float64 stays float64) whatever autocast
@@ -462,7 +490,7 @@ class Transkimmer(SkimStrategy):
             # makes the decision.
             logits = self.predictors[i](h)
             dtype = torch.promote_types(logits.dtype, torch.float32)
-            return gumbel_keep(logits.to(dtype), self.skim.tau)
+            return gumbel_keep(logits.to(dtype), self.options.tau)
         return self.keep_score(i, h, alive) >= 0  # deterministic: keep logit ≥ skip logit
 
     def keep_score(self, i, h, alive):
@@ -479,26 +507,27 @@ class Transkimmer(SkimStrategy):
 
     def stages(self, cfg):
         # DEVIATION: started from a fine-tuned run (--finetuned), it may learn its soft labels
-        teacher = bool(cfg.finetuned) and self.skim.distill
-        return [Stage("joint", cfg.epochs, cfg.lr, cfg.skim_lr or cfg.lr, teacher=teacher)]
+        teacher = bool(cfg.finetuned) and self.options.distill
+        return [Stage("joint", epochs=cfg.epochs, encoder_lr=cfg.lr,
+                      strategy_lr=cfg.skim_lr or cfg.lr, teacher=teacher)]  # fmt: skip
 
-    def loss(self, model, batch, step):
+    def loss(self, model, batch, context):
         # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
         out = skim_forward(model, self, batch, prune=False)
         loss_skim = skim_loss(out, batch["attention_mask"])
         teacher = None
-        if step.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
+        if context.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
             with torch.no_grad():
-                teacher = step.teacher(
+                teacher = context.teacher(
                     batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
                 )
-        task = step.task_loss(out.logits, batch, teacher).mean()
-        if self.skim.skim_weight is None:
+        task = context.task_loss(out.logits, batch, teacher).mean()
+        if self.options.skim_weight is None:
             raise ValueError(
                 "SkimConfig.skim_weight (λ) is None: give one, or build with "
                 "Transkimmer.build, which takes the task's (Table 2)"
             )
-        return task + self.skim.skim_weight * loss_skim, {"skim": loss_skim.item()}
+        return task + self.options.skim_weight * loss_skim, {"skim": loss_skim.item()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -538,7 +567,9 @@ class ClsAttentionSkim(SkimStrategy):
         return cls(model.bert, options.keep)
 
     def stages(self, cfg):
-        return [] if cfg.finetuned else [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False)]
+        finetune = Stage("finetune", epochs=cfg.epochs, encoder_lr=cfg.lr, strategy_lr=0.0,
+                         skim=False, saves_teacher=True)  # fmt: skip
+        return [] if cfg.finetuned else [finetune]
 
     def decide(self, i, h, alive, ctx):
         attn = self.bert[0].layers[i].attn

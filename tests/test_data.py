@@ -25,6 +25,8 @@ import sklearn.metrics
 import torch
 
 import data
+import metrics
+import synthetic
 
 # ----------------------------------------------------------------------------------------------
 # Fixtures
@@ -617,7 +619,7 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch():
 
 
 def test_batch_indices_and_collate_give_the_seeded_batches_as_train_py_builds_them(tokenizer):
-    features = data.encode("synthetic", data.synthetic_examples(10, seed=1), tokenizer)
+    features = data.encode("synthetic", synthetic.synthetic_examples(10, seed=1), tokenizer)
     indices = data.batch_indices([len(f) for f in features], 4, shuffle=True, seed=5)
     batches = [data.collate([features[i] for i in idx], "batch") for idx in indices]
     assert [len(idx) for idx in indices] == [4, 4, 2] and sorted(sum(indices, [])) == list(
@@ -638,14 +640,14 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     assert tokenizer.get_vocab_size() == 99 and tokenizer.token_to_id("[PAD]") == 0
     train = data.load_examples("synthetic", "train")
     assert len(train) == 2000 and len(data.load_examples("synthetic", "dev")) == 500
-    assert train == data.synthetic_examples(2000, seed=0)  # the same every time
+    assert train == synthetic.synthetic_examples(2000, seed=0)  # the same every time
     assert 900 < sum(e.label for e in train) < 1100  # balanced
     features = data.encode("synthetic", train, tokenizer)
     assert (
         min(map(len, features)) == 10 and max(map(len, features)) == 62
     )  # 8..60 words + [CLS] [SEP]
-    positive = {tokenizer.token_to_id(w) for w in data.POSITIVE}
-    keywords = positive | {tokenizer.token_to_id(w) for w in data.NEGATIVE}
+    positive = {tokenizer.token_to_id(w) for w in synthetic.POSITIVE}
+    keywords = positive | {tokenizer.token_to_id(w) for w in synthetic.NEGATIVE}
     for f in features:
         assert tokenizer.token_to_id("[UNK]") not in f.input_ids
         marked = f.input_ids[f.keyword_mask == 1]
@@ -661,42 +663,44 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
 
 def hard_label(words):
     """synthetic-hard's rule written again, independently: the first word's aspect votes."""
-    positive, negative = data.ASPECTS[words[0]]
+    positive, negative = synthetic.ASPECTS[words[0]]
     votes = sum(w in positive for w in words) - sum(w in negative for w in words)
     return None if votes == 0 else int(votes > 0)
 
 
 def test_synthetic_hard_rule_on_hand_built_reviews():
     review = "the soup was tasty and fresh but the waiter rude and slow".split()
-    food, deciding = data.synthetic_hard_rule(["food", *review])
+    food, deciding = synthetic.synthetic_hard_rule(["food", *review])
     assert food == 1  # tasty, fresh: the rude, slow service does not count
     assert [w for w, d in zip(["food", *review], deciding) if d] == ["food", "tasty", "fresh"]
-    service, deciding = data.synthetic_hard_rule(["service", *review])
+    service, deciding = synthetic.synthetic_hard_rule(["service", *review])
     assert service == 0  # the same words, asked about the service
     assert [w for w, d in zip(["service", *review], deciding) if d] == ["service", "rude", "slow"]
-    tie = data.synthetic_hard_rule("food bland but crisp".split())
+    tie = synthetic.synthetic_hard_rule("food bland but crisp".split())
     assert tie == (None, (True, True, False, True))
-    assert data.synthetic_hard_rule("service the food".split()) == (None, (True, False, False))
+    assert synthetic.synthetic_hard_rule("service the food".split()) == (None, (True, False, False))
     with pytest.raises(ValueError, match="starts with one of \\('food', 'service'\\)"):
-        data.synthetic_hard_rule("the food was tasty".split())
+        synthetic.synthetic_hard_rule("the food was tasty".split())
 
 
 def test_synthetic_hard_is_deterministic_balanced_and_labelled_by_its_rule():
     train = data.load_examples("synthetic-hard", "train")
     dev = data.load_examples("synthetic-hard", "dev")
     assert len(train) == 8000 and len(dev) == 1000
-    assert train == data.synthetic_hard_examples(8000, seed=0)  # the same every time
-    assert dev == data.synthetic_hard_examples(1000, seed=1) and dev != train[:1000]
-    assert data.synthetic_hard_examples(30, seed=7) == data.synthetic_hard_examples(30, seed=7)
+    assert train == synthetic.synthetic_hard_examples(8000, seed=0)  # the same every time
+    assert dev == synthetic.synthetic_hard_examples(1000, seed=1) and dev != train[:1000]
+    assert synthetic.synthetic_hard_examples(30, seed=7) == synthetic.synthetic_hard_examples(
+        30, seed=7
+    )
     counted_all = 0  # a model that counts every keyword, whatever the aspect
-    every_positive = {w for positive, _ in data.ASPECTS.values() for w in positive}
-    every_negative = {w for _, negative in data.ASPECTS.values() for w in negative}
+    every_positive = {w for positive, _ in synthetic.ASPECTS.values() for w in positive}
+    every_negative = {w for _, negative in synthetic.ASPECTS.values() for w in negative}
     for e in train:
         words = e.text_a.split()
-        positive, negative = data.ASPECTS[words[0]]
+        positive, negative = synthetic.ASPECTS[words[0]]
         assert 17 <= len(words) <= 49 and e.label == hard_label(words)
         assert e.keywords == tuple(j == 0 or w in positive + negative for j, w in enumerate(words))
-        for keys in data.ASPECTS.values():  # 1, 3 or 5 keywords per aspect
+        for keys in synthetic.ASPECTS.values():  # 1, 3 or 5 keywords per aspect
             assert sum(w in keys[0] + keys[1] for w in words) in (1, 3, 5)
         votes = sum(w in every_positive for w in words) - sum(w in every_negative for w in words)
         counted_all += 0.5 if votes == 0 else int(votes > 0) == e.label  # a tie: a coin flip
@@ -708,13 +712,13 @@ def test_synthetic_hard_is_deterministic_balanced_and_labelled_by_its_rule():
 def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_tokens(tmp_path):
     tokenizer = data.load_tokenizer(data.write_synthetic_vocab(tmp_path, "synthetic-hard"))
     assert tokenizer.get_vocab_size() == 113  # synthetic's 99 tokens, with the same ids, then 14
-    first = data.SPECIAL_TOKENS + data.POSITIVE + data.NEGATIVE + data.FILLER
+    first = data.SPECIAL_TOKENS + synthetic.POSITIVE + synthetic.NEGATIVE + synthetic.FILLER
     assert [tokenizer.token_to_id(w) for w in first] == list(range(99))
     with pytest.raises(ValueError, match="sst2 is not a synthetic task"):
         data.write_synthetic_vocab(tmp_path, "sst2")
     synthetic_only = data.load_tokenizer(data.write_synthetic_vocab(tmp_path / "synthetic"))
     with pytest.raises(ValueError, match=r"the word '(food|service)' is not in .*'synthetic-hard'"):
-        data.encode("synthetic-hard", data.synthetic_hard_examples(3), synthetic_only)
+        data.encode("synthetic-hard", synthetic.synthetic_hard_examples(3), synthetic_only)
     examples = data.load_examples("synthetic-hard", "dev")
     features = data.encode("synthetic-hard", examples, tokenizer)
     unk = tokenizer.token_to_id("[UNK]")
@@ -730,7 +734,7 @@ def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_t
 
 
 def test_synthetic_negation_rule_on_hand_built_reviews():
-    rule = data.synthetic_negation_rule
+    rule = synthetic.synthetic_negation_rule
     words = "the soup was good but not bad".split()
     assert rule(words) == (1, (False, False, False, True, False, True, True))
     assert rule("not good and bad".split())[0] == 0
@@ -744,20 +748,20 @@ def test_synthetic_negation_is_balanced_and_its_bag_of_words_says_nothing():
     train = data.load_examples("synthetic-negation", "train")
     dev = data.load_examples("synthetic-negation", "dev")
     assert len(train) == 4000 and len(dev) == 1000
-    assert train == data.synthetic_negation_examples(4000, seed=0)  # the same every time
-    assert dev == data.synthetic_negation_examples(1000, seed=1) and dev != train[:1000]
+    assert train == synthetic.synthetic_negation_examples(4000, seed=0)  # the same every time
+    assert dev == synthetic.synthetic_negation_examples(1000, seed=1) and dev != train[:1000]
     assert 1900 < sum(e.label for e in train) < 2100  # balanced
-    keyword_words = set(data.POSITIVE + data.NEGATIVE)
+    keyword_words = set(synthetic.POSITIVE + synthetic.NEGATIVE)
     for e in train:
         words = e.text_a.split()
         assert 27 <= len(words) <= 59
         # the same kinds of words in every review, whatever its label: one "not", one positive
         # and one negative keyword; so the label is in their order alone
-        assert words.count("not") == 1 and sum(w in data.POSITIVE for w in words) == 1
-        assert sum(w in data.NEGATIVE for w in words) == 1
+        assert words.count("not") == 1 and sum(w in synthetic.POSITIVE for w in words) == 1
+        assert sum(w in synthetic.NEGATIVE for w in words) == 1
         after_not = words[words.index("not") + 1]
-        assert after_not in keyword_words and e.label == (after_not in data.NEGATIVE)
-        assert e.label == data.synthetic_negation_rule(words)[0]
+        assert after_not in keyword_words and e.label == (after_not in synthetic.NEGATIVE)
+        assert e.label == synthetic.synthetic_negation_rule(words)[0]
         assert [w for w, k in zip(words, e.keywords) if k] == [
             w for w in words if w in keyword_words or w == "not"
         ]
@@ -850,9 +854,9 @@ def test_post_processing_turns_logits_back_into_answer_text_or_no_answer(tokeniz
 
 
 def test_normalize_answer_follows_the_official_rules():
-    assert data.normalize_answer("The  Quick, brown fox!") == "quick brown fox"
-    assert data.normalize_answer("an apple a day; THE end") == "apple day end"
-    assert data.normalize_answer("theater") == "theater"  # articles are whole words only
+    assert metrics.normalize_answer("The  Quick, brown fox!") == "quick brown fox"
+    assert metrics.normalize_answer("an apple a day; THE end") == "apple day end"
+    assert metrics.normalize_answer("theater") == "theater"  # articles are whole words only
 
 
 def test_official_scorer_on_a_hand_worked_dataset():
@@ -876,13 +880,13 @@ def test_official_scorer_on_a_hand_worked_dataset():
     }
     # exact: q1, q3, q7 -> 3/7. F1: q1 1; q2 "in paris" vs "paris france": P = R = 1/2 -> 1/2; q3 1;
     # q4 0; q5 0; q6 best of 2·(1/2·1/4)/(3/4) = 1/3 and 1/2 -> 1/2; q7 1. Sum 4 -> 4/7.
-    scores = data.squad_scores(predictions, gold)
+    scores = metrics.squad_scores(predictions, gold)
     assert scores == pytest.approx({"exact": 3 / 7, "f1": 4 / 7}, abs=1e-12)
     assert data.compute_metrics("squad2", predictions, gold)["main"] == pytest.approx(
         4 / 7, abs=1e-12
     )
     with pytest.raises(ValueError, match="no prediction for 1 questions"):
-        data.squad_scores({"q1": "x"}, {"q1": ["x"], "q2": []})
+        metrics.squad_scores({"q1": "x"}, {"q1": ["x"], "q2": []})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -893,52 +897,54 @@ def test_metrics_agree_with_scikit_learn_and_scipy_on_random_data():
     rng = np.random.default_rng(0)
     for _ in range(5):
         labels, predictions = rng.integers(0, 2, 301), rng.integers(0, 2, 301)
-        assert data.accuracy(predictions, labels) == pytest.approx(
+        assert metrics.accuracy(predictions, labels) == pytest.approx(
             sklearn.metrics.accuracy_score(labels, predictions), abs=1e-6
         )
-        assert data.f1_binary(predictions, labels) == pytest.approx(
+        assert metrics.f1_binary(predictions, labels) == pytest.approx(
             sklearn.metrics.f1_score(labels, predictions), abs=1e-6
         )
-        assert data.matthews(predictions, labels) == pytest.approx(
+        assert metrics.matthews(predictions, labels) == pytest.approx(
             sklearn.metrics.matthews_corrcoef(labels, predictions), abs=1e-6
         )
         three, three_true = rng.integers(0, 3, 301), rng.integers(0, 3, 301)
-        assert data.matthews(three, three_true) == pytest.approx(
+        assert metrics.matthews(three, three_true) == pytest.approx(
             sklearn.metrics.matthews_corrcoef(three_true, three), abs=1e-6
         )
         x, y = rng.normal(size=301), rng.normal(size=301) + 0.5 * np.arange(301) / 301
-        assert data.pearson(x, y) == pytest.approx(scipy.stats.pearsonr(x, y)[0], abs=1e-6)
+        assert metrics.pearson(x, y) == pytest.approx(scipy.stats.pearsonr(x, y)[0], abs=1e-6)
         ties_x, ties_y = rng.integers(0, 6, 301), rng.integers(0, 6, 301) * 0.2  # many ties
-        assert data.spearman(ties_x, ties_y) == pytest.approx(
+        assert metrics.spearman(ties_x, ties_y) == pytest.approx(
             scipy.stats.spearmanr(ties_x, ties_y)[0], abs=1e-6
         )
-        assert data.average_ranks(ties_x) == pytest.approx(scipy.stats.rankdata(ties_x), abs=1e-12)
+        assert metrics.average_ranks(ties_x) == pytest.approx(
+            scipy.stats.rankdata(ties_x), abs=1e-12
+        )
 
 
 def test_metrics_on_hand_worked_examples():
     predictions, labels = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]  # TP 2, FP 1, FN 1, TN 1
-    assert data.accuracy(predictions, labels) == pytest.approx(3 / 5, abs=1e-12)
-    assert data.f1_binary(predictions, labels) == pytest.approx(
+    assert metrics.accuracy(predictions, labels) == pytest.approx(3 / 5, abs=1e-12)
+    assert metrics.f1_binary(predictions, labels) == pytest.approx(
         2 / 3, abs=1e-12
     )  # 2·2 / (2·2 + 1 + 1)
-    assert data.matthews(predictions, labels) == pytest.approx(
+    assert metrics.matthews(predictions, labels) == pytest.approx(
         1 / 6, abs=1e-12
     )  # (2·1 − 1·1)/√(3·3·2·2)
-    assert data.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(
+    assert metrics.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(
         15 / np.sqrt(228), abs=1e-12
     )  # 5/√(2·114/9)
-    assert data.average_ranks([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
-    assert data.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(
+    assert metrics.average_ranks([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
+    assert metrics.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(
         0.8, abs=1e-12
     )  # 1 − 6·2/(4·15)
 
 
 def test_degenerate_inputs_give_zero_not_nan():
-    assert data.matthews([1, 1, 1, 1], [0, 1, 0, 1]) == 0.0  # constant predictions
-    assert data.matthews([0, 1, 0, 1], [1, 1, 1, 1]) == 0.0  # constant labels
-    assert data.f1_binary([0, 0, 0], [0, 0, 0]) == 0.0  # no positive anywhere
-    assert data.pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
-    assert data.spearman([1, 2, 3], [5, 5, 5]) == 0.0
+    assert metrics.matthews([1, 1, 1, 1], [0, 1, 0, 1]) == 0.0  # constant predictions
+    assert metrics.matthews([0, 1, 0, 1], [1, 1, 1, 1]) == 0.0  # constant labels
+    assert metrics.f1_binary([0, 0, 0], [0, 0, 0]) == 0.0  # no positive anywhere
+    assert metrics.pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
+    assert metrics.spearman([1, 2, 3], [5, 5, 5]) == 0.0
 
 
 def test_compute_metrics_reads_logits_and_names_the_main_metric():

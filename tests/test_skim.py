@@ -294,6 +294,24 @@ def test_a_decision_of_the_wrong_shape_is_a_clear_error():
             skim_forward(model, Short(), make_batch(pair=True), prune=prune)
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_decide_may_answer_bool_or_float_in_either_mode_the_loop_casts(dtype):
+    from skim import SkimStrategy
+
+    class EvenPositions(SkimStrategy):  # the same decision, as bool or as 0/1 float
+        layers = (1,)
+
+        def decide(self, i, h, alive, ctx):
+            return ((ctx.positions % 2 == 0) & (alive > 0)).to(dtype)
+
+    model, batch = BertForTask(TINY).eval(), make_batch(pair=True)
+    masked = skim_forward(model, EvenPositions(), batch, prune=False)
+    pruned = skim_forward(model, EvenPositions(), batch, prune=True)
+    assert torch.equal(masked.exit_layer, pruned.exit_layer)
+    assert (pruned.tokens_per_layer[:, 1] < batch["attention_mask"].sum(1)).all()
+    torch.testing.assert_close(masked.logits, pruned.logits, atol=ATOL["cpu"], rtol=0)
+
+
 # ----------------------------------------------------------------------------------------------
 # float64 stays float64: how a gradient is checked
 

@@ -1,11 +1,11 @@
 """train.py end to end on the smoke preset: every method, resuming, evaluation, bad input."""
 
 import json
-import types
 
 import pytest
 import torch
 
+import config
 import data
 import runs
 import train
@@ -64,7 +64,44 @@ def test_a_method_s_train_defaults_sit_under_the_preset_and_the_flags(tmp_path):
         train.parse_config(["--method", f"{tmp_path / 'typo.py'}:Typo"])
 
 
-@pytest.mark.parametrize("preset", sorted(train.PRESETS))
+def test_help_names_the_built_in_methods(capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.parse_config(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines (and hyphens)
+    assert stop.value.code == 0 and all(name in shown for name in runs.METHODS), shown
+
+
+def test_the_log_counts_a_tiny_model_s_parameters(tmp_path):
+    run(tmp_path, "--method", "baseline", "--epochs", "1")
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "model 20,076 parameters" in log and "0.0M" not in log
+
+
+OLD_TEACHER = """
+from skim import SkimStrategy, Stage
+
+
+class OldTeacher(SkimStrategy):
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        return alive > 0 if ctx.pruning else alive
+
+    def stages(self, cfg):  # the teacher came from a stage named "finetune", by its name alone
+        return [Stage("finetune", cfg.epochs, cfg.lr, 0.0, skim=False),
+                Stage("joint", cfg.epochs, cfg.lr, cfg.lr, teacher=True)]
+"""
+
+
+def test_a_method_whose_teacher_came_from_a_stage_s_name_is_told_what_to_change(tmp_path):
+    (tmp_path / "old.py").write_text(OLD_TEACHER)
+    with pytest.raises(SystemExit, match=r"stage joint learns from a teacher, but no stage before "
+                       r"it saves one: give the stage that fine-tunes Stage\(\.\.\., "
+                       r"saves_teacher=True\)"):  # fmt: skip
+        run(tmp_path, "--method", f"{tmp_path / 'old.py'}:OldTeacher")
+
+
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_every_preset_names_a_known_task_and_a_model_that_is_here(preset):
     cfg, _, _ = train.parse_config(["--preset", preset])
     assert data.get_task(cfg.task).reader == "synthetic"  # presets run offline
@@ -199,9 +236,7 @@ def test_fp16_clips_the_unscaled_gradient(monkeypatch):
     opt = torch.optim.SGD([w], lr=1.0)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)  # the CPU's twin of CUDA's scaler
     scaler.scale((w * torch.tensor([3.0, 4.0])).sum()).backward()  # true gradient (3, 4): norm 5
-    run_ = types.SimpleNamespace(cfg=types.SimpleNamespace(max_grad_norm=1.0))
-    stage = types.SimpleNamespace(name="joint")
-    train._check_finite(run_, stage, 0, torch.tensor(1.0), [w], scaler, opt)
+    train.clip_gradients(opt, scaler, 1.0, torch.tensor(1.0), where="1 of stage joint")
     scaler.step(opt), scaler.update()
     torch.testing.assert_close(w.detach(), torch.tensor([3.0 - 0.6, 4.0 - 0.8]))
 

@@ -17,6 +17,8 @@ import pytest
 import torch
 
 import data
+import metrics
+import readers
 import train
 from weights import read_safetensors
 
@@ -202,19 +204,19 @@ def test_a_metric_that_is_not_finite_stops_the_run(tmp_path, monkeypatch):
 
 def test_nan_scores_are_nan_metrics_never_zero():
     nan, labels = float("nan"), [0.5, 2.0, 4.0]
-    assert math.isnan(data.pearson([1.0, nan, 3.0], labels))  # was reported as Pearson 0.0000
-    assert math.isnan(data.spearman([1.0, nan, 3.0], labels))  # ranks put NaN last: not 1.0
-    assert math.isnan(data.pearson([1.0, math.inf, 3.0], labels))
+    assert math.isnan(metrics.pearson([1.0, nan, 3.0], labels))  # was reported as Pearson 0.0000
+    assert math.isnan(metrics.spearman([1.0, nan, 3.0], labels))  # ranks put NaN last: not 1.0
+    assert math.isnan(metrics.pearson([1.0, math.inf, 3.0], labels))
     stsb = data.compute_metrics("stsb", [nan, nan, nan], labels)
     assert all(math.isnan(v) for v in stsb.values())
     sst2 = data.compute_metrics("sst2", [[nan, nan], [0.0, 1.0]], [0, 1])  # argmax of NaN is 0
     assert all(math.isnan(v) for v in sst2.values())
-    assert data.pearson([2.0, 2.0, 2.0], labels) == 0.0  # constant: undefined, 0 as before
+    assert metrics.pearson([2.0, 2.0, 2.0], labels) == 0.0  # constant: undefined, 0 as before
 
 
 def test_a_score_that_is_not_finite_in_a_regression_file_is_refused():
     with pytest.raises(ValueError, match="dev.tsv:3: score 'nan' is not a finite number"):
-        data._label(data.get_task("stsb"), "nan", "dev.tsv:3")
+        readers._label(data.get_task("stsb"), "nan", "dev.tsv:3")
 
 
 # ----------------------------------------------------------------------------------------------
