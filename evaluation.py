@@ -60,8 +60,19 @@ def evaluate(run, strategy) -> dict:
         "kept": float(np.sum(tokens) / token_layers),  # the share of token-layers computed
         "flops": flop_counts,
         "exit_layers": [r[3] for r in rows[: run.cfg.case_study]],
+        "predictions": [_answer(task, r[1]) for r in rows[: run.cfg.case_study]],
         **_keywords_kept(feats, [r[3] for r in rows], bert_config.num_hidden_layers),
     }
+
+
+def _answer(task, prediction):
+    """What the case study shows as the model's answer: a class id, a score for regression;
+    None for spans (the answer is text, read from the SQuAD post-processing)."""
+    if task.kind == "span":
+        return None
+    if task.kind == "regression":
+        return round(float(np.ravel(prediction)[0]), 4)
+    return int(np.argmax(prediction))
 
 
 @torch.no_grad()

@@ -117,5 +117,5 @@ class LTP(SkimStrategy):
         kept = skim_loss(out, batch["attention_mask"])
         task = context.task_loss(out.logits, batch).mean()
         if not self.soft:  # the hard stage fine-tunes the encoder to the frozen thresholds
-            return task, {"kept": kept.item()}
-        return task + self.options.skim_weight * kept, {"kept": kept.item()}
+            return task, {"skim": kept.item()}  # the skim loss of Eq. 6 on this batch's masks
+        return task + self.options.skim_weight * kept, {"skim": kept.item()}

@@ -37,7 +37,7 @@ def case_study_rows(features, exit_layers, tokenizer, predictions=None) -> list[
         row = {"tokens": [tokenizer.id_to_token(int(t)) for t in f.input_ids], "exit_layers": exits}
         if isinstance(f.label, (int, float)) and not isinstance(f.label, bool):
             row["label"] = f.label
-        if predictions is not None:
+        if predictions is not None and predictions[k] is not None:
             row["prediction"] = predictions[k]
         if getattr(f, "keyword_mask", None) is not None:
             row["keywords"] = [int(m) for m in f.keyword_mask]

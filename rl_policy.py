@@ -216,7 +216,7 @@ class TRBertPolicy(SkimStrategy):
         log_probs = sum(out.extras[i] for i in self.layers)  # (B·S,): Σ over modules of log π(a|s)
         loss_rl = reinforce_loss(log_probs, rewards, S)
         kept = (selected.float() / lengths[:, None]).mean().item()
-        logs = {"reward": rewards.mean().item(), "kept": kept}
+        logs = {"reward": rewards.mean().item(), "selected": kept}  # on this batch's samples
         if context.stage.name == "policy":  # stage 2: the backbone frozen, only the policy learns
             return loss_rl, logs
         # DEVIATION: the reward above is on the gold labels; with --train_teacher the authors'

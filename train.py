@@ -408,7 +408,8 @@ def resumed_state(run: Run) -> TrainState:
 def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> dict:
     """Final evaluation: results.json and the pictures (eval.json alone after --eval-only)."""
     res = evaluate(run, run.strategy)
-    cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer)
+    cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer,
+                                   res.pop("predictions"))  # fmt: skip
     wall = round(time.time() - started, 1)
     results = {"method": run.cfg.method, "task": run.task.name, **res, "case_study": cases,
                "wall_time_s": wall, "config": run.meta, "versions": runs.versions(),
