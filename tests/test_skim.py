@@ -239,7 +239,11 @@ def test_skim_loss_matches_a_hand_worked_example():
     m0 = torch.tensor([[1, 1, 0, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.float32)
     m1 = torch.tensor([[1, 0, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.float32)
     attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
-    out = SkimOutput(None, None, None, None, masks=[m0, m1])
+    # a whole SkimOutput, every field as the loop would fill it: a correct skim_loss may read the
+    # real lengths from any of them (assignment 3), e.g. where exit_layer is not -1
+    exit_layer = torch.tensor([[2, 1, 0, 2, 1], [2, 1, 1, 1, -1]])
+    tokens = torch.stack([m0.sum(1), m1.sum(1)], 1).long()
+    out = SkimOutput(torch.zeros(2, 5, 4), torch.zeros(2, 2), tokens, exit_layer, masks=[m0, m1])
     # layer 0: 4/5 and 4/4; layer 1: 2/5 and 1/4; mean of the four = (0.8 + 1 + 0.4 + 0.25) / 4
     assert skim_loss(out, attention_mask).item() == pytest.approx(2.45 / 4, abs=1e-7)
 

@@ -339,3 +339,19 @@ def test_the_untouched_student_copys_own_tests_pass_skipping_by_assignment(tmp_p
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     assert "deselected" in done.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", list(mutants.RIGHT))
+def test_another_right_solution_passes_the_students_own_tests_too(tmp_path, name):
+    """The repository's tests that call a function must not fix how it is written either (a
+    test that built a SkimOutput without exit_layer failed a right skim loss that read it)."""
+    path, function, body = mutants.RIGHT[name]
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, path, function, body)
+    number = mutants._assignment(path, function)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--assignment",
+         str(number), "tests"],
+        cwd=copy, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
