@@ -56,7 +56,20 @@ def _worker(key: str, directory: Path, result_fd: int) -> None:
     run one assignment's checks, send {secret, records} through the pipe, and end at once
     (os._exit: no atexit hook, no finaliser of the student's runs after the verdict)."""
     secret = sys.stdin.readline().strip()
+    # The student's code may `import checks` to switch the checks off (checks.expect = ...): from
+    # here on that name finds nothing of the grader's (its folder leaves the path, its module
+    # leaves sys.modules), so it imports their own copy, or fails. Code that looks harder can
+    # still reach the module: what it rebinds or rewrites is then found afterwards, and fails
+    # every check.
+    sys.modules.pop("checks")
+    sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != HERE]
+    before = _fingerprint()
     records = checks.run_assignment(key, directory)
+    if _fingerprint() != before:
+        message = (
+            "the grader's checks were changed while they ran: the graded code tampered with them"
+        )
+        records = [dict(r, passed=False, message=message) for r in records]
     message = json.dumps({"secret": secret, "records": records}).encode()
     with os.fdopen(result_fd, "wb") as pipe:
         pipe.write(message)
@@ -76,6 +89,23 @@ def _failed_all(assignment, message: str) -> list[dict]:
         }
         for c in assignment.checks
     ]
+
+
+def _fingerprint() -> dict:
+    """What the checks are made of: every name of checks.py and of the instructor's check files
+    with the object it is bound to, and each function's code and defaults."""
+    modules = [checks, *(m for n, m in list(sys.modules.items()) if n.startswith("skimbert_instr"))]
+    seen = {}
+    for module in modules:
+        for name, value in vars(module).items():
+            if name == "STUDENT_DIR":  # set by run_assignment: the one name meant to change
+                continue
+            code = getattr(value, "__code__", None)
+            seen[(module.__name__, name)] = (id(value), code, getattr(value, "__defaults__", None))
+    for assignment in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.values()]:
+        for c in assignment.checks:
+            seen[(assignment.title, c.name)] = (id(c.run), c.run.__code__, c.points, c.hidden)
+    return seen
 
 
 def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from checks import ASSIGNMENTS, _close, _fmt, _tensor, expect, student
+from checks import ASSIGNMENTS, _close, _fmt, _real_output, _tensor, expect, student
 
 
 def _hidden(number: int, name: str, points: int = 3):
@@ -93,7 +93,6 @@ def _gumbel_other_inputs():
 @_hidden(3, "hidden: soft masks in (0, 1) count by their value; one layer; one token")
 def _skim_loss_soft_masks():
     import torch
-    from checks import _real_output
 
     skim = student("skim")
     # Two examples (lengths 3 and 1) and one layer of soft values: (1 + 0.5 + 0.25)/3 and 1/1,

@@ -253,6 +253,44 @@ def test_student_code_cannot_forge_its_grade(tmp_path):
     assert results[5]["possible"] == checks.ASSIGNMENTS[5].points
 
 
+PATCHER = """
+import sys
+
+try:  # switch the grader's checks off, every way a module can reach them by name
+    import checks
+
+    checks.expect = lambda *args, **kwargs: None
+except ImportError:
+    pass
+grader = getattr(sys.modules.get("__main__"), "checks", None)  # grade.py's own module
+if grader is not None:
+    grader.expect = lambda *args, **kwargs: None
+"""
+
+
+def test_student_code_cannot_switch_the_checks_off(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, *mutants.MUTANTS["FLOPs counting one per multiply-add"][:3])
+    with open(copy / "flops.py", "a") as f:
+        f.write(PATCHER)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    assert status == 1 and results[5]["status"] == "FAIL", results[5]
+    assert results[5]["earned"] == 0, results[5]
+    assert "tampered" in results[5]["message"], results[5]["message"]
+
+
+def test_a_plain_import_of_checks_reaches_nothing_of_the_graders(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, *mutants.MUTANTS["FLOPs counting one per multiply-add"][:3])
+    with open(copy / "flops.py", "a") as f:
+        f.write(
+            "\ntry:\n    import checks\n\n    checks.expect = print\nexcept ImportError:\n"
+            "    pass\n"
+        )
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    assert status == 1 and "That is half" in results[5]["message"], results[5]
+
+
 def test_gradescope_results_are_written_in_its_format(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     make_student.replace_body(copy, *mutants.MUTANTS["REINFORCE without a baseline"][:3])
