@@ -157,3 +157,39 @@ def test_requirements_each_say_why():
         if line.strip() and not line.startswith(("#", "-r")):
             assert "#" in line, f"requirements-test.txt: `{line}` needs a one-line reason"
     json.loads((ROOT / "docs" / "tutorial.ipynb").read_text())  # and the notebook is JSON
+
+
+def _synthetic_rows() -> list[tuple[str, list[str], list[str]]]:
+    """(method, the row's cells, its command) of docs/results.md's smoke-preset table."""
+    rows = []
+    for line in (ROOT / "docs" / "results.md").read_text().splitlines():
+        if line.startswith("|") and "--preset smoke" in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            command = re.search(r"`(python train\.py [^`]+)`", line).group(1).split()
+            rows.append((cells[0], cells, command))
+    return rows
+
+
+def test_ci_regenerates_the_smoke_rows_of_the_results_page(tmp_path):
+    """Every row of the synthetic table, rerun from its own command (in order: the random
+    control reads LTP's run, [CLS] attention the baseline's) and compared with the page: the
+    dev accuracy, both speedups and the shares per layer. One exception, said on the page: the
+    random control's accuracy moves by a dev sentence or two (0.5 points each) between CPUs,
+    as a last-bit difference flips one of its random decisions and training follows."""
+    rows = _synthetic_rows()
+    assert len(rows) == 6, [r[0] for r in rows]
+    for name, cells, command in rows:
+        argv = [sys.executable, str(ROOT / "train.py"), *command[2:]]
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (name, done.stderr[-2000:])
+        out = command[command.index("--out-dir") + 1]
+        r = json.loads((tmp_path / out / "results.json").read_text())
+        dev, fast, seq, shares = cells[1], cells[2], cells[3], cells[4]
+        got = 100 * r["metrics"]["main"]
+        if "random" in name:
+            assert abs(got - float(dev)) <= 1.0, (name, got, dev)
+        else:
+            assert f"{got:.2f}" == dev, (name, got, dev)
+        assert f"{r['flops']['none']['speedup']:.2f}×" == fast, (name, r["flops"]["none"])
+        assert f"{r['flops']['sequence']['speedup']:.2f}×" == seq, (name, r["flops"]["sequence"])
+        assert " / ".join(f"{s:.2f}" for s in r["kept_per_layer"]) == shares, (name, shares)
