@@ -46,6 +46,11 @@ class LTPOptions:
         require(0 <= h < inf, f"--hard-epochs must be ≥ 0 and finite (0 = none), got {h}")
 
 
+def soft_stage(stage: Stage) -> bool:
+    """LTP's soft stage, as the Stage declares it (not by its name): the thresholds learn."""
+    return stage.strategy_lr > 0
+
+
 class LTP(SkimStrategy):
     """A threshold θ_l before every layer but the first, on the attention the layer before gave.
 
@@ -112,7 +117,7 @@ class LTP(SkimStrategy):
 
     def loss(self, model, batch, context):
         # LTP: task loss + λ·(mean over layers of each example's kept share, soft masks)
-        self.soft = context.stage.name == "soft"
+        self.soft = soft_stage(context.stage)
         out = skim_forward(model, self, batch, prune=False)
         kept = skim_loss(out, batch["attention_mask"])
         task = context.task_loss(out.logits, batch).mean()

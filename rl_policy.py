@@ -179,7 +179,7 @@ class TRBertPolicy(SkimStrategy):
     def begin_stage(self, context, batches):
         """Before the policy stage: the Residual Strategy's importance of every training token,
         computed once with the fine-tuned model (Sec. 2, 3.2), guides the imitation warm-up."""
-        if context.stage.name != "policy" or not self.options.imitation_fraction:
+        if not policy_alone(context.stage) or not self.options.imitation_fraction:
             return
         teacher, L = context.teacher, context.teacher.bert.config.num_hidden_layers
         # r = 9 of 12 in the paper; Python's round is to even: round(0.75·6) = round(4.5) = 4
@@ -199,7 +199,7 @@ class TRBertPolicy(SkimStrategy):
         if not context.stage.skim:  # stage 1: plain fine-tuning
             return super().loss(model, batch, context)
         S = self.options.num_samples
-        if context.stage.name == "policy" and context.step < int(
+        if policy_alone(context.stage) and context.step < int(
             self.options.imitation_fraction * context.total
         ):
             batch = {**batch, "guide_scores": self._guide_grid(batch)}
@@ -217,7 +217,7 @@ class TRBertPolicy(SkimStrategy):
         loss_rl = reinforce_loss(log_probs, rewards, S)
         kept = (selected.float() / lengths[:, None]).mean().item()
         logs = {"reward": rewards.mean().item(), "selected": kept}  # on this batch's samples
-        if context.stage.name == "policy":  # stage 2: the backbone frozen, only the policy learns
+        if policy_alone(context.stage):  # stage 2: the backbone frozen, only the policy learns
             return loss_rl, logs
         # DEVIATION: the reward above is on the gold labels; with --train_teacher the authors'
         # stage 3 rewards the distillation loss instead.
@@ -235,6 +235,13 @@ class TRBertPolicy(SkimStrategy):
         for b, i in enumerate(batch["index"].tolist()):
             grid[b, : len(self.guide[i])] = self.guide[i]
         return grid.to(batch["input_ids"].device)
+
+
+def policy_alone(stage: Stage) -> bool:
+    """Sec. 3.3's stage 2, as the Stage declares it (not by its name): the policy decides and
+    learns while the backbone is frozen, so the loss is REINFORCE's alone and the imitation
+    warm-up happens here."""
+    return stage.skim and stage.encoder_lr == 0 and stage.strategy_lr > 0
 
 
 def top_k_actions(scores: torch.Tensor, probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:

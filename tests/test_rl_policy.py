@@ -172,3 +172,17 @@ def test_residual_scores_agree_with_finite_differences():
             fd = (loss_from(moved) - base) / eps  # = −∂loss/∂H_r·(H_r − H_l)
             assert math.isclose(abs(fd.item()), scores[b, t].item(), rel_tol=1e-4, abs_tol=1e-8)
     assert (scores[1, 5:] == 0).all()
+
+
+def test_stage_behaviour_comes_from_the_stage_not_its_name():
+    """TR-BERT's policy-alone stage and LTP's soft stage are what their Stage declares (which
+    learning rates are 0), so a schedule may name its stages as it likes."""
+    from ltp import soft_stage
+    from rl_policy import policy_alone
+    from skim import Stage
+
+    assert policy_alone(Stage("warm-up", epochs=1, encoder_lr=0.0, strategy_lr=1e-3))
+    assert not policy_alone(Stage("policy", epochs=1, encoder_lr=1e-4, strategy_lr=1e-3))
+    assert not policy_alone(Stage("x", epochs=1, encoder_lr=0.0, strategy_lr=1e-3, skim=False))
+    assert soft_stage(Stage("a", epochs=1, encoder_lr=1e-3, strategy_lr=1e-3))
+    assert not soft_stage(Stage("soft", epochs=1, encoder_lr=1e-3, strategy_lr=0.0))
