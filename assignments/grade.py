@@ -155,7 +155,24 @@ def assemble(directory: Path, into: Path) -> None:
         (into / path).write_text(make_student.replace_bodies(mine, path, bodies))
     for file in directory.glob("*.py"):
         if file.is_file() and not file.is_symlink() and not (into / file.name).exists():
+            if _shadows(file.stem):  # a numpy.py of theirs would stand in for numpy itself
+                raise ValueError(
+                    f"{file.name} has the name of the module {file.stem}, which the grader's "
+                    f"code imports: rename it (e.g. my_{file.name})"
+                )
             (into / file.name).write_bytes(file.read_bytes())
+
+
+def _shadows(name: str) -> bool:
+    """Is `name` a module of Python's or of the installed packages (torch, numpy, tqdm, ...)?"""
+    import importlib.util
+
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
@@ -168,7 +185,13 @@ def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extr
         graded = Path(tmp) / "graded"
         try:
             assemble(directory, graded)
-        except (make_student.MarkerError, OSError, SyntaxError, UnicodeDecodeError) as e:
+        except (
+            make_student.MarkerError,
+            OSError,
+            SyntaxError,
+            UnicodeDecodeError,
+            ValueError,
+        ) as e:
             records = _failed_all(assignment, f"the copy could not be assembled for grading: {e}")
             return _entry(key, assignment, records, 0.0)
         env = dict(env_extra or {})

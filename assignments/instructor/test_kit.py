@@ -342,6 +342,18 @@ def _keywords_kept(feats, exits, num_layers):  # a student's forgery: "my method
 """
 
 
+def test_a_new_file_that_would_stand_in_for_a_library_is_refused(tmp_path):
+    """Assignment 6 runs the grader's train.py with the student's new files beside it: a
+    numpy.py or tqdm.py of theirs would be imported in place of the real one (and could report
+    any measurement), so such a name fails with a message, before anything runs."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "tqdm.py").write_text('raise SystemExit("the student shadow module ran")\n')
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["earned"] == 0
+    assert "tqdm.py has the name of the module tqdm" in r["message"], r["message"]
+
+
 def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     (copy / "my_method.py").write_text(RANDOM_OWN)  # the submission layout: picked up by itself
