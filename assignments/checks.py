@@ -1297,11 +1297,12 @@ def _control(folder: Path, stages: list[dict]) -> str:
     schedule = [{**stage, "teacher": False} for stage in stages]
     path = folder / "control.py"
     path.write_text(
-        "from skim import RandomSkim, Stage\n\n"
-        f"SCHEDULE = {schedule!r}\n\n\n"
-        "class Control(RandomSkim):\n"
+        "import dataclasses\n\nfrom skim import RandomSkim, Stage\n\n"
+        f"SCHEDULE = {schedule!r}\n"
+        "FIELDS = {f.name for f in dataclasses.fields(Stage)}  # a subclass's own fields: dropped\n"
+        "\n\nclass Control(RandomSkim):\n"
         "    def stages(self, cfg):\n"
-        "        return [Stage(**stage) for stage in SCHEDULE]\n"
+        "        return [Stage(**{k: v for k, v in s.items() if k in FIELDS}) for s in SCHEDULE]\n"
     )
     return f"{path}:Control"
 
