@@ -329,10 +329,14 @@ def gradescope(report: dict) -> dict:
 
 def _write(path: Path, value: dict) -> None:
     """JSON to `path`, through a temporary file and a rename (never half a report)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        os.replace(temporary, path)
+    except OSError as e:
+        temporary.unlink(missing_ok=True)
+        raise SystemExit(f"error: cannot write {path}: {e.strerror}") from None
 
 
 def own_method(directory: Path, given: str | None) -> str | None:
@@ -427,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     strategy = own_method(directory, args.strategy)
     env = {"SKIMBERT_STRATEGY": strategy} if strategy else {}
 
+    for flag, path in (("--report", args.report), ("--gradescope", args.gradescope)):
+        if path is not None and path.is_dir():  # found now, not after minutes of grading
+            parser.error(f"{flag} {path} is a folder: give a file, e.g. {path / 'grade.json'}")
     print(f"grading {directory} (checks: {HERE / 'checks.py'})")
     if strategy and 6 in numbers:
         print(f"assignment 6 grades {strategy}")
