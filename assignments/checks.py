@@ -572,7 +572,7 @@ def _gumbel_shape():
         f"the mask has dtype {keep.dtype}; return floats (the logits' dtype): the mask "
         f"multiplies attention weights and must carry a gradient",
     )
-    # exactly 0 or 1 up to rounding: hard + soft − soft.detach(), summed in that order, is 1 ± 1e-7
+    # exactly 0 or 1 up to rounding: a straight-through sum taken in another order is 1 ± 1e-7
     bad = ~(((keep - 0).abs() <= 1e-6) | ((keep - 1).abs() <= 1e-6))
     if bad.any():
         raise CheckFailed(

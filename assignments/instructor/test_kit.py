@@ -11,6 +11,7 @@ at a time (one per assignment) to keep this file under a minute on two cores.
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,32 @@ def test_the_student_copy_holds_no_line_of_an_answer_and_no_instructor_file(tmp_
     # and the search finds an answer where there is one, typographic minus or not
     (out / "notes.md").write_text("my solution:\n    return hard + (soft \u2212 soft.detach())\n")
     assert [hit.split(":")[0] for hit in make_student.leaks(out, lines)] == ["notes.md"]
+
+
+# The tricks that are the answers, in any spelling a line search would miss: the straight-through
+# estimator (x + (y - y.detach())), Gumbel noise from exponential or uniform draws, a baseline
+# from a view of the rewards by samples, the FLOPs remainder to the first token.
+ANSWER_IDIOMS = {
+    "straight-through": r"(\w+)\s*[-\u2212]\s*\1\.detach\(\)",
+    "Gumbel noise": r"exponential_\(\)\s*\.log\(\)|log\(\s*-\s*torch\.log\(",
+    "per-example baseline": r"view\(\s*-1\s*,\s*num_samples\s*\)",
+    "FLOPs remainder": r"//\s*arriving\[",
+}
+
+
+def test_the_student_copy_holds_no_idiom_of_an_answer(tmp_path):
+    out = tmp_path / "student"
+    make_student.make_student(out)
+    found = []
+    for file in sorted(out.rglob("*")):
+        if file.is_file() and file.suffix in (".py", ".md", ".ipynb", ".txt", ".html"):
+            text = file.read_text(errors="replace")
+            for idiom, pattern in ANSWER_IDIOMS.items():
+                for match in re.finditer(pattern, text):
+                    found.append(f"{file.relative_to(out)}: {idiom}: {match.group(0)!r}")
+    assert found == [], "\n".join(found)
+    # the search finds what it looks for
+    assert re.search(ANSWER_IDIOMS["straight-through"], "hard + (soft \u2212 soft.detach())")
 
 
 def test_make_student_stops_when_a_file_would_hand_out_an_answer(tmp_path):
