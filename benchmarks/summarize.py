@@ -6,8 +6,14 @@ python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean 
 python benchmarks/summarize.py --glue runs/glue-minilm-*
                                                        one row per run: the task's metric and the
                                                        FLOPs speedup under all three paddings
+python benchmarks/summarize.py --pareto runs/pareto-*  the accuracy-against-speedup fronts of
+                                                       benchmarks/pareto.sh: tables, figure and
+                                                       records (benchmarks/fronts.py)
 python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
-                                                       runs' results.json (stale numbers); also
+                                                       runs' results.json (stale numbers), and
+                                                       whether the fronts between the page's
+                                                       <!-- pareto --> markers and the figure
+                                                       match benchmarks/results/pareto.json; also
                                                        assignments/instructor/README.md
 """
 
@@ -144,6 +150,55 @@ def _shares(rs: list[dict]) -> str:
     return " / ".join(f"{k:.2f}" for k in layers)
 
 
+def pareto(args: list[str]) -> None:
+    """--pareto: records from run folders and records files, then the tables, figure, records."""
+    import fronts
+
+    by_name = {}
+    for arg in args:
+        path = Path(arg)
+        if path.is_file() and path.suffix == ".json":
+            for d in fronts.read_records(path):
+                by_name.setdefault(d["run"], d)
+    for arg in args:  # a run folder wins over a record of the same name
+        if _has_results(Path(arg)):
+            by_name[Path(arg).name] = fronts.record(Path(arg).name, read_results(Path(arg)))
+    if not by_name:
+        raise SystemExit("error: --pareto found no finished run (results.json) and no records")
+    records = [by_name[k] for k in sorted(by_name)]
+    pts = fronts.points(records)
+    for path, text in [(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n"),
+                       (fronts.FIGURE, fronts.figure(pts))]:  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(fronts.markdown(pts), end="")
+    print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+
+
+def check_pareto(page: Path) -> int:
+    """The fronts between <!-- pareto --> and <!-- /pareto --> in PAGE, and the figure, against
+    benchmarks/results/pareto.json. Returns 1 if either is stale, else 0."""
+    import fronts
+
+    text = page.read_text()
+    if "<!-- pareto -->" not in text:
+        return 0
+    block = text.split("<!-- pareto -->\n", 1)[1].split("<!-- /pareto -->", 1)[0]
+    pts = fronts.points(fronts.read_records(fronts.RECORDS))
+    stale = 0
+    if block.strip() != fronts.markdown(pts).strip():
+        print(f"stale: {page.name}: the fronts do not match {fronts.RECORDS.name} "
+              "(python benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/"
+              "pareto.json)")  # fmt: skip
+        stale = 1
+    if not fronts.FIGURE.exists() or fronts.FIGURE.read_text() != fronts.figure(pts):
+        print(f"stale: {fronts.FIGURE.name} does not match {fronts.RECORDS.name}")
+        stale = 1
+    if not stale:
+        print(f"ok: the fronts of {page.name} and {fronts.FIGURE.name}")
+    return stale
+
+
 def check(readme: Path) -> int:
     """Compare each table row of a markdown file whose command names a run (`sst2_minilm.sh NAME`
     -> runs/sst2-minilm-NAME, `--out-dir RUN`, or a `runs/...` cell, a glob of seeds) with that
@@ -195,9 +250,13 @@ def check(readme: Path) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        raise SystemExit(1 if check(Path(sys.argv[2])) else 0)
+        stale = check(Path(sys.argv[2])) + check_pareto(Path(sys.argv[2]))
+        raise SystemExit(1 if stale else 0)
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if sys.argv[1] == "--pareto":
+        pareto(sys.argv[2:])
+        raise SystemExit(0)
     if sys.argv[1] == "--glue":
         glue_rows([Path(f) for f in sys.argv[2:] if _has_results(Path(f))])
         raise SystemExit(0)

@@ -1,0 +1,277 @@
+"""Accuracy-against-speedup fronts: the runs of benchmarks/pareto.sh as a figure and two tables.
+
+    python benchmarks/summarize.py --pareto runs/pareto-*
+    python benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/pareto.json
+
+Each argument is a run folder (its results.json) or a records file that an earlier call wrote
+(a run folder wins over a record of the same name). The call prints the markdown that
+docs/results.md holds between its `<!-- pareto -->` markers, writes the figure to
+docs/figures/pareto.svg and the records of every run it read to benchmarks/results/pareto.json.
+The records are what keeps a front across machines: runs/ is not in git, the records are (a few
+hundred bytes a run), and `summarize.py --check docs/results.md` compares the page with them.
+
+A run's place on the front comes from its results.json alone: the method, whether it started
+from a fine-tuned run (Transkimmer from the baseline is its own curve), its budget knob (λ, or
+TR-BERT's length penalty), its seed, and, for a random control, the learned run whose shares it
+copied (--keep-shares-from). Run names are not read. Standard library only.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+# from the repository's root, as the run folders are (runs/...)
+FIGURE = Path("docs/figures/pareto.svg")
+RECORDS = Path("benchmarks/results/pareto.json")
+THRESHOLDS = (1.5, 2.0, 3.0)
+# family -> (legend name, the knob's name, colour); colours pass WCAG 3:1 on white
+FAMILIES = {
+    "transkimmer": ("Transkimmer", "λ", "#1f5fa8"),
+    "transkimmer-ft": ("Transkimmer from the baseline", "λ", "#7b3294"),
+    "trbert": ("TR-BERT", "length penalty", "#c2410c"),
+    "ltp": ("LTP", "λ", "#15803d"),
+}
+TASKS = {
+    "sst2": "SST-2 dev, all-MiniLM-L6-v2, 8,000 training sentences",
+    "synthetic-negation": "synthetic-negation dev, all-MiniLM-L6-v2 (negation preset)",
+}
+# The papers' points on SST-2, as drops from their own baselines (Transkimmer Table 3, BERT-base:
+# 93.0 -> 92.3 at 1.58x without padding, 10.89x with sequence padding); drawn from our baseline.
+PAPER = {"sst2": [("Transkimmer paper, BERT-base", -0.7, 1.58, 10.89)]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Records: one per run, the few numbers a front needs
+
+
+def record(name: str, r: dict) -> dict:
+    """The record of one run from its results.json (already checked by summarize.read_results)."""
+    config = r.get("config") if isinstance(r.get("config"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    options = config.get("options") if isinstance(config.get("options"), dict) else {}
+    method, source = r["method"], options.get("keep_shares_from") or ""
+    knob = options.get("length_penalty" if method == "trbert" else "skim_weight")
+    family = method + ("-ft" if method == "transkimmer" and train.get("finetuned") else "")
+    return {
+        "run": name,
+        "task": r.get("task", ""),
+        "family": "control" if method == "random" else family,
+        "knob": knob if isinstance(knob, (int, float)) else None,
+        "seed": train.get("seed") if isinstance(train.get("seed"), int) else None,
+        "control_of": Path(source).name if method == "random" and source else None,
+        "accuracy": round(100 * r["metrics"]["main"], 4),
+        "speedup": round(r["flops"]["none"]["speedup"], 4),
+        "speedup_sequence": round(r["flops"]["sequence"]["speedup"], 4),
+        "kept_per_layer": [round(k, 4) for k in r["kept_per_layer"]],
+    }
+
+
+def read_records(path: Path) -> list[dict]:
+    """A records file as --pareto writes it, each record checked for the fields and types used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SystemExit(f"error: {path}: not a records file of summarize.py --pareto ({e})")
+    types = {"run": str, "task": str, "family": str, "accuracy": (int, float),
+             "speedup": (int, float), "speedup_sequence": (int, float)}  # fmt: skip
+    ok = isinstance(data, list) and all(
+        isinstance(d, dict) and all(isinstance(d.get(k), t) for k, t in types.items())
+        and (d["run"] + d["task"] + d["family"]).isprintable() for d in data
+    )  # fmt: skip
+    if not ok:
+        raise SystemExit(f"error: {path}: a record lacks run, task, family or a number")
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Points: the learned runs grouped over seeds, each with its control
+
+
+def _ms(xs: list[float]) -> tuple[float, float]:
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def points(records: list[dict]) -> dict[str, list[dict]]:
+    """task -> its points: one per (family, knob), mean and sd over seeds of accuracy and both
+    speedups, with the mean accuracy of the controls trained at those runs' shares (None if
+    none finished), and the baseline's mean accuracy under family "baseline"."""
+    by_run = {d["run"]: d for d in records}
+    groups, controls = defaultdict(list), defaultdict(list)
+    for d in records:
+        if d["family"] == "control":
+            learned = by_run.get(d.get("control_of") or "")
+            if learned:
+                controls[(learned["task"], learned["family"], learned.get("knob"))].append(d)
+        elif d["family"] in FAMILIES or d["family"] == "baseline":
+            groups[(d["task"], d["family"], d.get("knob"))].append(d)
+    out = defaultdict(list)
+    for (task, family, knob), ds in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        acc, acc_sd = _ms([d["accuracy"] for d in ds])
+        ctrl = controls.get((task, family, knob))
+        out[task].append({
+            "family": family, "knob": knob, "seeds": len(ds), "accuracy": acc, "sd": acc_sd,
+            "speedup": _ms([d["speedup"] for d in ds]),
+            "speedup_sequence": _ms([d["speedup_sequence"] for d in ds]),
+            "control": _ms([c["accuracy"] for c in ctrl]) if ctrl else None,
+            "control_seeds": len(ctrl or []),
+        })  # fmt: skip
+    return out
+
+
+def best_at(pts: list[dict], family: str, threshold: float) -> dict | None:
+    """The most accurate point of a family whose mean speedup (no padding) is ≥ threshold."""
+    ok = [p for p in pts if p["family"] == family and p["speedup"][0] >= threshold]
+    return max(ok, key=lambda p: p["accuracy"], default=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# The tables
+
+
+def _acc(mean: float, sd: float, seeds: int) -> str:
+    return f"{mean:.2f} ± {sd:.2f}" if seeds > 1 else f"{mean:.2f}"
+
+
+def markdown(pts_by_task: dict[str, list[dict]]) -> str:
+    """The two tables per task: the best accuracy at each speedup, and every point."""
+    lines = []
+    for task in sorted(pts_by_task, key=lambda t: list(TASKS).index(t) if t in TASKS else 9):
+        pts = pts_by_task[task]
+        base = next((p for p in pts if p["family"] == "baseline"), None)
+        lines += [f"**{TASKS.get(task, task)}.** Baseline: "
+                  + (_acc(base["accuracy"], base["sd"], base["seeds"]) if base else "not run")
+                  + ". The best accuracy each method reaches at a speedup (no padding) of at "
+                  "least 1.5×, 2× and 3×, and in brackets its margin over the random control "
+                  "trained at that point's shares:", "",
+                  "| method | ≥ 1.5× | ≥ 2× | ≥ 3× |", "|---|---:|---:|---:|"]  # fmt: skip
+        for family, (name, _, _) in FAMILIES.items():
+            cells = []
+            for t in THRESHOLDS:
+                p = best_at(pts, family, t)
+                margin = f" ({p['accuracy'] - p['control'][0]:+.2f})" if p and p["control"] else ""
+                cells.append(f"{p['accuracy']:.2f}{margin}" if p else "—")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "| method | budget | seeds | dev | speedup, no padding | sequence padding "
+                  "| control | margin |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for p in pts:
+            if p["family"] == "baseline":
+                continue
+            name, knob, _ = FAMILIES[p["family"]]
+            c = p["control"]
+            lines.append(
+                f"| {name} | {knob} {p['knob']} | {p['seeds']} | "
+                f"{_acc(p['accuracy'], p['sd'], p['seeds'])} | {p['speedup'][0]:.2f}× | "
+                f"{p['speedup_sequence'][0]:.2f}× | "
+                + (f"{_acc(c[0], c[1], p['control_seeds'])} | {p['accuracy'] - c[0]:+.2f} |"
+                   if c else "— | — |")
+            )  # fmt: skip
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# The figure: per task, accuracy against speedup without padding and with sequence padding
+
+
+def _panel(x0: float, y0: float, title: str, pts: list[dict], key: str, base, paper) -> list[str]:
+    W, H, left, top, bottom = 430, 330, 52, 30, 44
+    xs = [p[key][0] for p in pts] + [r[3 if key == "speedup_sequence" else 2] for r in paper]
+    ys = [p["accuracy"] for p in pts] + [p["control"][0] for p in pts if p["control"]]
+    ys += [base] + [base + r[1] for r in paper] if base is not None else []
+    ys = ys or [50.0, 100.0]
+    xlo, xhi = 1.0, max(xs + [2.0]) * 1.08
+    ylo, yhi = min(ys) - 1, max(ys) + 1
+    X = lambda v: x0 + left + (v - xlo) / (xhi - xlo) * (W - left - 16)  # noqa: E731
+    Y = lambda v: y0 + top + (yhi - v) / (yhi - ylo) * (H - top - bottom)  # noqa: E731
+    parts = [f'<text x="{x0 + W / 2:.1f}" y="{y0 + 18}" text-anchor="middle" font-size="13">'
+             f"{html.escape(title)}</text>",
+             f'<rect x="{X(xlo):.1f}" y="{y0 + top}" width="{X(xhi) - X(xlo):.1f}" '
+             f'height="{H - top - bottom}" fill="none" stroke="#888"/>']  # fmt: skip
+    xstep = 1 if xhi < 6 else 2 if xhi < 12 else 5
+    for t in range(1, int(xhi) + 1):
+        if t % xstep == 0 or t == 1:
+            parts.append(f'<text x="{X(t):.1f}" y="{y0 + H - bottom + 16}" '
+                         f'text-anchor="middle">{t}×</text>')  # fmt: skip
+    ystep = next(s for s in (1, 2, 5, 10, 20) if (yhi - ylo) / s <= 8)
+    for t in range(int(ylo) + 1, int(yhi) + 1):
+        if t % ystep == 0:
+            parts.append(f'<line x1="{X(xlo):.1f}" x2="{X(xhi):.1f}" y1="{Y(t):.1f}" '
+                         f'y2="{Y(t):.1f}" stroke="#eee"/><text x="{X(xlo) - 6:.1f}" '
+                         f'y="{Y(t) + 4:.1f}" text-anchor="end">{t}</text>')  # fmt: skip
+    what = "no padding" if key == "speedup" else "sequence padding"
+    parts.append(f'<text x="{x0 + W / 2:.1f}" y="{y0 + H - 10}" text-anchor="middle">'
+                 f"FLOPs speedup, {what}</text>")  # fmt: skip
+    parts.append(f'<text transform="translate({x0 + 14},{y0 + (top + H - bottom) / 2}) '
+                 'rotate(-90)" text-anchor="middle">dev accuracy (%)</text>')  # fmt: skip
+    if base is not None:
+        parts.append(f'<line x1="{X(xlo):.1f}" x2="{X(xhi):.1f}" y1="{Y(base):.1f}" '
+                     f'y2="{Y(base):.1f}" stroke="#444" stroke-dasharray="6 3"/>'
+                     f'<text x="{X(xhi) - 4:.1f}" y="{Y(base) - 4:.1f}" text-anchor="end" '
+                     'font-size="11" fill="#444">baseline</text>')  # fmt: skip
+    for family, (_, _, colour) in FAMILIES.items():
+        mine = sorted((p for p in pts if p["family"] == family), key=lambda p: p[key][0])
+        parts += _curve(mine, key, colour, X, Y)
+    for label, drop, sx, sx_seq in paper if base is not None else []:
+        cx, cy = X(sx_seq if key == "speedup_sequence" else sx), Y(base + drop)
+        parts.append(f'<path d="M{cx:.1f},{cy - 7:.1f} L{cx + 6:.1f},{cy + 5:.1f} '
+                     f'L{cx - 6:.1f},{cy + 5:.1f} Z" fill="#1f5fa8" stroke="white"/>'
+                     f'<text x="{cx + 9:.1f}" y="{cy + 4:.1f}" font-size="11" fill="#1f5fa8">'
+                     f"{html.escape(label)}</text>")  # fmt: skip
+    return parts
+
+
+def _curve(pts: list[dict], key: str, colour: str, X, Y) -> list[str]:
+    """A family's points joined in speedup order, error bars of one sd, and its controls hollow
+    on a dotted line at the same speedups."""
+    parts = []
+    for which, dash in (("accuracy", ""), ("control", ' stroke-dasharray="2 3"')):
+        xy = [(X(p[key][0]), Y(p["accuracy"] if which == "accuracy" else p["control"][0]))
+              for p in pts if which == "accuracy" or p["control"]]  # fmt: skip
+        if len(xy) > 1:
+            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            parts.append(f'<polyline points="{d}" fill="none" stroke="{colour}"{dash}/>')
+    for p in pts:
+        cx, cy = X(p[key][0]), Y(p["accuracy"])
+        if p["sd"]:
+            parts.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{Y(p["accuracy"] - p["sd"]):.1f}" '
+                         f'y2="{Y(p["accuracy"] + p["sd"]):.1f}" stroke="{colour}"/>')  # fmt: skip
+        if p["speedup"][1] or p["speedup_sequence"][1]:
+            s = p[key]
+            parts.append(f'<line x1="{X(s[0] - s[1]):.1f}" x2="{X(s[0] + s[1]):.1f}" '
+                         f'y1="{cy:.1f}" y2="{cy:.1f}" stroke="{colour}"/>')  # fmt: skip
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" fill="{colour}"/>')
+        if p["control"]:
+            parts.append(f'<circle cx="{cx:.1f}" cy="{Y(p["control"][0]):.1f}" r="4.5" '
+                         f'fill="white" stroke="{colour}" stroke-width="2"/>')  # fmt: skip
+    return parts
+
+
+def figure(pts_by_task: dict[str, list[dict]]) -> str:
+    """The SVG: one row of two panels per task, a legend below."""
+    tasks = [t for t in TASKS if t in pts_by_task] + [t for t in pts_by_task if t not in TASKS]
+    height = 340 * len(tasks) + 60
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="880" height="{height}" '
+             'font-family="sans-serif" font-size="12" role="img" aria-label="accuracy against '
+             'FLOPs speedup of every skim method at four budgets, with a random control trained '
+             'at the same shares of tokens per layer">'
+             '<rect width="100%" height="100%" fill="white"/>']  # fmt: skip
+    for row, task in enumerate(tasks):
+        pts = [p for p in pts_by_task[task] if p["family"] in FAMILIES]
+        base = next((p["accuracy"] for p in pts_by_task[task] if p["family"] == "baseline"), None)
+        for col, key in enumerate(("speedup", "speedup_sequence")):
+            title = TASKS.get(task, task).split(",")[0] + (" (sequence padding)" if col else "")
+            parts += _panel(10 + 440 * col, 340 * row, title, pts, key, base, PAPER.get(task, []))
+    y = 340 * len(tasks) + 14
+    for k, (name, _, colour) in enumerate(v for v in FAMILIES.values()):
+        x = 20 + 215 * k
+        parts.append(f'<circle cx="{x}" cy="{y}" r="4.5" fill="{colour}"/><text x="{x + 9}" '
+                     f'y="{y + 4}" fill="{colour}">{html.escape(name)}</text>')  # fmt: skip
+    parts.append(f'<circle cx="20" cy="{y + 24}" r="4.5" fill="white" stroke="#444" '
+                 f'stroke-width="2"/><text x="29" y="{y + 28}" fill="#333">hollow, dotted: the '
+                 "random control at the same shares per layer, trained the same way; bars: one sd "
+                 "over seeds; dashed: the baseline</text>")  # fmt: skip
+    return "\n".join(parts) + "\n</svg>\n"

@@ -1,0 +1,173 @@
+"""benchmarks/pareto.sh and summarize.py --pareto: every method at four budgets, a matched control
+at every learned point, and the page's fronts checked against the records of the runs."""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import fronts  # noqa: E402
+from test_summarize import summarize  # noqa: E402
+
+
+def planned_runs(**env) -> dict[str, list[str]]:
+    """out-dir -> flags of each run pareto.sh would start (DRY=1 prints them, runs nothing)."""
+    out = subprocess.run(["bash", ROOT / "benchmarks" / "pareto.sh"], capture_output=True,
+                         text=True, check=True, env={**os.environ, "DRY": "1", **env})  # fmt: skip
+    runs = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("python train.py"):
+            flags = shlex.split(line)[2:]
+            runs[flags[flags.index("--out-dir") + 1]] = flags
+    return runs
+
+
+def flag(flags: list[str], name: str) -> str | None:
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+@pytest.mark.parametrize("task,seeds", [("sst2", 1), ("negation", 3)])
+def test_every_method_at_four_budgets_with_a_control_trained_the_same_way(task, seeds):
+    runs = planned_runs(TASKS=task)
+    learned = {d: f for d, f in runs.items() if flag(f, "--method") not in ("random", "baseline")}
+    budgets = {}
+    for d, f in learned.items():
+        family = flag(f, "--method") + ("-ft" if "--finetuned" in f and "transkimmer" in d else "")
+        knob = flag(f, "--length-penalty") or flag(f, "--skim-weight")
+        budgets.setdefault(family, set()).add(knob)
+        controls = [c for c in runs.values() if flag(c, "--keep-shares-from") == d]
+        assert len(controls) == 1, f"{d}: {len(controls)} controls"
+        (c,) = controls
+        assert flag(c, "--method") == "random"
+        for same in ("--finetuned", "--epochs", "--seed", "--preset", "--task", "--train-subset"):
+            assert flag(c, same) == flag(f, same), (d, same)
+    assert set(budgets) == {"transkimmer", "transkimmer-ft", "trbert", "ltp"}
+    assert all(len(b) >= 4 for b in budgets.values()), budgets
+    assert len(learned) == 16 * seeds
+    bases = [d for d, f in runs.items() if flag(f, "--method") == "baseline"]
+    assert len(bases) == seeds
+    # a method that starts from a fine-tuned run starts from its own seed's baseline
+    for d, f in learned.items():
+        if "--finetuned" in f:
+            assert flag(f, "--finetuned") in bases
+            assert flag(runs[flag(f, "--finetuned")], "--seed") == flag(f, "--seed")
+
+
+def test_an_unknown_task_is_refused_with_the_tasks_named():
+    out = subprocess.run(["bash", ROOT / "benchmarks" / "pareto.sh"], capture_output=True,
+                         text=True, env={**os.environ, "DRY": "1", "TASKS": "sst"})  # fmt: skip
+    assert out.returncode == 2 and "the tasks: sst2 negation" in out.stderr
+
+
+def results(method, acc, speedup, seed=1, finetuned=None, knob=None, source=""):
+    """A results.json as train.py writes it, with what the fronts read."""
+    options = {"skim_weight": knob} if method in ("transkimmer", "ltp") else {}
+    if method == "trbert":
+        options = {"length_penalty": knob}
+    if method == "random":
+        options = {"keep_shares_from": source}
+    flops = {p: {"speedup": speedup * k, "method_gflops": 0.5} for p, k in
+             [("none", 1), ("batch", 2), ("sequence", 3)]}  # fmt: skip
+    return {"method": method, "task": "synthetic-negation", "flops": flops,
+            "metrics": {"accuracy": acc, "main": acc}, "kept_per_layer": [1.0, 0.5],
+            "wall_time_s": 60, "config": {"train": {"seed": seed, "finetuned": finetuned},
+                                          "options": options}}  # fmt: skip
+
+
+def write_runs(root: Path) -> list[str]:
+    base = "runs/pareto-negation-baseline-s{}"
+    made = {}
+    for seed, (acc, ctrl) in enumerate([(0.96, 0.60), (0.94, 0.70)], start=1):
+        made[base.format(seed)] = results("baseline", 1.0, 1.0, seed)
+        ltp = f"runs/pareto-negation-ltp-lambda0.5-s{seed}"
+        made[ltp] = results("ltp", acc, 2.0 + seed / 10, seed, base.format(seed), 0.5)
+        made[f"runs/pareto-negation-random-at-ltp-lambda0.5-s{seed}"] = results(
+            "random", ctrl, 2.0 + seed / 10, seed, base.format(seed), source=ltp
+        )
+        made[f"runs/pareto-negation-transkimmer-lambda1-s{seed}"] = results(
+            "transkimmer", 0.9, 3.5, seed, None, 1.0
+        )
+    for run, r in made.items():
+        (root / run).mkdir(parents=True)
+        (root / run / "results.json").write_text(json.dumps(r))
+    return list(made)
+
+
+def test_points_group_seeds_and_match_each_control_to_its_learned_run(tmp_path):
+    names = write_runs(tmp_path)
+    out = summarize(tmp_path, "--pareto", *names)
+    assert out.returncode == 0, out.stderr
+    records = json.loads((tmp_path / fronts.RECORDS).read_text())
+    assert {r["family"] for r in records} == {"baseline", "ltp", "control", "transkimmer"}
+    pts = fronts.points(records)["synthetic-negation"]
+    ltp = next(p for p in pts if p["family"] == "ltp")
+    assert ltp["seeds"] == 2 and ltp["accuracy"] == pytest.approx(95.0)
+    assert ltp["control"][0] == pytest.approx(65.0) and ltp["control_seeds"] == 2
+    assert ltp["speedup"][0] == pytest.approx(2.15)
+    # the tables: LTP is best at ≥ 1.5x and ≥ 2x with +30 over its control; Transkimmer, at
+    # 3.5x, has no control yet (—), and TR-BERT no point at all
+    table = out.stdout
+    assert "| LTP | 95.00 (+30.00) | 95.00 (+30.00) | — |" in table
+    assert "| Transkimmer | 90.00 | 90.00 | 90.00 |" in table
+    assert "| TR-BERT | — | — | — |" in table
+    assert "| LTP | λ 0.5 | 2 | 95.00 ± 1.41 | 2.15× | 6.45× | 65.00 ± 7.07 | +30.00 |" in table
+    svg = (tmp_path / fronts.FIGURE).read_text()
+    import xml.etree.ElementTree as ET
+
+    ET.fromstring(svg)  # well-formed
+    assert svg.count("<circle") >= 4
+
+
+def test_check_compares_the_page_and_the_figure_with_the_records(tmp_path):
+    names = write_runs(tmp_path)
+    table = summarize(tmp_path, "--pareto", *names).stdout
+    page = tmp_path / "results.md"
+    page.write_text(f"# Results\n\n<!-- pareto -->\n{table}<!-- /pareto -->\n")
+    out = summarize(tmp_path, "--check", "results.md")
+    assert out.returncode == 0 and "ok: the fronts" in out.stdout, out.stdout
+    page.write_text(page.read_text().replace("95.00 (+30.00)", "96.00 (+31.00)", 1))
+    out = summarize(tmp_path, "--check", "results.md")
+    assert out.returncode == 1 and "the fronts do not match" in out.stdout
+    page.write_text(f"<!-- pareto -->\n{table}<!-- /pareto -->\n")
+    (tmp_path / fronts.FIGURE).write_text("<svg/>")
+    out = summarize(tmp_path, "--check", "results.md")
+    assert out.returncode == 1 and "pareto.svg does not match" in out.stdout
+
+
+def test_records_from_a_file_and_a_run_folder_wins_over_its_record(tmp_path):
+    names = write_runs(tmp_path)
+    assert summarize(tmp_path, "--pareto", *names).returncode == 0
+    kept = tmp_path / "kept.json"
+    kept.write_text((tmp_path / fronts.RECORDS).read_text())
+    out = summarize(tmp_path, "--pareto", str(kept))  # the records alone give the same tables
+    assert out.returncode == 0 and "95.00 (+30.00)" in out.stdout
+    run = tmp_path / names[1] / "results.json"
+    r = json.loads(run.read_text())
+    r["metrics"] = {"accuracy": 0.5, "main": 0.5}
+    run.write_text(json.dumps(r))
+    out = summarize(tmp_path, "--pareto", str(kept), names[1])
+    assert "| LTP | λ 0.5 | 2 | 72.00 ± 31.11 |" in out.stdout
+
+
+@pytest.mark.parametrize("bad", ['{"run": 1}', "[{}]", '[{"run": "a\\nb", "task": "t", '
+                                 '"family": "ltp", "accuracy": 1, "speedup": 1, '
+                                 '"speedup_sequence": 1}]', "not json"])  # fmt: skip
+def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
+    path = tmp_path / "records.json"
+    path.write_text(bad)
+    out = summarize(tmp_path, "--pareto", "records.json")
+    assert out.returncode == 1 and out.stderr.startswith("error: records.json")
+    assert "Traceback" not in out.stderr
+
+
+def test_the_shipped_records_match_the_page_and_the_figure():
+    """docs/results.md's fronts, and docs/figures/pareto.svg, are what the records give."""
+    out = summarize(ROOT, "--check", "docs/results.md")
+    assert not re.search(r"stale: .*fronts|stale: pareto.svg", out.stdout), out.stdout
