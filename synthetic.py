@@ -114,20 +114,17 @@ def synthetic_hard_examples(n: int, seed: int = 0) -> list[Example]:
     (12%), and 7 are aspect words or keywords: a skimmer that judges each token alone keeps about
     1.7 times the best kept set. `Example.keywords` marks the deciding words.
 
-    Measured: a random BERT of shape "tiny4" (4 layers, width 32) fine-tuned by train.py (baseline,
-    all 8000 examples, 5 epochs, batch 16, lr 1e-3, one CPU thread) reaches dev accuracy 1.0 in
-    about a minute (lr 3e-3, the smoke preset's, is unstable at 4 layers). On that model, before
-    layer 0 or 1, keeping [CLS] and the deciding words (14% of the tokens) gives 0.99 or more, as
-    many random tokens 0.60, every aspect word and keyword (23%) 0.999.
+    The `hard` preset trains a 4-layer random BERT on it; the instructor guide's table (`bash
+    benchmarks/synthetic_hard.sh`) gives what each method and its random control reach.
 
     Why an aspect word and not negation ("not good" flips "good", a context of one neighbour):
     a tiny random BERT learns a relation between words by their content in a few hundred steps,
     but a relation between neighbours must come from its learned position embeddings, and in our
-    runs (4 layers, width 32 or 64, one CPU thread, up to 100 s) it stayed near the accuracy of
-    ignoring the negators (0.70 to 0.80), nor did it learn that a keyword directly followed by
-    "but" does not count (0.85, no better than counting it). Negation is `synthetic-negation`,
-    for a pre-trained checkpoint. The price of the aspect word: it is one word the first layer's
-    [CLS] can read with the keywords, so this task's answer can be gathered in one layer.
+    tries (4 layers, width 32 or 64, a CPU minute or two) it stayed near the accuracy of ignoring
+    the negators, nor did it learn that a keyword directly followed by "but" does not count.
+    Negation is `synthetic-negation`, for a pre-trained checkpoint. The price of the aspect word:
+    it is one word the first layer's [CLS] can read with the keywords, so this task's answer can
+    be gathered in one layer.
     """
     rng = random.Random(seed)
     examples = []

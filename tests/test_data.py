@@ -707,6 +707,14 @@ def test_synthetic_hard_is_deterministic_balanced_and_labelled_by_its_rule():
     assert 3800 < sum(e.label for e in train) < 4200  # balanced
     assert 3800 < sum(e.text_a.startswith("food ") for e in train) < 4200
     assert 0.7 < counted_all / len(train) < 0.8  # without the aspect word: wrong 1 time in 4
+    # the docstring's shares: ~4 of ~33 words decide (12%, the aspect word counted as one of
+    # them), 7 are aspect words or keywords, 1.7 times as many
+    hard_words = set(synthetic.HARD_WORDS)
+    deciding = sum(sum(e.keywords) for e in train) / len(train)
+    looks_so = sum(sum(w in hard_words for w in e.text_a.split()) for e in train) / len(train)
+    words = sum(len(e.text_a.split()) for e in train) / len(train)
+    assert 32 < words < 34 and 0.11 < deciding / words < 0.13 and 6.5 < looks_so < 7.5
+    assert 1.6 < looks_so / deciding < 1.8
 
 
 def test_the_synthetic_hard_vocabulary_covers_its_words_and_marks_its_deciding_tokens(tmp_path):
