@@ -8,7 +8,8 @@ python benchmarks/summarize.py --glue runs/glue-minilm-*
                                                        FLOPs speedup under all three paddings
 python benchmarks/summarize.py --pareto runs/pareto-*  the accuracy-against-speedup fronts of
                                                        benchmarks/pareto.sh: tables, figure and
-                                                       records (benchmarks/fronts.py)
+                                                       records (benchmarks/fronts.py); --short:
+                                                       the README's form
 python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
                                                        runs' results.json (stale numbers), and
                                                        whether the fronts between the page's
@@ -165,32 +166,34 @@ def pareto(args: list[str]) -> None:
             by_name[Path(arg).name] = fronts.record(Path(arg).name, read_results(Path(arg)))
     if not by_name:
         raise SystemExit("error: --pareto found no finished run (results.json) and no records")
+    short = "--short" in args  # the README's form: the best accuracies, no table of points
     records = [by_name[k] for k in sorted(by_name)]
     pts = fronts.points(records)
     for path, text in [(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n"),
                        (fronts.FIGURE, fronts.figure(pts))]:  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    print(fronts.markdown(pts), end="")
+    print(fronts.markdown(pts, every_point=not short), end="")
     print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
 
 
 def check_pareto(page: Path) -> int:
-    """The fronts between <!-- pareto --> and <!-- /pareto --> in PAGE, and the figure, against
-    benchmarks/results/pareto.json. Returns 1 if either is stale, else 0."""
+    """The fronts between <!-- pareto --> (or <!-- pareto short -->) and <!-- /pareto --> in
+    PAGE, and the figure, against benchmarks/results/pareto.json. Returns 1 if stale, else 0."""
     import fronts
 
     text = page.read_text()
-    if "<!-- pareto -->" not in text:
+    blocks = re.findall(r"<!-- pareto( short)? -->\n(.*?)<!-- /pareto -->", text, re.S)
+    if not blocks:
         return 0
-    block = text.split("<!-- pareto -->\n", 1)[1].split("<!-- /pareto -->", 1)[0]
     pts = fronts.points(fronts.read_records(fronts.RECORDS))
     stale = 0
-    if block.strip() != fronts.markdown(pts).strip():
-        print(f"stale: {page.name}: the fronts do not match {fronts.RECORDS.name} "
-              "(python benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/"
-              "pareto.json)")  # fmt: skip
-        stale = 1
+    for short, block in blocks:
+        if block.strip() != fronts.markdown(pts, every_point=not short).strip():
+            print(f"stale: {page.name}: the fronts do not match {fronts.RECORDS} (python "
+                  "benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/pareto.json"
+                  f"{' --short' if short else ''})")  # fmt: skip
+            stale = 1
     if not fronts.FIGURE.exists() or fronts.FIGURE.read_text() != fronts.figure(pts):
         print(f"stale: {fronts.FIGURE.name} does not match {fronts.RECORDS.name}")
         stale = 1

@@ -135,6 +135,12 @@ def test_check_compares_the_page_and_the_figure_with_the_records(tmp_path):
     page.write_text(page.read_text().replace("95.00 (+30.00)", "96.00 (+31.00)", 1))
     out = summarize(tmp_path, "--check", "results.md")
     assert out.returncode == 1 and "the fronts do not match" in out.stdout
+    short = summarize(tmp_path, "--pareto", *names, "--short").stdout
+    assert "| LTP | 95.00 (+30.00) |" in short and "| method | budget |" not in short
+    page.write_text(f"<!-- pareto short -->\n{short}<!-- /pareto -->\n")
+    assert summarize(tmp_path, "--check", "results.md").returncode == 0
+    page.write_text(f"<!-- pareto short -->\n{table}<!-- /pareto -->\n")  # the long form
+    assert summarize(tmp_path, "--check", "results.md").returncode == 1
     page.write_text(f"<!-- pareto -->\n{table}<!-- /pareto -->\n")
     (tmp_path / fronts.FIGURE).write_text("<svg/>")
     out = summarize(tmp_path, "--check", "results.md")
@@ -154,6 +160,20 @@ def test_records_from_a_file_and_a_run_folder_wins_over_its_record(tmp_path):
     run.write_text(json.dumps(r))
     out = summarize(tmp_path, "--pareto", str(kept), names[1])
     assert "| LTP | λ 0.5 | 2 | 72.00 ± 31.11 |" in out.stdout
+
+
+def test_transkimmers_target_is_read_off_the_front():
+    def point(family, knob, acc, speedup):
+        return {"family": family, "knob": knob, "accuracy": acc, "speedup": (speedup, 0.0)}
+
+    pts = [point("baseline", None, 86.5, 1.0), point("transkimmer", 0.3, 86.0, 1.3),
+           point("transkimmer", 0.6, 85.0, 1.6), point("transkimmer", 1.2, 84.0, 2.2),
+           point("transkimmer-ft", 0.3, 85.8, 1.7)]  # fmt: skip
+    line = fronts.target(pts)
+    assert "Transkimmer −1.50 at 1.60× (λ 0.6): missed by 0.50" in line
+    assert "Transkimmer from the baseline −0.70 at 1.70× (λ 0.3): met" in line
+    assert "has no point at ≥ 1.5× yet" in fronts.target(pts[:2])
+    assert fronts.target(pts[1:]) == ""  # no baseline, no verdict
 
 
 @pytest.mark.parametrize("bad", ['{"run": 1}', "[{}]", '[{"run": "a\\nb", "task": "t", '
