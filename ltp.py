@@ -123,7 +123,8 @@ class LTP(SkimStrategy):
 
     def loss(self, model, batch, context):
         # LTP: task loss + λ·(mean over layers of each example's kept share, soft masks)
-        out = skim_forward(model, self, batch, prune=False, stage=context.stage)  # ctx.stage
+        # the stage goes to decide as ctx.stage: the soft mask in the soft stage
+        out = skim_forward(model, self, batch, prune=False, stage=context.stage)
         kept = skim_loss(out, batch["attention_mask"])
         task = context.task_loss(out.logits, batch).mean()
         if not soft_stage(context.stage):  # the hard stage fine-tunes to the frozen thresholds

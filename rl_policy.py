@@ -141,8 +141,9 @@ class TRBertPolicy(SkimStrategy):
             return on_present_tokens(self.nets[str(i)], h, alive, 0.0) >= 0.5
         probs = self.nets[str(i)](h) * alive  # (B, T); pads and skipped tokens get p = 0
         actions = torch.bernoulli(probs.detach())  # a_t ~ π(·|s_t), 1 = Select
-        if "guide_scores" in ctx.hints:  # imitation warm-up: some samples follow the Residual
-            guided = top_k_actions(ctx.hints["guide_scores"], probs, alive)  # Strategy (loss)
+        # the imitation warm-up, in the loss's hints: some samples follow the Residual Strategy
+        if "guide_scores" in ctx.hints:
+            guided = top_k_actions(ctx.hints["guide_scores"], probs, alive)
             actions = torch.where(ctx.hints["guide_rows"][:, None], guided, actions)
         # DEVIATION: the authors take the mean over the present tokens, [CLS] included.
         # log π(a_t|s_t), summed over the tokens this module decided ([CLS] is forced, pads absent)
