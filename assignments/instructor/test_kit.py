@@ -350,7 +350,8 @@ class MyMethod(RandomSkim):
     """A random skim submitted as an own method: it learns nothing."""
 
     def __init__(self, config, options=None, task=None):
-        super().__init__(config, RandomOptions(keep_shares="1.0,0.6", random_seed=7), task)
+        shares = ",".join(["1.0"] + ["0.6"] * (config.num_hidden_layers - 1))
+        super().__init__(config, RandomOptions(keep_shares=shares, random_seed=7), task)
 '''
 
 
