@@ -428,6 +428,21 @@ def test_ltp_tells_an_old_decide_that_reads_self_soft_where_the_stage_is():
     assert not hasattr(LTP(TINY), "soft")
 
 
+def test_ltp_takes_its_mask_from_the_stage_its_loss_hands_decide():
+    """LTP's soft mask in the stage whose thresholds learn; hard in the other, and without a
+    stage, in training or not."""
+    from ltp import LTP, LTPOptions
+
+    model, ltp = BertForTask(TINY).train(), LTP(TINY, LTPOptions(threshold_init=0.9)).train()
+    soft = Stage("soft", epochs=1, encoder_lr=1e-3, strategy_lr=1e-3)
+    hard = Stage("hard", epochs=1, encoder_lr=1e-3, strategy_lr=0.0)
+    batch = make_batch()
+    for stage, is_soft in ((soft, True), (hard, False), (None, False)):
+        mask = skim_forward(model, ltp, batch, prune=False, stage=stage).masks[-1]
+        binary = bool(((mask == 0) | (mask == 1)).all())
+        assert binary != is_soft, f"stage {stage}: soft values {not binary}"
+
+
 class OldOptionsOnly(SkimStrategy):
     layers = (1,)
 
