@@ -11,8 +11,8 @@ batch and alone give the same decisions; tokens_per_layer counts what the layers
 charged equal torch's FlopCounterMode at two lengths; a checkpoint round trip keeps the
 decisions; in training, gradients reach every trainable parameter of the strategy; under autocast
 (bf16, fp16) it trains and prunes; its loss sets no attribute for decide to read (what decide
-needs arrives on its context: ctx.stage, ctx.hints). Each check takes a device ("cpu" by default); the suite runs
-them on a CUDA GPU too when there is one (`-m cuda` selects those alone).
+needs arrives on its context: ctx.stage, ctx.hints). Each check takes a device ("cpu" by
+default); the suite runs them on a CUDA GPU too when there is one (`-m cuda` selects those alone).
 """
 
 import dataclasses
