@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from skim import SkimStrategy, Stage, option, require, skim_forward, skim_loss
+from transformer import BertConfig
 
 
 @dataclass
@@ -46,9 +47,10 @@ class LTPOptions:
         require(0 <= h < inf, f"--hard-epochs must be ≥ 0 and finite (0 = none), got {h}")
 
 
-def soft_stage(stage: Stage) -> bool:
-    """LTP's soft stage, as the Stage declares it (not by its name): the thresholds learn."""
-    return stage.strategy_lr > 0
+def soft_stage(stage: Stage | None) -> bool:
+    """LTP's soft stage, as the Stage declares it (not by its name): the thresholds learn.
+    None, no stage (inference, or a forward its loss did not run), is not."""
+    return stage is not None and stage.strategy_lr > 0
 
 
 class LTP(SkimStrategy):
@@ -65,18 +67,22 @@ class LTP(SkimStrategy):
     checkpoint_prefix = "ltp"
     wants_attention = True
 
-    def __init__(self, num_layers: int, options: LTPOptions):
-        super().__init__()
-        self.options = options
-        self.layers = tuple(range(1, num_layers))
-        self.thresholds = nn.Parameter(torch.full((num_layers,), options.threshold_init))
-        self.soft = True  # which mask training uses: σ in the soft stage, [s ≥ θ] in the hard one
-
-    @classmethod
-    def build(cls, model, options, task):
-        if options.skim_weight is None:
+    def __init__(self, config: BertConfig, options: LTPOptions | None = None, task=None):
+        options = options or LTPOptions()
+        if options.skim_weight is None and task is not None:  # the task's λ
             options = dataclasses.replace(options, skim_weight=task.skim_weight)
-        return cls(model.bert.config.num_hidden_layers, options)
+        super().__init__(config, options, task)
+        L = config.num_hidden_layers
+        self.layers = tuple(range(1, L))
+        self.thresholds = nn.Parameter(torch.full((L,), options.threshold_init))
+
+    def __getattr__(self, name):
+        if name == "soft":  # the old contract's flag, set by loss for decide to read
+            raise AttributeError(
+                "LTP.soft is gone: decide reads the stage from its context, "
+                "`self.training and soft_stage(ctx.stage)` (ltp.soft_stage)"
+            )
+        return super().__getattr__(name)
 
     def scores(self, attention: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         """Relative importance n·s_j of each token, (B, T), from the previous layer's attention
@@ -95,7 +101,7 @@ class LTP(SkimStrategy):
         # ASSIGNMENT 6 BEGIN: a skim method of your own (assignments/06_strategy.md)
         s = self.scores(ctx.attention, alive)  # (B, T)
         theta = self.thresholds[i]
-        if self.training and self.soft:
+        if self.training and soft_stage(ctx.stage):
             return torch.sigmoid((s - theta) / self.options.temperature) * alive
         keep = (s >= theta) & (alive > 0)
         return keep if ctx.pruning else keep.to(s.dtype)
@@ -117,10 +123,10 @@ class LTP(SkimStrategy):
 
     def loss(self, model, batch, context):
         # LTP: task loss + λ·(mean over layers of each example's kept share, soft masks)
-        self.soft = soft_stage(context.stage)
-        out = skim_forward(model, self, batch, prune=False)
+        # the stage goes to decide as ctx.stage: the soft mask in the soft stage
+        out = skim_forward(model, self, batch, prune=False, stage=context.stage)
         kept = skim_loss(out, batch["attention_mask"])
         task = context.task_loss(out.logits, batch).mean()
-        if not self.soft:  # the hard stage fine-tunes the encoder to the frozen thresholds
+        if not soft_stage(context.stage):  # the hard stage fine-tunes to the frozen thresholds
             return task, {"skim": kept.item()}  # the skim loss of Eq. 6 on this batch's masks
         return task + self.options.skim_weight * kept, {"skim": kept.item()}

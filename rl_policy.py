@@ -87,9 +87,9 @@ class PolicyConfig:
 class PolicyNetwork(nn.Module):
     """TR-BERT Eq. (2): π(Select | s) = σ(W2·GELU(W1·h + b1) + b2), one probability per token."""
 
-    def __init__(self, cfg: BertConfig, hidden: int):
+    def __init__(self, config: BertConfig, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(cfg.hidden_size, hidden)  # W1, b1
+        self.fc1 = nn.Linear(config.hidden_size, hidden)  # W1, b1
         self.fc2 = nn.Linear(hidden, 1)  # W2, b2
         # DEVIATION: PyTorch's default init for both (p ≈ 0.5 at first either way); the authors
         # draw the weights from N(0, 0.02) with zero biases.
@@ -118,12 +118,16 @@ class TRBertPolicy(SkimStrategy):
     # this default name our flags)
     train_defaults = {"weight_decay": 0.0, "warmup": 0.1, "max_grad_norm": 1.0}
 
-    def __init__(self, cfg: BertConfig, options: PolicyConfig | None = None):
-        super().__init__()
-        self.options = options or PolicyConfig()  # every method keeps its Options here
-        self.layers = self.options.resolved_layers(cfg.num_hidden_layers)
+    def __init__(self, config: BertConfig, options: PolicyConfig | None = None, task=None):
+        options = options or PolicyConfig()
+        if options.imitation_fraction is None and task is not None:
+            # App. B: 0.5 for classification, 0.2 for QA
+            fraction = 0.2 if task.kind == "span" else 0.5
+            options = dataclasses.replace(options, imitation_fraction=fraction)
+        super().__init__(config, options, task)
+        self.layers = options.resolved_layers(config.num_hidden_layers)
         self.nets = nn.ModuleDict(
-            {str(i): PolicyNetwork(cfg, self.options.hidden) for i in self.layers}
+            {str(i): PolicyNetwork(config, options.hidden) for i in self.layers}
         )
         self.guide = {}  # feature index -> Residual Strategy scores (T,), for the imitation warm-up
 
@@ -132,29 +136,23 @@ class TRBertPolicy(SkimStrategy):
         """The old name of `options`, which docs/tutorial.md still reads."""
         return self.options
 
-    @classmethod
-    def build(cls, model, options, task):
-        if options.imitation_fraction is None:  # App. B: 0.5 for classification, 0.2 for QA
-            fraction = 0.2 if task.kind == "span" else 0.5
-            options = dataclasses.replace(options, imitation_fraction=fraction)
-        return cls(model.bert.config, options)
-
     def decide(self, i, h, alive, ctx):
         if not self.training:  # p ≥ 0.5, deterministic; pads and skipped tokens are not scored
             return on_present_tokens(self.nets[str(i)], h, alive, 0.0) >= 0.5
         probs = self.nets[str(i)](h) * alive  # (B, T); pads and skipped tokens get p = 0
         actions = torch.bernoulli(probs.detach())  # a_t ~ π(·|s_t), 1 = Select
-        batch = ctx.batch
-        if "guide_scores" in batch:  # imitation warm-up: some samples follow the Residual Strategy
-            guided = top_k_actions(batch["guide_scores"], probs, alive)
-            actions = torch.where(batch["guide_rows"][:, None], guided, actions)
+        # the imitation warm-up, in the loss's hints: some samples follow the Residual Strategy
+        if "guide_scores" in ctx.hints:
+            guided = top_k_actions(ctx.hints["guide_scores"], probs, alive)
+            actions = torch.where(ctx.hints["guide_rows"][:, None], guided, actions)
         # DEVIATION: the authors take the mean over the present tokens, [CLS] included.
         # log π(a_t|s_t), summed over the tokens this module decided ([CLS] is forced, pads absent)
         decided = alive.clone()
         decided[:, 0] = 0
         p = probs.clamp(1e-6, 1 - 1e-6)
         log_prob = ((actions * p.log() + (1 - actions) * (1 - p).log()) * decided).sum(1)  # (B,)
-        return actions, log_prob
+        ctx.extras[i] = log_prob  # for the loss: REINFORCE's ∇ log π (Eq. 6)
+        return actions
 
     def overhead_flops(self, config, n):
         return policy_flops(config, n, self.options.hidden)
@@ -199,16 +197,9 @@ class TRBertPolicy(SkimStrategy):
         if not context.stage.skim:  # stage 1: plain fine-tuning
             return super().loss(model, batch, context)
         S = self.options.num_samples
-        if policy_alone(context.stage) and context.step < int(
-            self.options.imitation_fraction * context.total
-        ):
-            batch = {**batch, "guide_scores": self._guide_grid(batch)}
         rep = {k: v.repeat_interleave(S, 0) for k, v in batch.items()}  # samples side by side
-        if "guide_scores" in batch:  # the first sample of each example follows the heuristic
-            rep["guide_rows"] = (
-                torch.arange(len(rep["input_ids"]), device=rep["input_ids"].device) % S == 0
-            )
-        out = skim_forward(model, self, rep, prune=False)
+        hints = self._imitation(batch, context) if policy_alone(context.stage) else {}
+        out = skim_forward(model, self, rep, prune=False, stage=context.stage, hints=hints)
         hard = context.task_loss(out.logits, rep)  # (B·S,)
         lengths = rep["attention_mask"].sum(1)
         selected = out.tokens_per_layer[:, list(self.layers)]  # (B·S, M)
@@ -228,6 +219,16 @@ class TRBertPolicy(SkimStrategy):
                 )
             hard = context.task_loss(out.logits, rep, teacher.repeat_interleave(S, 0))
         return hard.mean() + loss_rl, logs
+
+    def _imitation(self, batch, context) -> dict:
+        """decide's hints in the policy stage: during the imitation warm-up (its first steps)
+        the guide scores of each example's S samples, and which samples follow them (the first
+        of each example); no hints after it."""
+        if context.step >= int(self.options.imitation_fraction * context.total):
+            return {}
+        S, scores = self.options.num_samples, self._guide_grid(batch)
+        rows = torch.arange(len(scores) * S, device=scores.device) % S == 0  # (B·S,)
+        return {"guide_scores": scores.repeat_interleave(S, 0), "guide_rows": rows}
 
     def _guide_grid(self, batch):
         """The guide scores of the batch's examples on its (B, T) grid, 0 at pads."""

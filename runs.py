@@ -790,9 +790,8 @@ def build_strategy(name: str, method, model: BertForTask, options, task) -> Skim
     `method.build`, or one line saying what is wrong."""
     try:
         strategy = method.build(model, options, task)
-    except TypeError as e:  # most often a constructor that needs more than build() gives it
-        raise SystemExit(f"error: cannot build {name}: {e}; a method whose __init__ takes "
-                         "arguments overrides build(model, options, task)") from None  # fmt: skip
+    except TypeError as e:  # most often a constructor that does not take what build gives it
+        raise SystemExit(f"error: cannot build {name}: {e}") from None
     except (ValueError, AssertionError) as e:
         raise SystemExit(f"error: {e}") from None
     if not isinstance(strategy, SkimStrategy):

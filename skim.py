@@ -22,6 +22,7 @@ Masks: 1 / True = keep (Transkimmer: "1 denotes remaining tokens"), 0 = skimmed 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -52,15 +53,21 @@ def option(default, help: str):
 # The keys of a batch that hold the answer: a decision may never read them (a method's `loss`
 # may). keyword_mask marks the words that decide a synthetic task's label: an oracle, too.
 ANSWER_KEYS = ("labels", "start_positions", "end_positions", "keyword_mask")
+# The keys of a batch that hold the question: what data.collate and train.py give a model, and
+# all that `decide` sees of the batch. Anything else a loss wants decide to see goes through
+# skim_forward(..., hints=...), which decide reads as ctx.hints.
+QUESTION_KEYS = ("input_ids", "attention_mask", "token_type_ids", "lengths", "example_index",
+                 "feature_index", "index")  # fmt: skip
 
 
 class QuestionOnly(dict):
-    """A batch without its answers, as a strategy's `decide` sees it. Reading an answer key is a
-    KeyError that says why: a method that chose its tokens by the label would be graded on a
-    test set it had read."""
+    """A batch's question (QUESTION_KEYS), as a strategy's `decide` sees it. Reading an answer
+    key is a KeyError that says why: a method that chose its tokens by the label would be graded
+    on a test set it had read. Reading a key a loss added to the batch is a KeyError that names
+    the one way for a loss to hand decide something: `hints`."""
 
     def __init__(self, batch: dict):
-        super().__init__((k, v) for k, v in batch.items() if k not in ANSWER_KEYS)
+        super().__init__((k, v) for k, v in batch.items() if k in QUESTION_KEYS)
 
     def __missing__(self, key):
         if key in ANSWER_KEYS:
@@ -68,24 +75,36 @@ class QuestionOnly(dict):
                 f"{key!r} is hidden from decide: a skim decision may not see the answer (it is "
                 "not there at inference). Use it in the method's loss, which gets the full batch"
             )
-        raise KeyError(key)
+        raise KeyError(
+            f"{key!r} is not in ctx.batch, which holds the batch's inputs only "
+            f"({', '.join(sorted(self))}). A loss hands decide what it computed with "
+            f"skim_forward(..., hints={{{key!r}: ...}}), and decide reads ctx.hints[{key!r}]"
+        )
 
 
 class SkimContext:
-    """What a strategy may look at before layer i, besides the states and who is still present.
+    """What a strategy may look at before layer i, besides the states and who is still present,
+    and where it may leave what its loss wants to see.
 
-    batch: the caller's batch without its answers (ANSWER_KEYS): input_ids, attention_mask, ...
-        (extra keys may guide a strategy, e.g. TR-BERT's imitation guide)
+    batch: the caller's batch, its inputs only (QUESTION_KEYS: input_ids, attention_mask, ...)
     pruning: True: tokens are really removed (inference); False: masked (training)
     positions: (B, T) long, each token's position in its original sequence (−1 at grid padding);
         computed only when a strategy reads it (at batch 1 every tensor operation counts)
     attention: (B, nh, T, T), the previous layer's attention probabilities on this same grid,
         for strategies with `wants_attention`; None before layer 0
+    stage: the training Stage this forward runs in, as the method's `loss` passed it to
+        skim_forward (e.g. LTP's soft mask in its soft stage); None at inference
+    hints: what the method's `loss` handed decide for this forward, skim_forward(..., hints=)
+        (e.g. TR-BERT's imitation guide); {} at inference, so a decision must work without it
+    extras: what decide leaves for its `loss` (e.g. TR-BERT's log π, extras[i] for layer i);
+        skim_forward returns this dict as `SkimOutput.extras`
     """
 
-    def __init__(self, batch: dict, pruning: bool, positions, attention=None):
-        self.batch, self.pruning, self.attention = QuestionOnly(batch), pruning, attention
+    def __init__(self, batch: dict, pruning: bool, positions=None, stage=None, hints=None):
+        self.batch, self.pruning = QuestionOnly(batch), pruning
         self._positions = positions  # a tensor, or a function that makes it
+        self.stage, self.hints = stage, dict(hints or {})
+        self.attention, self.extras = None, {}
 
     @property
     def positions(self) -> torch.Tensor:
@@ -143,7 +162,14 @@ class SkimStrategy(nn.Module):
     train.py then trains it with the task loss through the masked loop, and evaluates it with
     real pruning. The loop (`skim_forward`) does everything else: keeps [CLS], never keeps pads,
     keeps a token skimmed once skimmed for good, forwards skimmed tokens to the output.
-    A method that trains in its own way overrides `stages`, `loss`, `build` and `Options`.
+    A method that trains in its own way overrides `stages`, `loss` and `Options`.
+
+    Names, one meaning each: `config` is the model's transformer.BertConfig (__init__,
+    overhead_flops), `cfg` is train.py's config.TrainConfig (stages), `context` is a StepContext
+    (loss, begin_stage), `ctx` a SkimContext (decide). Between `loss` and `decide` there are two
+    ways, both on the SkimContext: `loss` hands decide what it knows for one forward with
+    skim_forward(..., stage=, hints=) (ctx.stage, ctx.hints), and decide leaves what `loss`
+    wants in ctx.extras (returned as SkimOutput.extras). No attribute is set in one for the other.
     """
 
     layers: tuple[int, ...] = ()
@@ -154,11 +180,21 @@ class SkimStrategy(nn.Module):
     # {"warmup": 0.1}: its authors' optimiser); keys are config.TrainConfig fields
     train_defaults: dict = {}
 
+    def __init__(self, config: BertConfig | None = None, options=None, task=None):
+        """The constructor convention: config, the model's BertConfig; options, an `Options`
+        instance or None (the defaults); task, the data.Task it trains on, or None (for
+        settings that default per task, like λ). A method that takes these three, as every
+        built-in with settings does, is made by the default `build`."""
+        super().__init__()
+        self.options = options  # every method keeps its Options here
+
     @classmethod
     def build(cls, model: BertForTask, options, task) -> SkimStrategy:
         """How train.py makes one for `model` (options: an `Options` instance or None; task:
-        data.Task). The default calls cls() or cls(options): override it to read the model."""
-        return cls() if options is None else cls(options)
+        data.Task): cls(model.bert.config, options, task). Override it only when the
+        constructor needs more than that (ClsAttentionSkim: the encoder's own weights)."""
+        _check_constructor(cls)
+        return cls(model.bert.config, options, task)
 
     def decide(self, i: int, h: torch.Tensor, alive: torch.Tensor, ctx: SkimContext):
         """h: (B, T, C) states entering layer i; alive: (B, T) float, 1 = token still present.
@@ -166,13 +202,13 @@ class SkimStrategy(nn.Module):
         remaining sequence and the surviving tokens are packed left (position 0 is still [CLS];
         ctx.positions says where each token was).
 
-        Returns keep (B, T), bool or float, in either mode: the loop casts it (to the states'
-        dtype when masking, to bool when pruning, where any nonzero value keeps). In training a
-        float keep may hold soft values in [0, 1] and carry a gradient: it multiplies the
-        attention weights and the forwarded states. Or a tuple (keep, extra), extra kept in
-        `SkimOutput.extras[i]` for `loss`. In eval mode keep must be 0 wherever alive is 0 (the
-        conformance suite checks); in training the loop multiplies it by alive, a running
-        product: once gone, gone."""
+        Returns keep (B, T), bool or float, in either mode, and nothing else: the loop casts it
+        (to the states' dtype when masking, to bool when pruning, where any nonzero value keeps).
+        In training a float keep may hold soft values in [0, 1] and carry a gradient: it
+        multiplies the attention weights and the forwarded states. What `loss` needs besides
+        (TR-BERT: the log-probability of its actions) goes into ctx.extras. In eval mode keep
+        must be 0 wherever alive is 0 (the conformance suite checks); in training the loop
+        multiplies it by alive, a running product: once gone, gone."""
         raise NotImplementedError
 
     def overhead_flops(self, config: BertConfig, n: int) -> int:
@@ -193,8 +229,24 @@ class SkimStrategy(nn.Module):
     def loss(self, model: BertForTask, batch: dict, context: StepContext):
         """The training loss of one batch and numbers to log. Default: the task loss through the
         masked loop (the plain encoder in stages where the strategy does not decide)."""
-        out = skim_forward(model, self if context.stage.skim else None, batch, prune=False)
+        strategy = self if context.stage.skim else None
+        out = skim_forward(model, strategy, batch, prune=False, stage=context.stage)
         return context.task_loss(out.logits, batch).mean(), {}
+
+
+def _check_constructor(cls) -> None:
+    """A TypeError that says what to change when cls cannot be made as cls(config, options,
+    task), SkimStrategy.build's convention (before it, build called cls() or cls(options))."""
+    try:
+        inspect.signature(cls).bind(None, None, None)
+    except TypeError:
+        raise TypeError(
+            f"{cls.__name__}{inspect.signature(cls)} cannot be made the way SkimStrategy.build "
+            f"makes a method, {cls.__name__}(config, options, task): take those three, "
+            "def __init__(self, config, options=None, task=None) (config: the model's "
+            "BertConfig; options: your Options or None; task: the data.Task or None), and call "
+            "super().__init__(); or override build(model, options, task)"
+        ) from None
 
 
 @dataclass
@@ -206,7 +258,7 @@ class SkimOutput:
     tokens_per_layer: torch.Tensor  # (B, L) long: tokens each layer processed, per example
     exit_layer: torch.Tensor  # (B, T) long: layer before which a token left; L = never; -1 pad
     masks: list = field(default_factory=list)  # training: L tensors (B, T), tokens kept per layer
-    extras: dict = field(default_factory=dict)  # layer -> what the strategy returned beside keep
+    extras: dict = field(default_factory=dict)  # what decide left in ctx.extras, for `loss`
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,13 +281,22 @@ def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) 
 
 
 def skim_forward(
-    model: BertForTask, strategy: SkimStrategy | None, batch: dict, prune: bool | None = None
+    model: BertForTask,
+    strategy: SkimStrategy | None,
+    batch: dict,
+    prune: bool | None = None,
+    *,
+    stage: Stage | None = None,
+    hints: dict | None = None,
 ) -> SkimOutput:
     """Run `model` with `strategy` deciding which tokens each layer sees.
 
     batch: input_ids, attention_mask (1 = real token), token_type_ids, each (B, T) long.
     prune: really remove tokens (Eq. 1) or mask them (Eq. 4); defaults to `not model.training`.
-    With strategy None (or one with no layers) every token is kept: the plain encoder."""
+    With strategy None (or one with no layers) every token is kept: the plain encoder.
+    stage, hints: what a method's `loss` hands its `decide` for this forward, which decide reads
+    as ctx.stage and ctx.hints (the training Stage; a dict of anything, e.g. tensors (B, T));
+    evaluation gives neither. What decide left in ctx.extras comes back as SkimOutput.extras."""
     empty = (batch["attention_mask"].sum(1) == 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(
@@ -243,9 +304,10 @@ def skim_forward(
             "least its [CLS] token; drop empty rows before calling skim_forward"
         )
     prune = (not model.training) if prune is None else prune
+    ctx = SkimContext(batch, prune, stage=stage, hints=hints)
     if prune:
-        return _pruned(model, strategy, batch)
-    return _masked(model, strategy, batch)
+        return _pruned(model, strategy, batch, ctx)
+    return _masked(model, strategy, batch, ctx)
 
 
 def _wants_attention(strategy, i: int) -> bool:
@@ -253,10 +315,14 @@ def _wants_attention(strategy, i: int) -> bool:
     return strategy is not None and strategy.wants_attention and i + 1 in strategy.layers
 
 
-def _decided(strategy, i: int, keep, alive: torch.Tensor, extras: dict) -> torch.Tensor:
-    """decide's answer: keep (B, T), with what it returned beside it filed under extras[i]."""
+def _decided(strategy, i: int, keep, alive: torch.Tensor) -> torch.Tensor:
+    """decide's answer, keep (B, T), checked. A tuple is the old contract's (keep, extra)."""
     if isinstance(keep, tuple):
-        keep, extras[i] = keep
+        raise TypeError(
+            f"{type(strategy).__name__}.decide before layer {i} returned a tuple: decide returns "
+            "keep (B, T) alone. Put what the method's loss needs in ctx.extras (e.g. "
+            "ctx.extras[i] = log_prob); skim_forward returns it as SkimOutput.extras"
+        )
     if not isinstance(keep, torch.Tensor) or keep.shape != alive.shape:
         got = tuple(keep.shape) if isinstance(keep, torch.Tensor) else type(keep).__name__
         name, want = type(strategy).__name__, tuple(alive.shape)
@@ -265,7 +331,7 @@ def _decided(strategy, i: int, keep, alive: torch.Tensor, extras: dict) -> torch
     return keep
 
 
-def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
+def _masked(model: BertForTask, strategy, batch, ctx: SkimContext) -> SkimOutput:
     """Training form. Skimmed tokens stay in the tensor but no kept token can attend to them:
     the renormalised key mask (Eq. 4) makes every kept token compute exactly what it would
     compute if they were removed, while gradients still reach the decisions. (Gathering would
@@ -278,11 +344,11 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
     out = torch.zeros_like(h)
     tokens = alive.new_zeros(B, L, dtype=torch.long)
     exit_layer = torch.where(alive.bool(), L, -1)  # (B, T)
-    ctx = SkimContext(batch, False, torch.arange(T, device=h.device).expand(B, T))
-    masks, extras = [], {}
+    ctx._positions = torch.arange(T, device=h.device).expand(B, T)
+    masks = []
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
-            keep = _decided(strategy, i, strategy.decide(i, h, alive, ctx), alive, extras)
+            keep = _decided(strategy, i, strategy.decide(i, h, alive, ctx), alive)
             # running product: once skimmed, gone; [CLS] always stays (the classifier reads it)
             keep = torch.cat([alive[:, :1], keep[:, 1:].to(h.dtype) * alive[:, 1:]], 1)  # (B, T)
             # Eq. (3): H^L = Σ_i H^i·M^i. Tokens leaving here carry their input state to the output.
@@ -298,11 +364,11 @@ def _masked(model: BertForTask, strategy, batch) -> SkimOutput:
         else:
             h = layer(h, key_mask=alive)  # Eq. (4): skim attention through the key mask
     hidden = out + h * alive.unsqueeze(-1)
-    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer, masks, extras)
+    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer, masks, ctx.extras)
 
 
 @torch.no_grad()
-def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
+def _pruned(model: BertForTask, strategy, batch, ctx: SkimContext) -> SkimOutput:
     """Inference form. Tokens of all sequences are packed end to end (N, C), pads dropped; before
     each layer the strategy's skimmed tokens are written to the output and removed (Eq. 1), so
     every layer computes exactly the tokens each sequence still has, at any batch size."""
@@ -318,7 +384,6 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
     out = h.new_zeros(B * T, C)
     exit_layer = torch.where(valid, L, -1).flatten()  # (B·T,)
     tokens = lengths.new_zeros(B, L)
-    ctx, extras = SkimContext(batch, True, None), {}
     # Each tensor operation costs microseconds of Python and dispatch whatever its size, and at
     # batch 1 a skimmed layer takes only milliseconds (measured by `python bench.py skim`: its last
     # table times one layer at batch 1): the bookkeeping below is kept to a few operations per
@@ -329,7 +394,7 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
             # (B, T_i) original positions, −1 at grid padding; made only if the strategy asks
             ctx._positions = lambda pos=pos, v=varlen: v.pad((pos % T + 1)[:, None]).squeeze(-1) - 1
             keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), ctx)
-            keep = _decided(strategy, i, keep, alive, extras)
+            keep = _decided(strategy, i, keep, alive)
             keep = keep.bool() & alive
             keep[:, 0] = True  # [CLS] always stays
             kept = keep.sum(1)  # (B,)
@@ -349,7 +414,8 @@ def _pruned(model: BertForTask, strategy, batch) -> SkimOutput:
             x = layer(x, varlen=varlen)  # Eq. (1): the layer sees only the gathered tokens
     out[pos] = x
     hidden = out.view(B, T, C)
-    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer.view(B, T), [], extras)
+    return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer.view(B, T), [],
+                      ctx.extras)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,13 +467,13 @@ class SkimPredictor(nn.Module):
     DEVIATION (from the paper, as in the authors' code): a LayerNorm also comes first,
     LN -> Linear(C→C) -> LN -> GELU -> Linear(C→2); output 1 is the keep logit, 0 the skip logit."""
 
-    def __init__(self, cfg: BertConfig, skim: SkimConfig):
+    def __init__(self, config: BertConfig, skim: SkimConfig):
         super().__init__()
-        C = cfg.hidden_size
+        C = config.hidden_size
         # DEVIATION: BERT's LayerNorm eps (1e-12); the authors' predictor uses PyTorch's 1e-5
-        self.ln_in = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.ln_in = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.fc = nn.Linear(C, C)
-        self.ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.out = nn.Linear(C, 2)
         self.reset_parameters(skim)
 
@@ -463,22 +529,18 @@ class Transkimmer(SkimStrategy):
     Options = SkimConfig
     checkpoint_prefix = "skim"
 
-    def __init__(self, cfg: BertConfig, options: SkimConfig | None = None):
-        super().__init__()
-        self.options = options or SkimConfig()  # every method keeps its Options here
-        self.layers = tuple(range(cfg.num_hidden_layers))
-        self.predictors = nn.ModuleList(SkimPredictor(cfg, self.options) for _ in self.layers)
+    def __init__(self, config: BertConfig, options: SkimConfig | None = None, task=None):
+        options = options or SkimConfig()
+        if options.skim_weight is None and task is not None:  # λ per task, Transkimmer Table 2
+            options = dataclasses.replace(options, skim_weight=task.skim_weight)
+        super().__init__(config, options, task)
+        self.layers = tuple(range(config.num_hidden_layers))
+        self.predictors = nn.ModuleList(SkimPredictor(config, options) for _ in self.layers)
 
     @property
     def skim(self) -> SkimConfig:
         """The old name of `options`, which docs/tutorial.md still reads."""
         return self.options
-
-    @classmethod
-    def build(cls, model, options, task):
-        if options.skim_weight is None:  # λ per task, Transkimmer Table 2
-            options = dataclasses.replace(options, skim_weight=task.skim_weight)
-        return cls(model.bert.config, options)
 
     def decide(self, i, h, alive, ctx):
         if self.training or self.options.sample_at_eval:
@@ -513,7 +575,7 @@ class Transkimmer(SkimStrategy):
 
     def loss(self, model, batch, context):
         # Transkimmer Eq. (7): Loss_total = Loss_downstream + λ·Loss_skim
-        out = skim_forward(model, self, batch, prune=False)
+        out = skim_forward(model, self, batch, prune=False, stage=context.stage)
         loss_skim = skim_loss(out, batch["attention_mask"])
         teacher = None
         if context.teacher is not None:  # DEVIATION: distil the fine-tuned model's soft labels
@@ -524,8 +586,8 @@ class Transkimmer(SkimStrategy):
         task = context.task_loss(out.logits, batch, teacher).mean()
         if self.options.skim_weight is None:
             raise ValueError(
-                "SkimConfig.skim_weight (λ) is None: give one, or build with "
-                "Transkimmer.build, which takes the task's (Table 2)"
+                "SkimConfig.skim_weight (λ) is None: give one, or make it with the task, "
+                "Transkimmer(config, options, task), which takes the task's (Table 2)"
             )
         return task + self.options.skim_weight * loss_skim, {"skim": loss_skim.item()}
 
@@ -564,6 +626,8 @@ class ClsAttentionSkim(SkimStrategy):
 
     @classmethod
     def build(cls, model, options, task):
+        # overridden: it scores with the encoder's own weights, more than the config the
+        # default build passes
         return cls(model.bert, options.keep)
 
     def stages(self, cfg):
@@ -626,49 +690,17 @@ class RandomSkim(SkimStrategy):
 
     Options = RandomOptions
     checkpoint_prefix = "random"
-    retrain = True  # train the encoder with the random skims (RandomOptions.retrain)
 
-    def __init__(self, shares: list[float], vocab_size: int, max_positions: int, seed: int = 0):
-        super().__init__()
-        require(shares and all(0 < s <= 1 for s in shares), f"shares must be in (0, 1]: {shares}")
-        self.shares = shares
+    def __init__(self, config: BertConfig, options: RandomOptions | None = None, task=None):
+        super().__init__(config, options or RandomOptions(), task)
+        self.shares = keep_shares(self.options, config.num_hidden_layers)
+        self.retrain = self.options.retrain  # train the encoder with the random skims
         # it acts where the share falls below the previous layer's (before layer 0: below 1)
-        self.layers = tuple(i for i, s in enumerate(shares) if s < ([1.0] + shares)[i])
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("by_position", torch.rand(len(shares), max_positions, generator=g))
-        self.register_buffer("by_token", torch.rand(vocab_size, generator=g))
-
-    @classmethod
-    def build(cls, model, options, task):
-        text = options.keep_shares
-        if options.keep_shares_from:
-            from weights import read_json  # a run folder is data: read as such (no links, capped)
-
-            path = Path(options.keep_shares_from) / "results.json"
-            try:
-                shares = read_json(path)["kept_per_layer"]
-                text = ",".join(str(float(s)) for s in shares)
-            except FileNotFoundError:
-                raise ValueError(
-                    f"--keep-shares-from: no {path}; give a finished run's folder"
-                ) from None
-            except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
-                raise ValueError(
-                    f"--keep-shares-from: {path} gives no kept_per_layer ({e})"
-                ) from None
-        cfg = model.bert.config
-        try:
-            shares = [float(s) for s in text.split(",")] if text else []
-        except ValueError:
-            raise ValueError(f"--keep-shares must be numbers separated by commas, got {text!r}")
-        if len(shares) != cfg.num_hidden_layers or not all(0 < s <= 1 for s in shares):
-            raise ValueError(
-                f"--keep-shares needs {cfg.num_hidden_layers} shares in (0, 1], one per layer, "
-                f"got {text!r} (or give --keep-shares-from RUN)"
-            )
-        strategy = cls(shares, cfg.vocab_size, cfg.max_position_embeddings, options.random_seed)
-        strategy.retrain = options.retrain
-        return strategy
+        self.layers = tuple(i for i, s in enumerate(self.shares) if s < ([1.0] + self.shares)[i])
+        g = torch.Generator().manual_seed(self.options.random_seed)
+        positions = config.max_position_embeddings
+        self.register_buffer("by_position", torch.rand(len(self.shares), positions, generator=g))
+        self.register_buffer("by_token", torch.rand(config.vocab_size, generator=g))
 
     def stages(self, cfg):
         if cfg.finetuned and not self.retrain:  # the fine-tuned run as it is, skimming at random
@@ -684,3 +716,32 @@ class RandomSkim(SkimStrategy):
         lengths = ctx.batch["attention_mask"].sum(1)  # each example's original length
         k = torch.round(self.shares[i] * lengths).clamp(min=1)  # the share, on average
         return keep_top(score, alive, k, not ctx.pruning)
+
+
+def keep_shares(options: RandomOptions, num_layers: int) -> list[float]:
+    """RandomSkim's share of tokens kept at each of num_layers layers, from --keep-shares or
+    from the results.json of the run --keep-shares-from names."""
+    text = options.keep_shares
+    if options.keep_shares_from:
+        from weights import read_json  # a run folder is data: read as such (no links, capped)
+
+        path = Path(options.keep_shares_from) / "results.json"
+        try:
+            shares = read_json(path)["kept_per_layer"]
+            text = ",".join(str(float(s)) for s in shares)
+        except FileNotFoundError:
+            raise ValueError(
+                f"--keep-shares-from: no {path}; give a finished run's folder"
+            ) from None
+        except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
+            raise ValueError(f"--keep-shares-from: {path} gives no kept_per_layer ({e})") from None
+    try:
+        shares = [float(s) for s in text.split(",")] if text else []
+    except ValueError:
+        raise ValueError(f"--keep-shares must be numbers separated by commas, got {text!r}")
+    if len(shares) != num_layers or not all(0 < s <= 1 for s in shares):
+        raise ValueError(
+            f"--keep-shares needs {num_layers} shares in (0, 1], one per layer, "
+            f"got {text!r} (or give --keep-shares-from RUN)"
+        )
+    return shares

@@ -68,6 +68,8 @@ def test_policy_masked_equals_pruned_and_sequences_keep_their_own_tokens():
 
 
 def test_training_samples_actions_and_their_log_probability():
+    """decide returns the actions alone and leaves log π in ctx.extras, which comes back as
+    SkimOutput.extras: one entry per policy module."""
     model = BertForTask(TINY4).train()
     policy = TRBertPolicy(TINY4).train()
     batch = make_batch()
@@ -132,16 +134,46 @@ def test_top_k_heuristic_selects_the_expected_number_of_best_alive_tokens():
 
 
 def test_imitation_rows_follow_the_heuristic():
+    """The loss hands decide the guide as hints (skim_forward(..., hints=)), not batch keys."""
     model = BertForTask(TINY4).train()
     policy = TRBertPolicy(TINY4).train()
     batch = make_batch()
-    batch["guide_scores"] = torch.rand(3, 11)
-    batch["guide_rows"] = torch.tensor([True, False, False])
-    out = skim_forward(model, policy, batch)
+    hints = {"guide_scores": torch.rand(3, 11), "guide_rows": torch.tensor([True, False, False])}
+    out = skim_forward(model, policy, batch, hints=hints)
     k = int(out.tokens_per_layer[0, 1]) - 1  # tokens the guided row selected, besides [CLS]
     kept = out.exit_layer[0] > 1
-    top = batch["guide_scores"][0, 1:].argsort(descending=True)[:k] + 1
+    top = hints["guide_scores"][0, 1:].argsort(descending=True)[:k] + 1
     assert kept[top].all() and int(kept[1:].sum()) == k, "the guided row did not take the top-K"
+
+
+def test_the_loss_guides_the_first_sample_of_each_example_during_the_warm_up():
+    """TR-BERT's loss, in the policy stage's first steps: its hints name the first of each
+    example's S samples, and those samples take the guide's top K."""
+    from skim import Stage, StepContext
+
+    model = BertForTask(TINY4).train()
+    policy = TRBertPolicy(TINY4, PolicyConfig(num_samples=2, imitation_fraction=0.5)).train()
+    batch = {**make_batch(), "labels": torch.tensor([0, 1, 0]), "index": torch.arange(3)}
+    for b, n in enumerate(batch["attention_mask"].sum(1).tolist()):
+        policy.guide[b] = torch.rand(n)
+    stage = Stage("policy", epochs=1, encoder_lr=0.0, strategy_lr=1e-3)
+    seen, decide = [], policy.decide
+
+    def spy(i, h, alive, ctx):  # what the loss handed decide
+        seen.append((ctx.stage, ctx.hints))
+        return decide(i, h, alive, ctx)
+
+    def task_loss(logits, b, teacher=None):
+        return F.cross_entropy(logits, b["labels"], reduction="none")
+
+    policy.decide = spy
+    policy.loss(model, batch, StepContext(stage, 0, 10, task_loss))
+    (got_stage, hints), *_ = seen
+    assert got_stage is stage and hints["guide_rows"].tolist() == [True, False] * 3
+    assert hints["guide_scores"].shape == (6, 11)
+    seen.clear()
+    policy.loss(model, batch, StepContext(stage, 5, 10, task_loss))  # after the warm-up
+    assert seen[0][1] == {}, "no guide after the imitation warm-up"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,3 +218,4 @@ def test_stage_behaviour_comes_from_the_stage_not_its_name():
     assert not policy_alone(Stage("x", epochs=1, encoder_lr=0.0, strategy_lr=1e-3, skim=False))
     assert soft_stage(Stage("a", epochs=1, encoder_lr=1e-3, strategy_lr=1e-3))
     assert not soft_stage(Stage("soft", epochs=1, encoder_lr=1e-3, strategy_lr=0.0))
+    assert not soft_stage(None)  # no stage: inference

@@ -8,6 +8,8 @@ from skim import (
     SkimConfig,
     SkimContext,
     SkimOutput,
+    SkimStrategy,
+    Stage,
     Transkimmer,
     gumbel_keep,
     on_present_tokens,
@@ -360,3 +362,102 @@ def test_gradcheck_through_a_transkimmer_decision_in_float64():
     ctx = SkimContext({"input_ids": torch.zeros(2, 6, dtype=torch.long)}, False, None)
     keep = strategy.train().decide(0, h, torch.ones(2, 6, dtype=torch.float64), ctx)
     assert keep.dtype == torch.float64 and keep.requires_grad
+
+
+# ----------------------------------------------------------------------------------------------
+# Between a method's loss and its decide: one way each, on the SkimContext. A method written
+# against the old contract is told what to change.
+
+
+class Notes(SkimStrategy):
+    """Keeps every token; notes what its context held, and leaves a number for its loss."""
+
+    layers = (0, 1)
+
+    def decide(self, i, h, alive, ctx):
+        self.seen = (ctx.stage, dict(ctx.hints))
+        ctx.extras[i] = alive.sum(1)  # for the loss: the tokens present before layer i
+        return alive
+
+
+def test_stage_and_hints_reach_decide_and_extras_come_back():
+    model, strategy = BertForTask(TINY).train(), Notes()
+    batch, stage = make_batch(), Stage("joint", epochs=1, encoder_lr=1e-3, strategy_lr=1e-3)
+    out = skim_forward(model, strategy, batch, stage=stage, hints={"guide": 3})
+    assert strategy.seen == (stage, {"guide": 3})
+    assert set(out.extras) == {0, 1} and out.extras[0].tolist() == [11, 8, 4]
+    out = skim_forward(model.eval(), strategy, batch)  # inference: no stage, no hints
+    assert strategy.seen == (None, {}) and set(out.extras) == {0, 1}
+
+
+class OldTuple(SkimStrategy):
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        return alive, alive.sum(1)  # the old contract's (keep, extra)
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_decide_returning_a_tuple_is_told_about_ctx_extras(prune):
+    with pytest.raises(TypeError, match=r"returned a tuple: .*ctx\.extras\[i\] = log_prob"):
+        skim_forward(BertForTask(TINY), OldTuple(), make_batch(), prune=prune)
+
+
+class OldGuideKey(SkimStrategy):
+    layers = (1,)
+
+    def decide(self, i, h, alive, ctx):
+        return alive * (ctx.batch["guide_scores"] > 0)  # the old contract: a key the loss added
+
+
+def test_a_key_the_loss_put_in_the_batch_is_hidden_from_decide_which_is_told_about_hints():
+    batch = make_batch()
+    batch["guide_scores"] = torch.ones(3, 11)  # as TR-BERT's loss once did
+    message = r"'guide_scores' is not in ctx.batch.*hints=\{'guide_scores': \.\.\.\}"
+    with pytest.raises(KeyError, match=message + r".*ctx\.hints\['guide_scores'\]"):
+        skim_forward(BertForTask(TINY), OldGuideKey(), batch, prune=False)
+    with pytest.raises(KeyError, match="hidden from decide: a skim decision may not see"):
+        SkimContext({"labels": torch.ones(3)}, False).batch["labels"]
+
+
+def test_ltp_tells_an_old_decide_that_reads_self_soft_where_the_stage_is():
+    from ltp import LTP
+
+    with pytest.raises(AttributeError, match=r"LTP.soft is gone: .*soft_stage\(ctx.stage\)"):
+        LTP(TINY).soft
+    assert not hasattr(LTP(TINY), "soft")
+
+
+def test_ltp_takes_its_mask_from_the_stage_its_loss_hands_decide():
+    """LTP's soft mask in the stage whose thresholds learn; hard in the other, and without a
+    stage, in training or not."""
+    from ltp import LTP, LTPOptions
+
+    model, ltp = BertForTask(TINY).train(), LTP(TINY, LTPOptions(threshold_init=0.9)).train()
+    soft = Stage("soft", epochs=1, encoder_lr=1e-3, strategy_lr=1e-3)
+    hard = Stage("hard", epochs=1, encoder_lr=1e-3, strategy_lr=0.0)
+    batch = make_batch()
+    for stage, is_soft in ((soft, True), (hard, False), (None, False)):
+        mask = skim_forward(model, ltp, batch, prune=False, stage=stage).masks[-1]
+        binary = bool(((mask == 0) | (mask == 1)).all())
+        assert binary != is_soft, f"stage {stage}: soft values {not binary}"
+
+
+class OldOptionsOnly(SkimStrategy):
+    layers = (1,)
+
+    def __init__(self, options):  # the old default build called cls(options)
+        super().__init__()
+        self.options = options
+
+
+def test_the_default_build_makes_a_method_from_config_options_and_task():
+    import data
+
+    model, task = BertForTask(TINY), data.get_task("synthetic")
+    built = Transkimmer.build(model, SkimConfig(), task)  # no build of its own: the default
+    assert built.options.skim_weight == task.skim_weight  # λ from the task, in __init__
+    assert Notes.build(model, None, task).options is None  # SkimStrategy's own __init__
+    with pytest.raises(TypeError, match=r"OldOptionsOnly\(options\) cannot be made .*"
+                       r"OldOptionsOnly\(config, options, task\).*override build"):  # fmt: skip
+        OldOptionsOnly.build(model, None, task)

@@ -10,8 +10,9 @@ where all but [CLS] leave; [CLS] stays, pads are never kept and a skimmed token 
 batch and alone give the same decisions; tokens_per_layer counts what the layers saw; the FLOPs
 charged equal torch's FlopCounterMode at two lengths; a checkpoint round trip keeps the
 decisions; in training, gradients reach every trainable parameter of the strategy; under autocast
-(bf16, fp16) it trains and prunes. Each check takes a device ("cpu" by default); the suite runs
-them on a CUDA GPU too when there is one (`-m cuda` selects those alone).
+(bf16, fp16) it trains and prunes; its loss sets no attribute for decide to read (what decide
+needs arrives on its context: ctx.stage, ctx.hints). Each check takes a device ("cpu" by
+default); the suite runs them on a CUDA GPU too when there is one (`-m cuda` selects those alone).
 """
 
 import dataclasses
@@ -24,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import flops
 import runs
-from skim import SkimStrategy, StepContext, skim_forward
+from skim import SkimStrategy, Stage, StepContext, skim_forward
 from train import task_loss
 from transformer import CONFIGS, BertForTask
 
@@ -124,10 +125,9 @@ def recorded(strategy):
     calls, decide = [], strategy.decide
 
     def spy(i, h, alive, ctx):
-        out = decide(i, h, alive, ctx)
-        keep = out[0] if isinstance(out, tuple) else out
+        keep = decide(i, h, alive, ctx)
         calls.append((i, alive.detach().clone(), keep.detach().clone(), ctx.pruning))
-        return out
+        return keep
 
     strategy.decide = spy
     return calls
@@ -139,12 +139,11 @@ def forced(strategy, layer: int, rule: str):
     decide = strategy.decide
 
     def force(i, h, alive, ctx):
-        out = decide(i, h, alive, ctx)
+        keep = decide(i, h, alive, ctx)  # what it leaves in ctx.extras stays there
         if i != layer:
-            return out
+            return keep
         keep = alive.clone() if rule == "none" else torch.zeros_like(alive)
-        keep = keep if not ctx.pruning else keep.bool()
-        return (keep, out[1]) if isinstance(out, tuple) else keep
+        return keep if not ctx.pruning else keep.bool()
 
     strategy.decide = force
     return strategy
@@ -346,6 +345,29 @@ def check_mixed_precision(make, device="cpu", dtype=torch.bfloat16):
     assert (out.exit_layer[batch["attention_mask"] == 0] == -1).all()
 
 
+def check_loss_sets_no_state(make, device="cpu"):
+    """What decide needs from the loss arrives through its context (skim_forward's stage= and
+    hints=, read as ctx.stage and ctx.hints), never through an attribute the loss sets: after
+    each stage's loss the strategy's attributes are the objects they were before."""
+    model = tiny_model().to(device)
+    strategy = make(model).to(device)
+    cfg = types.SimpleNamespace(epochs=1.0, lr=1e-3, skim_lr=None, finetuned=None)
+    batch = to(make_batch((1, 3, 17)), device)
+    for stage in strategy.stages(cfg):
+        step = StepContext(stage, 0, 10, lambda *a: task_loss(TASK, *a), tiny_model().to(device))
+        strategy.begin_stage(step, lambda: [(batch["index"].tolist(), batch)])
+        model.train(), strategy.train()
+        before = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
+        strategy.loss(model, batch, step)
+        after = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
+        changed = sorted(k for k in {*before, *after} if before.get(k, step) is not after.get(k))
+        assert not changed, (
+            f"stage {stage.name}: the loss set {', '.join(changed)} on the strategy. A loss hands "
+            "decide what it knows with skim_forward(..., stage=context.stage, hints={...}), "
+            "which decide reads as ctx.stage and ctx.hints"
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # The suite: every check on every strategy
 
@@ -402,6 +424,10 @@ AUTOCAST = [
 @pytest.mark.parametrize("device,dtype", AUTOCAST)
 def test_trains_and_prunes_under_autocast(make, device, dtype):
     check_mixed_precision(make, device, dtype)
+
+
+def test_the_loss_hands_decide_what_it_knows_through_the_context(make):
+    check_loss_sets_no_state(make)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -483,6 +509,28 @@ class RemembersLabels(SkimStrategy):
         return keep.bool() if ctx.pruning else keep
 
 
+class SetsStateInLoss(SkimStrategy):
+    """Wrong (the old contract's way, LTP's `self.soft`): the loss sets an attribute for decide."""
+
+    layers = (1,)
+
+    def __init__(self, config=None, options=None, task=None):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.soft = True
+
+    def decide(self, i, h, alive, ctx):
+        keep = alive * torch.sigmoid(self.w + 5) if self.training and self.soft else alive
+        return keep.bool() if ctx.pruning else keep
+
+    def loss(self, model, batch, context):
+        self.soft = context.stage.strategy_lr > 0
+        return super().loss(model, batch, context)
+
+    def stages(self, cfg):
+        return [Stage("soft", cfg.epochs, cfg.lr, 1e-3), Stage("hard", cfg.epochs, cfg.lr, 0.0)]
+
+
 def test_known_wrong_strategies_fail_the_suite():
     wrong = lambda cls: lambda model: cls().eval()  # noqa: E731
     with pytest.raises(AssertionError, match="keeps a pad"):
@@ -497,3 +545,5 @@ def test_known_wrong_strategies_fail_the_suite():
         check_decisions_ignore_answers(wrong(ReadsLabels))
     with pytest.raises(AssertionError, match="change when the labels do"):
         check_decisions_ignore_answers(wrong(RemembersLabels))
+    with pytest.raises(AssertionError, match="stage hard: the loss set soft on the strategy"):
+        check_loss_sets_no_state(wrong(SetsStateInLoss))

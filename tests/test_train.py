@@ -463,9 +463,7 @@ class KeepFirstShare(SkimStrategy):
     Options = Options
     layers = (1,)
 
-    def __init__(self, options):
-        super().__init__()
-        self.options = options
+    # no __init__: SkimStrategy's takes (config, options, task) and keeps self.options
 
     def decide(self, i, h, alive, ctx):
         n = alive.sum(1, keepdim=True)  # tokens each sequence has
@@ -503,7 +501,7 @@ def test_a_method_whose_constructor_needs_the_model_says_to_override_build(tmp_p
         "    def __init__(self, bert):\n"
         "        super().__init__()\n"
     )
-    with pytest.raises(SystemExit, match="overrides build.model, options, task."):
+    with pytest.raises(SystemExit, match=r"NeedsModel\(bert\) cannot be made .*override build"):
         run(tmp_path, "--method", f"{path}:NeedsModel")
 
 

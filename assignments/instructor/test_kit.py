@@ -343,16 +343,15 @@ def test_gradescope_results_are_written_in_its_format(tmp_path):
 
 
 RANDOM_OWN = '''
-from skim import RandomSkim
+from skim import RandomOptions, RandomSkim
 
 
 class MyMethod(RandomSkim):
     """A random skim submitted as an own method: it learns nothing."""
 
-    @classmethod
-    def build(cls, model, options, task):
-        cfg = model.bert.config
-        return cls([1.0, 0.6], cfg.vocab_size, cfg.max_position_embeddings, 7)
+    def __init__(self, config, options=None, task=None):
+        shares = ",".join(["1.0"] + ["0.6"] * (config.num_hidden_layers - 1))
+        super().__init__(config, RandomOptions(keep_shares=shares, random_seed=7), task)
 '''
 
 
