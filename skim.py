@@ -112,6 +112,11 @@ class SkimContext:
             self._positions = self._positions()
         return self._positions
 
+    def set_positions(self, positions) -> None:
+        """The loop's, before each decision: a (B, T) tensor, or a function that makes it when
+        a strategy first reads ctx.positions."""
+        self._positions = positions
+
 
 @dataclass
 class Stage:
@@ -344,7 +349,7 @@ def _masked(model: BertForTask, strategy, batch, ctx: SkimContext) -> SkimOutput
     out = torch.zeros_like(h)
     tokens = alive.new_zeros(B, L, dtype=torch.long)
     exit_layer = torch.where(alive.bool(), L, -1)  # (B, T)
-    ctx._positions = torch.arange(T, device=h.device).expand(B, T)
+    ctx.set_positions(torch.arange(T, device=h.device).expand(B, T))
     masks = []
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
@@ -392,7 +397,7 @@ def _pruned(model: BertForTask, strategy, batch, ctx: SkimContext) -> SkimOutput
         if strategy is not None and i in strategy.layers:
             alive = varlen.key_mask()  # (B, T_i): survivors packed left, [CLS] at position 0
             # (B, T_i) original positions, −1 at grid padding; made only if the strategy asks
-            ctx._positions = lambda pos=pos, v=varlen: v.pad((pos % T + 1)[:, None]).squeeze(-1) - 1
+            ctx.set_positions(lambda pos=pos, v=varlen: v.pad((pos % T + 1)[:, None])[..., 0] - 1)
             keep = strategy.decide(i, varlen.pad(x), alive.to(x.dtype), ctx)
             keep = _decided(strategy, i, keep, alive)
             keep = keep.bool() & alive
