@@ -131,11 +131,6 @@ class TRBertPolicy(SkimStrategy):
         )
         self.guide = {}  # feature index -> Residual Strategy scores (T,), for the imitation warm-up
 
-    @property
-    def policy(self) -> PolicyConfig:
-        """The old name of `options`, which docs/tutorial.md still reads."""
-        return self.options
-
     def decide(self, i, h, alive, ctx):
         if not self.training:  # p ≥ 0.5, deterministic; pads and skipped tokens are not scored
             return on_present_tokens(self.nets[str(i)], h, alive, 0.0) >= 0.5

@@ -472,7 +472,7 @@ class SkimPredictor(nn.Module):
     DEVIATION (from the paper, as in the authors' code): a LayerNorm also comes first,
     LN -> Linear(C→C) -> LN -> GELU -> Linear(C→2); output 1 is the keep logit, 0 the skip logit."""
 
-    def __init__(self, config: BertConfig, skim: SkimConfig):
+    def __init__(self, config: BertConfig, options: SkimConfig):
         super().__init__()
         C = config.hidden_size
         # DEVIATION: BERT's LayerNorm eps (1e-12); the authors' predictor uses PyTorch's 1e-5
@@ -480,18 +480,18 @@ class SkimPredictor(nn.Module):
         self.fc = nn.Linear(C, C)
         self.ln = nn.LayerNorm(C, eps=config.layer_norm_eps)
         self.out = nn.Linear(C, 2)
-        self.reset_parameters(skim)
+        self.reset_parameters(options)
 
-    def reset_parameters(self, skim: SkimConfig):
+    def reset_parameters(self, options: SkimConfig):
         # Eq. (8): weights ω ~ N(0, σ)
         for lin in (self.fc, self.out):
-            nn.init.normal_(lin.weight, 0.0, skim.init_std)
+            nn.init.normal_(lin.weight, 0.0, options.init_std)
         nn.init.zeros_(self.fc.bias)
         # Eq. (9): β_i ~ N((−1)^(i+1)·μ0, σ): the keep bias (i = 1) starts at +μ0 and the skip
         # bias (i = 0) at −μ0, so the predictor keeps every token until it learns to skim.
         with torch.no_grad():
-            self.out.bias.normal_(0.0, skim.init_std)
-            self.out.bias += torch.tensor([-skim.init_mean, skim.init_mean])
+            self.out.bias.normal_(0.0, options.init_std)
+            self.out.bias += torch.tensor([-options.init_mean, options.init_mean])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> logits (B, T, 2): [skip, keep]."""
@@ -541,11 +541,6 @@ class Transkimmer(SkimStrategy):
         super().__init__(config, options, task)
         self.layers = tuple(range(config.num_hidden_layers))
         self.predictors = nn.ModuleList(SkimPredictor(config, options) for _ in self.layers)
-
-    @property
-    def skim(self) -> SkimConfig:
-        """The old name of `options`, which docs/tutorial.md still reads."""
-        return self.options
 
     def decide(self, i, h, alive, ctx):
         if self.training or self.options.sample_at_eval:
