@@ -308,15 +308,16 @@ class SelfAttention(nn.Module):
         fused = self.impl == "sdpa" and not need_probs  # else the eager path, probs and all
         if fused and (key_mask is None or not key_mask.requires_grad):
             mask = None if key_mask is None else key_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+            # y (B, nh, T, hs): each query's probability-weighted mix of the values
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
-            ctx, probs = self._eager(q, k, v, key_mask, p_drop)
-        ctx = ctx.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
+            y, probs = self._eager(q, k, v, key_mask, p_drop)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
         if varlen is not None:
-            ctx = varlen.unpad(ctx)  # (N, C)
+            y = varlen.unpad(y)  # (N, C)
             if need_probs and key_mask is not None:  # a pad query row is no token: all zeros
                 probs = probs.masked_fill(~key_mask[:, None, :, None], 0.0)
-        out = self.out(ctx)
+        out = self.out(y)
         return (out, probs) if need_probs else out
 
     def _per_sequence(self, q, k, v, sizes, p_drop):
@@ -328,14 +329,14 @@ class SelfAttention(nn.Module):
         skim`: the packed rows against the padded ones, IMDB at batch 32). A GPU
         prefers one large call: each small one would pay a kernel launch and leave the device
         idle."""
-        ctx = []
+        y = []
         for qs, ks, vs in zip(q.split(sizes), k.split(sizes), v.split(sizes)):  # each (n, C)
             n = len(qs)
             # (1, nh, n, hs)
             qs, ks, vs = (x.view(1, n, self.nh, self.hs).transpose(1, 2) for x in (qs, ks, vs))
             out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=p_drop)  # (1, nh, n, hs)
-            ctx.append(out.transpose(1, 2).reshape(n, -1))  # (n, C)
-        return torch.cat(ctx)  # (N, C)
+            y.append(out.transpose(1, 2).reshape(n, -1))  # (n, C)
+        return torch.cat(y)  # (N, C)
 
     def _eager(self, q, k, v, key_mask, p_drop):
         """Attention in explicit matmuls: q, k, v (B, nh, T, hs) -> (context (B, nh, T, hs),
