@@ -17,7 +17,8 @@
 # so what separates the two is which tokens are kept, not how many.
 #
 # Resumable: a run whose folder holds results.json is skipped; one with a checkpoint (ckpt/) goes
-# on with --resume; one that died before its first checkpoint starts again. A run that fails is
+# on with --resume; one that died before its first checkpoint starts again; one that another
+# pareto.sh is training (its RUN/.lock names a live process) is waited for, and counts in JOBS. A run that fails is
 # logged (runs/pareto-logs/NAME.log), the runs that need it are skipped, and the script goes on.
 # Data: $SKIMBERT_DATA/glue when set (a folder holding SST-2/), else the download cache.
 set -uo pipefail
@@ -31,26 +32,47 @@ declare -A PID
 declare -A DRYRUN  # DRY=1: the runs printed so far count as finished
 finished() { [ -f "runs/$1/results.json" ] || [ -n "${DRYRUN[$1]:-}" ]; }
 
+trainer() {  # the pid of a live process training runs/NAME now (its RUN/.lock), if any
+  local pid
+  pid=$(grep -o '"pid": [0-9]*' "runs/$1/.lock" 2>/dev/null | grep -o '[0-9]*$') || return 1
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+await() {  # await NAME: until no one trains runs/NAME (this script, or another one before it)
+  local pid
+  if [ -n "${PID[$1]:-}" ]; then wait "${PID[$1]}" 2>/dev/null; fi
+  if pid=$(trainer "$1"); then
+    echo "waiting: $1 (pid $pid trains it)"
+    while kill -0 "$pid" 2>/dev/null; do sleep 20; done
+  fi
+}
+
+training() {  # how many pareto runs train now, this script's and any other's
+  pgrep -fc "train.py .*--out-dir runs/pareto-" || true
+}
+
 job() {  # job NAME NEEDS FLAGS...: train runs/NAME after the run NEEDS ("-" for none) finished
   local name=$1 needs=$2; shift 2
   local dir="runs/$name"
   if [ -n "${DRY:-}" ]; then  # every run's command, finished or not
     echo "python train.py $* --out-dir $dir"; DRYRUN[$name]=1; return
   fi
+  trainer "$name" > /dev/null && await "$name"  # an earlier pareto.sh is training it
   if finished "$name"; then echo "done:    $name"; return; fi
   if [ "$needs" != - ]; then
-    [ -n "${PID[$needs]:-}" ] && wait "${PID[$needs]}" 2>/dev/null
+    await "$needs"
     if ! finished "$needs"; then
       echo "skipped: $name (runs/$needs did not finish)"; FAILED+=("$name"); return
     fi
   fi
-  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  while [ "$(training)" -ge "$JOBS" ]; do sleep 10; done
   local how=(--overwrite)
   [ -f "$dir/ckpt/trainer_state.json" ] && how=(--resume)
   echo "start:   $name ($(date +%H:%M))"
   ( python train.py "$@" --out-dir "$dir" "${how[@]}" > "$LOGS/$name.log" 2>&1 \
       || { echo "failed:  $name (see $LOGS/$name.log)"; exit 1; } ) &
   PID[$name]=$!
+  sleep 1  # until its train.py is there for training() to count
 }
 
 point() {  # point NAME NEEDS FLAGS...: a learned run, queued with its random control's flags
@@ -73,7 +95,8 @@ sst2() {
   [ -n "${SKIMBERT_DATA:-}" ] && common+=(--data-dir "$SKIMBERT_DATA/glue")
   local base=pareto-sst2-baseline ft=(--finetuned runs/pareto-sst2-baseline)
   job $base - --method baseline --epochs 2 "${common[@]}"
-  local tk=(0.3 0.6 1.2 2.4) ltp=(0.3 1 3 10) lp=(0.1 0.25 0.5 1)
+  # LTP's fourth budget sits between 1 and 3: at λ 3 it already answers one class only
+  local tk=(0.3 0.6 1.2 2.4) ltp=(0.3 1 3 2) lp=(0.1 0.25 0.5 1)
   for i in 1 2 0 3; do  # the middle budgets first: a front that stops early still spans them
     CONTROLS=()
     point "pareto-sst2-transkimmer-lambda${tk[$i]}" - --method transkimmer --epochs 2 --tau 0.1 \
