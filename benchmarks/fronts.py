@@ -140,6 +140,10 @@ def best_at(pts: list[dict], family: str, threshold: float) -> dict | None:
 # The tables
 
 
+def _knob(v) -> str:
+    return "(the default)" if v is None else f"{v:g}"
+
+
 def _signed(x: float) -> str:
     return f"{x:+.2f}".replace("-", "−")  # the minus sign of the rest of the docs
 
@@ -163,7 +167,9 @@ def target(pts: list[dict]) -> str:
             continue
         gap = p["accuracy"] - base
         verdict = "met" if gap >= -1 else f"missed by {-1 - gap:.2f}"
-        parts.append(f"{name} {_signed(gap)} at {p['speedup'][0]:.2f}× (λ {p['knob']}): {verdict}")
+        parts.append(
+            f"{name} {_signed(gap)} at {p['speedup'][0]:.2f}× (λ {_knob(p['knob'])}): {verdict}"
+        )
     return (
         "Transkimmer's target, within 1 point of the baseline at ≥ 1.5× (the paper, BERT-base: "
         "−0.70 at 1.58×), read off the fronts: " + "; ".join(parts) + "."
@@ -209,7 +215,7 @@ def markdown(pts_by_task: dict[str, list[dict]], every_point: bool = True) -> st
             name, knob, _ = FAMILIES[p["family"]]
             c = p["control"]
             lines.append(
-                f"| {name} | {knob} {p['knob']} | {p['seeds']} | "
+                f"| {name} | {knob} {_knob(p['knob'])} | {p['seeds']} | "
                 f"{_acc(p['accuracy'], p['sd'], p['seeds'])} | {p['speedup'][0]:.2f}× | "
                 f"{p['speedup_sequence'][0]:.2f}× | "
                 + (f"{_acc(c[0], c[1], p['control_seeds'])} at "

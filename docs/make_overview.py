@@ -1,4 +1,4 @@
-"""docs/figures/overview.svg, the README's figure: accuracy against FLOPs speedup, every method.
+"""docs/figures/overview.svg, docs/results.md's figure of its tables: accuracy against speedup.
 
     python docs/make_overview.py            # write docs/figures/overview.svg
     python docs/make_overview.py --check    # exit 1 if the file is not what it would write

@@ -188,7 +188,11 @@ def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
     assert "Traceback" not in out.stderr
 
 
-def test_the_shipped_records_match_the_page_and_the_figure():
-    """docs/results.md's fronts, and docs/figures/pareto.svg, are what the records give."""
-    out = summarize(ROOT, "--check", "docs/results.md")
+@pytest.mark.parametrize("page", ["README.md", "docs/results.md"])
+def test_the_shipped_records_match_the_page_and_the_figure(page):
+    """The fronts of README.md and docs/results.md, and docs/figures/pareto.svg, are what the
+    records of the runs give (benchmarks/results/pareto.json, written by --pareto)."""
+    assert "<!-- pareto" in (ROOT / page).read_text()
+    out = summarize(ROOT, "--check", page)
+    assert "ok: the fronts" in out.stdout, out.stdout
     assert not re.search(r"stale: .*fronts|stale: pareto.svg", out.stdout), out.stdout
