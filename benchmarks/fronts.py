@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -61,7 +62,7 @@ def record(name: str, r: dict) -> dict:
         "run": name,
         "task": r.get("task", ""),
         "family": "control" if method == "random" else family,
-        "knob": knob if isinstance(knob, (int, float)) else None,
+        "knob": knob if isinstance(knob, (int, float)) and math.isfinite(knob) else None,
         "seed": train.get("seed") if isinstance(train.get("seed"), int) else None,
         "control_of": Path(source).name if method == "random" and source else None,
         "accuracy": round(100 * r["metrics"]["main"], 4),
@@ -71,21 +72,36 @@ def record(name: str, r: dict) -> dict:
     }
 
 
-def read_records(path: Path) -> list[dict]:
-    """A records file as --pareto writes it, each record checked for the fields and types used."""
+def parse_records(data: bytes, path: Path) -> list[dict]:
+    """A records file's bytes as --pareto writes them, each record checked for every field the
+    fronts read, and its type; a file that is not one is one line naming it."""
+
+    def number(v, none=False):
+        if v is None:
+            return none
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def text(v, none=False):
+        return (none and v is None) or (isinstance(v, str) and v.isprintable() and len(v) < 200)
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        records = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise SystemExit(f"error: {path}: not a records file of summarize.py --pareto ({e})")
-    types = {"run": str, "task": str, "family": str, "accuracy": (int, float),
-             "speedup": (int, float), "speedup_sequence": (int, float)}  # fmt: skip
-    ok = isinstance(data, list) and all(
-        isinstance(d, dict) and all(isinstance(d.get(k), t) for k, t in types.items())
-        and (d["run"] + d["task"] + d["family"]).isprintable() for d in data
+    ok = isinstance(records, list) and all(
+        isinstance(d, dict)
+        and all(text(d.get(k)) for k in ("run", "task", "family"))
+        and all(number(d.get(k)) for k in ("accuracy", "speedup", "speedup_sequence"))
+        and number(d.get("knob"), none=True) and text(d.get("control_of"), none=True)
+        and (d.get("seed") is None or number(d["seed"]))
+        for d in records
     )  # fmt: skip
     if not ok:
-        raise SystemExit(f"error: {path}: a record lacks run, task, family or a number")
-    return data
+        raise SystemExit(
+            f"error: {path}: a record lacks run, task or family (text), accuracy or a speedup "
+            "(finite numbers), or has a knob, seed or control_of of the wrong type"
+        )
+    return records
 
 
 # ----------------------------------------------------------------------------------------------

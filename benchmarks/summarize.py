@@ -31,12 +31,9 @@ from pathlib import Path
 MAX_BYTES = 64 << 20  # a results.json is kB; weights.MAX_JSON_BYTES, the same cap
 
 
-def read_results(folder: Path) -> dict:
-    """FOLDER/results.json as train.py writes it, or one line naming the file and the fault: read
-    only if a regular file (no link followed, no FIFO or device waited on), of at most MAX_BYTES,
-    UTF-8 JSON, with the fields the tables use. (weights.read_json does the same for the rest of
-    the project; this script keeps to the standard library, so it starts at once.)"""
-    path = Path(folder) / "results.json"
+def read_capped(path: Path) -> bytes:
+    """PATH's bytes, or one line naming the file and the fault: read only if a regular file (no
+    link followed, no FIFO or device waited on) of at most MAX_BYTES."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError as e:
@@ -45,7 +42,16 @@ def read_results(folder: Path) -> dict:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
             raise SystemExit(f"error: {path} is not a regular file of at most {MAX_BYTES} bytes")
-        data = f.read(MAX_BYTES + 1)
+        return f.read(MAX_BYTES + 1)
+
+
+def read_results(folder: Path) -> dict:
+    """FOLDER/results.json as train.py writes it, or one line naming the file and the fault: read
+    as read_capped reads, UTF-8 JSON, with the fields the tables use. (weights.read_json does the
+    same for the rest of the project; this script keeps to the standard library, so it starts
+    at once.)"""
+    path = Path(folder) / "results.json"
+    data = read_capped(path)
     try:
         r = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -158,8 +164,8 @@ def pareto(args: list[str]) -> None:
     by_name = {}
     for arg in args:
         path = Path(arg)
-        if path.is_file() and path.suffix == ".json":
-            for d in fronts.read_records(path):
+        if path.suffix == ".json" and not path.is_dir():
+            for d in fronts.parse_records(read_capped(path), path):
                 by_name.setdefault(d["run"], d)
     for arg in args:  # a run folder wins over a record of the same name
         if _has_results(Path(arg)):
@@ -186,7 +192,7 @@ def check_pareto(page: Path) -> int:
     blocks = re.findall(r"<!-- pareto( short)? -->\n(.*?)<!-- /pareto -->", text, re.S)
     if not blocks:
         return 0
-    pts = fronts.points(fronts.read_records(fronts.RECORDS))
+    pts = fronts.points(fronts.parse_records(read_capped(fronts.RECORDS), fronts.RECORDS))
     stale = 0
     for short, block in blocks:
         if block.strip() != fronts.markdown(pts, every_point=not short).strip():

@@ -177,15 +177,34 @@ def test_transkimmers_target_is_read_off_the_front():
     assert fronts.target(pts[1:]) == ""  # no baseline, no verdict
 
 
-@pytest.mark.parametrize("bad", ['{"run": 1}', "[{}]", '[{"run": "a\\nb", "task": "t", '
-                                 '"family": "ltp", "accuracy": 1, "speedup": 1, '
-                                 '"speedup_sequence": 1}]', "not json"])  # fmt: skip
+GOOD = {"run": "r", "task": "t", "family": "ltp", "accuracy": 90, "speedup": 2,
+        "speedup_sequence": 3}  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ['{"run": 1}', "[{}]", "not json", "[" * 100000,
+                                 json.dumps([{**GOOD, "run": "a\nb"}]),
+                                 json.dumps([{**GOOD, "accuracy": True}]),
+                                 json.dumps([{**GOOD, "knob": [1]}]),
+                                 json.dumps([{**GOOD, "control_of": ["x"]}]),
+                                 json.dumps([{**GOOD, "seed": "1"}]),
+                                 "[" + json.dumps(GOOD).replace("90", "NaN") + "]"])  # fmt: skip
 def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
     path = tmp_path / "records.json"
     path.write_text(bad)
     out = summarize(tmp_path, "--pareto", "records.json")
-    assert out.returncode == 1 and out.stderr.startswith("error: records.json")
+    assert out.returncode == 1 and out.stderr.startswith("error: records.json"), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_records_file_that_is_a_fifo_or_a_link_is_not_read(tmp_path):
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "good.json").write_text(json.dumps([GOOD]))
+    (tmp_path / "link.json").symlink_to(tmp_path / "good.json")
+    for name in ("fifo.json", "link.json"):
+        script = ROOT / "benchmarks" / "summarize.py"
+        out = subprocess.run([sys.executable, script, "--pareto", name], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert out.returncode == 1 and out.stderr.startswith(f"error: {name}"), out.stderr
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/results.md"])
