@@ -9,7 +9,8 @@ python benchmarks/summarize.py --glue runs/glue-minilm-*
 python benchmarks/summarize.py --pareto runs/pareto-*  the accuracy-against-speedup fronts of
                                                        benchmarks/pareto.sh: tables, figure and
                                                        records (benchmarks/fronts.py); --short:
-                                                       the README's form
+                                                       the README's form; --write PAGE...: into
+                                                       the pages' <!-- pareto --> blocks too
 python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
                                                        runs' results.json (stale numbers), and
                                                        whether the fronts between the page's
@@ -158,9 +159,12 @@ def _shares(rs: list[dict]) -> str:
 
 
 def pareto(args: list[str]) -> None:
-    """--pareto: records from run folders and records files, then the tables, figure, records."""
+    """--pareto: records from run folders and records files, then the tables, figure, records;
+    with --write PAGE..., the tables also replace those between each page's pareto markers."""
     import fronts
 
+    pages = args[args.index("--write") + 1 :] if "--write" in args else []
+    args = args[: args.index("--write")] if "--write" in args else args
     by_name = {}
     for arg in args:
         path = Path(arg)
@@ -181,6 +185,14 @@ def pareto(args: list[str]) -> None:
         path.write_text(text)
     print(fronts.markdown(pts, every_point=not short), end="")
     print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+    for page in map(Path, pages):
+        text = read_capped(page).decode("utf-8")
+        for marker, every in (("<!-- pareto -->", True), ("<!-- pareto short -->", False)):
+            tables = fronts.markdown(pts, every_point=every)
+            pattern = re.escape(marker) + r"\n.*?(?=<!-- /pareto -->)"
+            text = re.sub(pattern, lambda m: f"{marker}\n{tables}", text, flags=re.S)
+        page.write_text(text)
+        print(f"wrote the fronts into {page}", file=sys.stderr)
 
 
 def check_pareto(page: Path) -> int:
@@ -198,7 +210,7 @@ def check_pareto(page: Path) -> int:
         if block.strip() != fronts.markdown(pts, every_point=not short).strip():
             print(f"stale: {page.name}: the fronts do not match {fronts.RECORDS} (python "
                   "benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/pareto.json"
-                  f"{' --short' if short else ''})")  # fmt: skip
+                  f" --write {page})")  # fmt: skip
             stale = 1
     if not fronts.FIGURE.exists() or fronts.FIGURE.read_text() != fronts.figure(pts):
         print(f"stale: {fronts.FIGURE.name} does not match {fronts.RECORDS.name}")

@@ -148,6 +148,19 @@ def test_check_compares_the_page_and_the_figure_with_the_records(tmp_path):
     assert out.returncode == 1 and "pareto.svg does not match" in out.stdout
 
 
+def test_write_puts_the_tables_between_each_pages_markers(tmp_path):
+    names = write_runs(tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text("# A\n\n<!-- pareto -->\nold\n<!-- /pareto -->\n\ntext\n\n"
+                    "<!-- pareto short -->\n<!-- /pareto -->\nend\n")  # fmt: skip
+    out = summarize(tmp_path, "--pareto", *names, "--write", "page.md")
+    assert out.returncode == 0, out.stderr
+    text = page.read_text()
+    assert "old" not in text and text.startswith("# A\n") and text.endswith("end\n")
+    assert text.count("| method | budget |") == 1 and text.count("| method | ≥ 1.5× |") == 2
+    assert summarize(tmp_path, "--check", "page.md").returncode == 0
+
+
 def test_records_from_a_file_and_a_run_folder_wins_over_its_record(tmp_path):
     names = write_runs(tmp_path)
     assert summarize(tmp_path, "--pareto", *names).returncode == 0
