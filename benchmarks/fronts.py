@@ -56,6 +56,8 @@ def record(name: str, r: dict) -> dict:
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     options = config.get("options") if isinstance(config.get("options"), dict) else {}
     method, source = r["method"], options.get("keep_shares_from") or ""
+    if not isinstance(source, str) or not (name + source).isprintable():
+        raise SystemExit(f"error: {name}: its name or keep_shares_from is not printable text")
     knob = options.get("length_penalty" if method == "trbert" else "skim_weight")
     family = method + ("-ft" if method == "transkimmer" and train.get("finetuned") else "")
     return {

@@ -209,6 +209,18 @@ def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
     assert "Traceback" not in out.stderr
 
 
+def test_a_run_whose_name_or_source_is_not_printable_is_refused(tmp_path):
+    for name, source in [("bad\nrun", "runs/x"), ("ok-run", "runs/x\n| forged |"), ("ok2", 5)]:
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        r = results("random", 0.5, 2.0, source="runs/x")
+        r["config"]["options"]["keep_shares_from"] = source
+        (run / "results.json").write_text(json.dumps(r))
+        out = summarize(tmp_path, "--pareto", f"runs/{name}")
+        assert out.returncode == 1 and "not printable text" in out.stderr, out.stderr
+        assert not (tmp_path / fronts.RECORDS).exists()
+
+
 def test_a_records_file_that_is_a_fifo_or_a_link_is_not_read(tmp_path):
     os.mkfifo(tmp_path / "fifo.json")
     (tmp_path / "good.json").write_text(json.dumps([GOOD]))
