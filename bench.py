@@ -45,7 +45,7 @@ import data
 import flops
 import runs
 from rl_policy import PolicyConfig, TRBertPolicy
-from skim import Transkimmer, on_present_tokens, skim_forward
+from skim import Transkimmer, inference_layout, on_present_tokens, skim_forward
 from transformer import CONFIGS, BertForTask, BertModel, VarLen
 from weights import (
     from_pretrained,
@@ -111,8 +111,10 @@ def interleaved(settings: dict, inputs: list, rounds: int, sync=no_sync) -> dict
     return {name: statistics.median(t) for name, t in totals.items()}
 
 
-def print_table(title: str, header: list[str], rows: list[list]) -> None:
-    TABLES.append({"title": title, "header": header, "rows": rows})
+def print_table(title: str, header: list[str], rows: list[list], meta: dict | None = None) -> None:
+    """Print a table and keep it for --json; meta: what it measured, for a program to read
+    (benchmarks/gpu.py reads the data set, batch size and kind of each skim table)."""
+    TABLES.append({"title": title, "header": header, "rows": rows, "meta": meta or {}})
     print(f"\n{title}")
     cells = [header] + [
         [c if isinstance(c, str) else f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in row]
@@ -288,27 +290,45 @@ def _names(method: str, recorded, run: Path) -> bool:
 def bench_skim(args) -> None:
     import transformers
 
-    device, sync = args.device, synchronizer(args.device)
+    device, sync, dtype = args.device, synchronizer(args.device), DTYPES[args.dtype]
     folder = resolve_model_dir(args.model)
-    tokenizer = data.load_tokenizer(folder)
-    cfg = read_config(folder, links=True)
+    tokenizer = data.load_tokenizer(folder)  # a random model reads the same uncased vocabulary
     torch.manual_seed(0)  # the classifier head is random: only its cost matters here
-    model = BertForTask(cfg).eval()
-    load_encoder_weights(
-        model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
-    )
-    theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
+    if args.random_model:  # only speed is measured: random weights, shared with transformers
+        cfg = CONFIGS[args.random_model]
+        theirs = transformers.BertModel(transformers.BertConfig(**cfg.to_dict())).eval()
+        model = BertForTask(cfg).eval()
+        load_encoder_weights(model.bert, theirs.state_dict(), f"a random {args.random_model}")
+    else:
+        cfg = read_config(folder, links=True)
+        model = BertForTask(cfg).eval()
+        load_encoder_weights(
+            model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
+        )
+        theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
     model, theirs = model.to(device), theirs.to(device)
-    methods = {}  # name -> (model, strategy)
-    for pattern in args.transkimmer_keep:
+    strategies = {}  # name -> (model, strategy)
+    for pattern in args.transkimmer_keep or default_patterns(cfg)[0]:
         strategy = FixedTranskimmer(cfg, pattern).eval().to(device)
-        methods[f"transkimmer, {pattern_name(strategy.pattern)}"] = (model, strategy)
-    for pattern in args.trbert_keep:
+        strategies[f"transkimmer, {pattern_name(strategy.pattern)}"] = (model, strategy)
+    for pattern in args.trbert_keep or default_patterns(cfg)[1]:
         strategy = FixedTRBert(cfg, pattern).eval().to(device)
-        methods[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
+        strategies[f"trbert, {pattern_name(strategy.pattern)}"] = (model, strategy)
     for run in args.checkpoint:
         name, run_model, strategy = load_run(run, cfg, args.method)
-        methods[name] = (run_model.to(device), strategy.to(device))
+        strategies[name] = (run_model.to(device), strategy.to(device))
+    # name -> (model, strategy, layout): each strategy in each layout asked, named by it if several
+    methods = {
+        name if len(args.layouts) == 1 else f"{name} ({layout})": (m, s, layout)
+        for name, (m, s) in strategies.items()
+        for layout in args.layouts
+    }
+    cast = [
+        model,
+        theirs,
+        *(m for m, _, _ in methods.values()),
+        *(s for _, s, _ in methods.values()),
+    ]
     sets = {
         "sst2": ("dev", args.glue_dir, args.sst2_examples),
         "imdb": ("test", args.imdb_dir, args.imdb_examples),
@@ -326,20 +346,55 @@ def bench_skim(args) -> None:
                 "baseline, padded": lambda b: model(
                     b["input_ids"], b["attention_mask"], b["token_type_ids"]
                 ),
-                "baseline, packed": lambda b: skim_forward(model, None, b, prune=True),
+                "baseline, packed": lambda b: skim_forward(
+                    model, None, b, prune=True, layout="packed"
+                ),
+                "baseline, grid": lambda b: skim_forward(model, None, b, prune=True, layout="grid"),
                 "transformers, padded": lambda b: theirs(
                     input_ids=b["input_ids"],
                     attention_mask=b["attention_mask"],
                     token_type_ids=b["token_type_ids"],
                 ),
             }
-            for name, (m, s) in methods.items():
-                settings[name] = lambda b, m=m, s=s: skim_forward(m, s, b, prune=True)
+            for name, (m, s, layout) in methods.items():
+                settings[name] = lambda b, m=m, s=s, layout=layout: skim_forward(
+                    m, s, b, prune=True, layout=None if layout == "auto" else layout
+                )
+            for module in cast:  # checked in float32, the reference's precision, then timed
+                module.float()
             check_same_numbers(model, theirs, batches[-1], SAME[device.type])
+            for module in cast:
+                module.to(dtype)
             secs = interleaved(settings, batches, args.rounds, sync)
-            report(f"{task} {split}", B, batches, secs, methods, cfg, args.rounds, where(device))
-            time_split(f"{task} {split}", B, batches, secs, model, methods, cfg, sync)
-    layer_cost(model.bert, args.rounds, device)
+            title = f"{task} {split}, {args.dtype}, {chosen(batches, device)}"
+            meta = {"set": task, "model": args.random_model or str(folder), "dtype": args.dtype}
+            report(title, B, batches, secs, methods, cfg, args.rounds, where(device), meta)
+            time_split(title, B, batches, secs, model, methods, cfg, sync, meta)
+    layer_cost(model.bert, args.rounds, device, dtype)
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_patterns(cfg) -> tuple[list[str], list[str]]:
+    """Two shapes of pattern per method: gradual (every deciding layer drops a share; ~2.3x FLOPs
+    on IMDB with MiniLM) and early (one cut at layer 1, the shape our trained models learn; sized
+    to ~2.1x on MiniLM: just past the 2x the speed target asks for, as less pruning leaves the
+    fewest small layers at batch 1). Early Transkimmer names every layer: it follows the depth."""
+    early = ",".join(["1", "0.35"] + ["1"] * (cfg.num_hidden_layers - 2))
+    return ["0.75", early], ["0.5", "0.4,1"]
+
+
+def chosen(batches: list, device: torch.device) -> str:
+    """Which layout `skim.inference_layout` picks for these batches: what an evaluation runs."""
+    picks = [
+        inference_layout(device, b["attention_mask"].sum(1).tolist(), b["input_ids"].shape[1])
+        for b in batches
+    ]
+    counts = {layout: picks.count(layout) for layout in sorted(set(picks))}
+    return "the layout rule picks " + " and ".join(
+        f"{k} for {n} batches" for k, n in counts.items()
+    )
 
 
 # How close ours and transformers must be (hidden states) for their times to compare. On a GPU the
@@ -349,20 +404,22 @@ SAME = {"cpu": 1e-4, "cuda": 1e-3}
 
 
 def check_same_numbers(model, theirs, batch, atol: float = 1e-4) -> None:
-    """The three baselines compute the same hidden states at real tokens, so their times compare."""
+    """The four baselines compute the same hidden states at real tokens, so their times compare."""
     valid = batch["attention_mask"].bool()
     padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    packed = skim_forward(model, None, batch, prune=True).hidden
+    packed = skim_forward(model, None, batch, prune=True, layout="packed").hidden
+    grid = skim_forward(model, None, batch, prune=True, layout="grid").hidden
     ref = theirs(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         token_type_ids=batch["token_type_ids"],
     ).last_hidden_state
     torch.testing.assert_close(packed[valid], padded[valid], atol=atol, rtol=0)
+    torch.testing.assert_close(grid[valid], padded[valid], atol=atol, rtol=0)
     torch.testing.assert_close(ref[valid], padded[valid], atol=atol, rtol=0)
 
 
-def report(title, B, batches, secs, methods, cfg, rounds, on=None) -> None:
+def report(title, B, batches, secs, methods, cfg, rounds, on=None, meta=None) -> None:
     """One table: tokens/s, wall-clock and FLOPs speedups and ratio vs the packed baseline."""
     L = cfg.num_hidden_layers
     lengths = [n for b in batches for n in b["attention_mask"].sum(1).tolist()]
@@ -373,10 +430,13 @@ def report(title, B, batches, secs, methods, cfg, rounds, on=None) -> None:
     flops_of = {
         "baseline, padded": padded_flops,
         "baseline, packed": packed_flops,
+        "baseline, grid": padded_flops,
         "transformers, padded": padded_flops,
     }
     kept = dict.fromkeys(flops_of, 1.0)
-    for name, (m, strategy) in methods.items():
+    # a method's FLOPs are its real tokens' (flops.py, no padding), in either layout: the grid's
+    # pads are the layout's cost, which the wall-clock column shows
+    for name, (m, strategy, _) in methods.items():
         tokens = [
             t
             for b in batches
@@ -415,10 +475,11 @@ def report(title, B, batches, secs, methods, cfg, rounds, on=None) -> None:
             "wall/FLOPs",
         ],
         rows,
+        {**(meta or {}), "batch": B, "table": "speed"},
     )
 
 
-def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync) -> None:
+def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync, meta=None) -> None:
     """Where each setting's time goes: in the encoder layers, in the strategy's `decide` (predictor
     or policy network, and ranking its scores) and elsewhere (embeddings, head, moving the tokens
     that leave). The shares come from one extra pass that times those calls, applied to the median
@@ -426,7 +487,10 @@ def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync) -> No
     which tells the cost of small layers apart from the cost of everything around them.
     On a GPU (sync) every timed call waits for the device, which adds a little to each share."""
     rows, base = [], None
-    for name, (m, strategy) in {"baseline, packed": (model, None), **methods}.items():
+    for name, (m, strategy, layout) in {
+        "baseline, packed": (model, None, "packed"),
+        **methods,
+    }.items():
         spent = {"layers": 0.0, "deciding": 0.0}
 
         def timed(part, fn):
@@ -449,7 +513,11 @@ def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync) -> No
         try:
             sync()
             began = time.perf_counter()
-            tokens = [skim_forward(m, strategy, b, prune=True).tokens_per_layer for b in batches]
+            layout = None if layout == "auto" else layout
+            tokens = [
+                skim_forward(m, strategy, b, prune=True, layout=layout).tokens_per_layer
+                for b in batches
+            ]
             sync()
             total = time.perf_counter() - began
         finally:
@@ -488,10 +556,11 @@ def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync) -> No
             "wall/FLOPs",
         ],
         rows,
+        {**(meta or {}), "batch": B, "table": "split"},
     )
 
 
-def layer_cost(bert: BertModel, rounds: int, device=torch.device("cpu")) -> None:
+def layer_cost(bert: BertModel, rounds: int, device=torch.device("cpu"), dtype=torch.float32):
     """Why batch 1 gains less than its FLOPs: a layer's time against the tokens it sees.
 
     FLOPs fall in proportion to the tokens, time does not: every layer reads all its weights
@@ -500,7 +569,7 @@ def layer_cost(bert: BertModel, rounds: int, device=torch.device("cpu")) -> None
     C = bert.config.hidden_size
     sizes = (512, 256, 128, 64, 32, 16)
     inputs = {
-        n: (torch.randn(n, C, device=device), VarLen(torch.tensor([n], device=device)))
+        n: (torch.randn(n, C, device=device, dtype=dtype), VarLen(torch.tensor([n], device=device)))
         for n in sizes
     }
     settings = {
@@ -521,7 +590,8 @@ def layer_cost(bert: BertModel, rounds: int, device=torch.device("cpu")) -> None
         for n in sizes
     ]
     print_table(
-        f"one layer at batch 1, {where(device)}, median of {rounds} rounds",
+        f"one layer at batch 1, {str(dtype).removeprefix('torch.')}, {where(device)}, "
+        f"median of {rounds} rounds",
         ["tokens", "ms per layer", "µs per token", "FLOPs vs 256 tokens", "time vs 256 tokens"],
         rows,
     )
@@ -572,6 +642,26 @@ def main(argv: list[str] | None = None) -> None:
         help="all-MiniLM-L6-v2's folder or hub name (skim: any model's)",
     )
     parser.add_argument(
+        "--random-model",
+        choices=("all-MiniLM-L6-v2", "bert-base-uncased"),
+        help="skim: time a model of this shape with random weights (speed only; --model still "
+        "gives the tokenizer), e.g. bert-base-uncased, where a layer has more arithmetic to save",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=tuple(DTYPES),
+        default="fp32",
+        help="skim: the models' weights and states in this precision (checked against "
+        "transformers in fp32 first)",
+    )
+    parser.add_argument(
+        "--layouts",
+        type=comma_list(str, {"auto", "packed", "grid"}),
+        default="auto",
+        help="skim: pruning's layouts to time each method in, comma-separated: auto (the rule of "
+        "skim.inference_layout, as evaluation runs), packed, grid",
+    )
+    parser.add_argument(
         "--models",
         type=comma_list(str, {"MiniLM-L6", "bert-base"}),
         default="MiniLM-L6,bert-base",
@@ -610,7 +700,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=None,
         help="decision pattern: share of the tokens reaching each layer that it keeps, one "
-        "value for every layer or one per layer (repeatable; default: 0.75 and 1,0.35,1,1,1,1)",
+        "value for every layer or one per layer (repeatable; default: 0.75 and 1,0.35,1,...,1: "
+        "0.35 before layer 1)",
     )
     parser.add_argument(
         "--trbert-keep",
@@ -641,16 +732,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}, but torch sees no CUDA GPU; use --device cpu")
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
-    # Two shapes of pattern: gradual (every layer drops a share; ~2.3x FLOPs on IMDB) and early
-    # (one cut at layer 1, the shape our trained models learn, sized to ~2.1x: just past the 2x
-    # the speed target asks for, as less pruning leaves the fewest small layers at batch 1).
-    args.transkimmer_keep = args.transkimmer_keep or ["0.75", "1,0.35,1,1,1,1"]
-    args.trbert_keep = args.trbert_keep or ["0.5", "0.4,1"]
     if args.device.type == "cpu":  # on a GPU the CPU only launches work: torch's default
         torch.set_num_threads(args.threads)
     command = "python bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(command)
-    print(f"torch {torch.__version__}, {where(args.device)}, fp32, eval, no_grad")
+    print(f"torch {torch.__version__}, {where(args.device)}, {args.dtype}, eval, no_grad")
     TABLES.clear()
     with torch.no_grad():
         bench_encoder(args) if args.bench == "encoder" else bench_skim(args)
@@ -664,6 +750,7 @@ def main(argv: list[str] | None = None) -> None:
             "threads": None if cuda else torch.get_num_threads(),
             "torch": torch.__version__,
             "rounds": args.rounds,
+            "dtype": args.dtype,
             "tables": TABLES,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,11 @@ settings it takes (`Options`). The loop that masks in training, prunes at infere
 skimmed tokens is shared. Other methods: `Baseline`, `ClsAttentionSkim`, `RandomSkim` (here),
 TR-BERT (rl_policy.py), LTP (ltp.py). Tests: tests/test_skim.py, tests/test_strategies.py.
 
+Pruning lays the tokens out in one of two ways, with the same numbers: packed end to end (N, C),
+so no layer computes a pad (`_pruned`), or on the padded (B, T, C) grid with each sequence's
+survivors moved left (`_pruned_grid`), which a GPU runs in fewer, larger calls; the rule that
+picks one per batch is `inference_layout`.
+
 Shapes: B batch, T tokens, N packed tokens, C hidden size, nh heads, L layers.
 Masks: 1 / True = keep (Transkimmer: "1 denotes remaining tokens"), 0 = skimmed or pad.
 """
@@ -270,14 +275,25 @@ class SkimOutput:
 # The shared encoder loop
 
 
+def scores_whole_grid(device: torch.device) -> bool:
+    """Where a scorer runs on every cell of the grid, pads included, rather than on the present
+    tokens only: on a GPU, where picking the present rows out would make the host wait for the
+    device to count them (a synchronisation per deciding layer) to save arithmetic the GPU has to
+    spare. A function of its own so that a test can send a CPU down the GPU's path."""
+    return device.type != "cpu"
+
+
 def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) -> torch.Tensor:
     """score(h) for a scorer that looks at each token on its own ((..., C) -> (...)), computed on
     the present tokens only, `fill` elsewhere. At inference with more than one sequence the grid a
     strategy gets is padded to the longest sequence still running, and on long texts pads can be
-    half of it. h: (B, T, C); alive: (B, T), 1 = present. Returns (B, T) in h's dtype: under
+    half of it (on a GPU the whole grid is scored: see `scores_whole_grid`). h: (B, T, C); alive:
+    (B, T), 1 = present. Returns (B, T) in h's dtype: under
     autocast (bf16 / fp16) a scorer's linear layers answer in the lower precision, and writing
     those scores into the float32 grid below needs them cast (index_put refuses mixed dtypes)."""
     present = alive.bool()
+    if scores_whole_grid(h.device):  # the pads' scores are thrown away, and nothing waits
+        return score(h).to(h.dtype).masked_fill(~present, fill)
     if bool(present.all()):  # one sequence, or equal lengths: nothing to leave out
         return score(h).to(h.dtype)
     out = torch.full(present.shape, fill, dtype=h.dtype, device=h.device)
@@ -293,6 +309,7 @@ def skim_forward(
     *,
     stage: Stage | None = None,
     hints: dict | None = None,
+    layout: str | None = None,
 ) -> SkimOutput:
     """Run `model` with `strategy` deciding which tokens each layer sees.
 
@@ -301,18 +318,58 @@ def skim_forward(
     With strategy None (or one with no layers) every token is kept: the plain encoder.
     stage, hints: what a method's `loss` hands its `decide` for this forward, which decide reads
     as ctx.stage and ctx.hints (the training Stage; a dict of anything, e.g. tensors (B, T));
-    evaluation gives neither. What decide left in ctx.extras comes back as SkimOutput.extras."""
-    empty = (batch["attention_mask"].sum(1) == 0).nonzero().flatten().tolist()
+    evaluation gives neither. What decide left in ctx.extras comes back as SkimOutput.extras.
+    layout: how pruning lays the tokens out, "packed" or "grid" (see `inference_layout`, which
+    chooses when layout is None); both compute the same numbers. Training always masks."""
+    mask = batch["attention_mask"]
+    lengths = mask.sum(1).tolist()  # (B,) on the host: the one synchronisation before the loop
+    empty = [b for b, n in enumerate(lengths) if n == 0]
     if empty:
         raise ValueError(
             f"batch rows {empty} have no tokens (attention_mask all 0): every sequence needs at "
             "least its [CLS] token; drop empty rows before calling skim_forward"
         )
+    if layout not in (None, *LAYOUTS):
+        raise ValueError(f"layout must be one of {LAYOUTS} or None (chosen), got {layout!r}")
     prune = (not model.training) if prune is None else prune
     ctx = SkimContext(batch, prune, stage=stage, hints=hints)
-    if prune:
-        return _pruned(model, strategy, batch, ctx)
-    return _masked(model, strategy, batch, ctx)
+    if not prune:
+        return _masked(model, strategy, batch, ctx)
+    layout = layout or inference_layout(mask.device, lengths, mask.shape[1])
+    # the grid keeps each sequence where it is until tokens leave: [CLS] must be in column 0
+    if layout == "grid" and torch.equal(mask[:, 0], torch.ones_like(mask[:, 0])):
+        return _pruned_grid(model, strategy, batch, ctx, full=min(lengths) == mask.shape[1])
+    return _pruned(model, strategy, batch, ctx)
+
+
+LAYOUTS = ("packed", "grid")
+
+# The padded grid beats packing on a GPU while a batch is small enough for the device to wait on
+# kernel launches rather than on arithmetic: there the pads cost nothing, while packing costs
+# gathers, scatters and a synchronisation per layer that drops tokens. One H100 run
+# (benchmarks/results/gpu-h100.md, MiniLM, fp32) put the crossover between SST-2 at batch 32
+# (32 × 54 = 1,728 grid cells, 46% real: the padded baseline 1.64× faster than the packed one)
+# and IMDB at batch 32 (16,384 cells, about half real: packed 1.2× faster); IMDB at batch 1 (no
+# pads at all) ran 1.24× faster on the grid. Between those runs the threshold is not measured:
+# `python bench.py skim --device cuda` times both layouts side by side, and prints which one the
+# rule chose, so that a GPU run checks it.
+GRID_CELLS = 4096  # a batch up to this many grid cells (B × longest) goes on the grid on a GPU
+GRID_FILL = 0.8  # and a larger one too when at least this share of its cells are real tokens
+
+
+def inference_layout(device: torch.device, lengths: list[int], t_max: int | None = None) -> str:
+    """Which layout pruned inference runs a batch in: "packed" (the real tokens end to end, (N, C),
+    so no layer computes a pad) or "grid" (a padded (B, T, C) grid and a key mask, every
+    sequence's survivors moved left when tokens leave, as the baseline runs).
+
+    On a CPU always packed: the arithmetic is the time, and a pad costs as much as a token.
+    (`python bench.py skim` times both layouts; packed was never slower in its tables.) On a GPU
+    the grid below GRID_CELLS cells or above GRID_FILL real, else packed.
+    lengths: each sequence's real tokens; t_max: the grid's width (default: the longest)."""
+    if device.type == "cpu":
+        return "packed"
+    cells = len(lengths) * (t_max or max(lengths))
+    return "grid" if cells <= GRID_CELLS or sum(lengths) >= GRID_FILL * cells else "packed"
 
 
 def _wants_attention(strategy, i: int) -> bool:
@@ -421,6 +478,67 @@ def _pruned(model: BertForTask, strategy, batch, ctx: SkimContext) -> SkimOutput
     hidden = out.view(B, T, C)
     return SkimOutput(hidden, model.logits(hidden), tokens, exit_layer.view(B, T), [],
                       ctx.extras)  # fmt: skip
+
+
+@torch.no_grad()
+def _pruned_grid(model: BertForTask, strategy, batch, ctx: SkimContext, full: bool) -> SkimOutput:
+    """Inference form on the padded grid: the same decisions and numbers as `_pruned`, another
+    layout. The states stay (B, T_i, C) with a key mask, as the baseline runs them. Before each
+    layer the strategy's skimmed tokens are written to the output and the survivors of every
+    sequence are moved left, in order (Eq. 1), so that the grid shrinks to the longest sequence
+    still running, T_i. Nothing waits on the device except one small read per layer that decides
+    (how wide the grid becomes), and only where tokens leave is anything moved.
+    full: the batch has no pads (the caller knows its lengths), so no key mask is needed."""
+    bert = model.bert
+    x = bert.embed(batch["input_ids"], batch.get("token_type_ids"))  # (B, T, C)
+    B, T, C = x.shape
+    L = len(bert.layers)
+    alive = batch["attention_mask"].bool()  # (B, T_i): True at the tokens still running
+    lengths = alive.sum(1)  # (B,)
+    pos = torch.arange(T, device=x.device).expand(B, T)  # (B, T_i): each cell's original position
+    out = torch.zeros_like(x)  # (B, T, C): the final states, at their original positions
+    exit_layer = torch.where(alive, L, -1)  # (B, T)
+    tokens = lengths.new_zeros(B, L)
+
+    def to_output(leaving: torch.Tensor, layer: int) -> None:
+        """Write the states of the cells in `leaving` (B, T_i) to their original positions. Every
+        position is written once (out starts at 0, the rest adds 0), so the sum is exact."""
+        idx = pos[..., None].expand(-1, -1, C)
+        out.scatter_add_(1, idx, torch.where(leaving[..., None], x, 0.0))
+        exit_layer.scatter_reduce_(1, pos, torch.where(leaving, layer, L), "amin")
+
+    for i, layer in enumerate(bert.layers):
+        if strategy is not None and i in strategy.layers:
+            ctx.set_positions(torch.where(alive, pos, -1))  # (B, T_i), −1 at grid padding
+            keep = strategy.decide(i, x, alive.to(x.dtype), ctx)
+            keep = _decided(strategy, i, keep, alive).bool() & alive
+            keep[:, 0] = True  # [CLS] always stays (survivors sit left: it is in column 0)
+            kept = keep.sum(1)  # (B,)
+            # the one read per deciding layer: the new width, whether all rows fill it, and
+            # whether anything leaves
+            stats = torch.stack([kept.max(), kept.min(), (kept != lengths).any()])
+            t_new, t_min, moved = stats.tolist()
+            if moved:  # Eq. (3): the leaving tokens' states entering layer i go to the output
+                to_output(alive & ~keep, i)
+                # survivors first, in their order (a stable sort of 0 = kept, 1 = gone)
+                order = (~keep).to(torch.uint8).sort(dim=1, stable=True).indices[:, :t_new]
+                x = x.gather(1, order[..., None].expand(-1, -1, C))
+                pos, alive, lengths, full = (
+                    pos.gather(1, order),
+                    keep.gather(1, order),
+                    kept,
+                    t_min == t_new,
+                )
+        tokens[:, i] = lengths
+        key_mask = None if full else alive  # no pads: the unmasked kernel
+        if _wants_attention(strategy, i):
+            x, ctx.attention = layer(x, key_mask=key_mask, need_probs=True)
+            if key_mask is not None:  # as on the packed path: a pad query row is no token
+                ctx.attention = ctx.attention.masked_fill(~alive[:, None, :, None], 0.0)
+        else:
+            x = layer(x, key_mask=key_mask)  # Eq. (1): every row sees only its survivors
+    to_output(alive, L)  # exit_layer stays L for these: amin(L, L)
+    return SkimOutput(out, model.logits(out), tokens, exit_layer, [], ctx.extras)
 
 
 # ----------------------------------------------------------------------------------------------

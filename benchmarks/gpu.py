@@ -211,7 +211,7 @@ def summary(work: Path, out: Path) -> None:
         res = train_result(work / f"sst2-{name}")
         if res is not None:
             record["train"][name] = res
-    for name in ("encoder", "skim", "skim-trained"):
+    for name in ("encoder", "skim", "skim-base-fp32", "skim-base-bf16", "skim-trained"):
         res = read_json(work / f"bench-{name}.json")
         if res is not None:
             record["bench"][name] = res
@@ -246,6 +246,13 @@ def markdown(record: dict) -> str:
                 f"{r['flops']['none']['speedup']:.2f}× | {r['flops']['sequence']['speedup']:.2f}× "
                 f"| {shares} | {r['wall_time_s']} |"
             )
+    targets = skim_targets(record)
+    if targets:
+        lines += ["", "**Skimming against the baselines** (docs/speed.md's targets; each ratio "
+                  "between rows of one table)", "",
+                  "| bench | set | batch | setting | ratio | value | target | met |",
+                  "|---|---|---:|---|---|---:|---:|---|"]  # fmt: skip
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in targets]
     for name, bench in record["bench"].items():
         lines += ["", f"**bench.py {name}** (`{bench['command']}`, {bench['device_name']})"]
         for table in bench["tables"]:
@@ -253,6 +260,38 @@ def markdown(record: dict) -> str:
                       "|" + "---|" * len(table["header"])]  # fmt: skip
             lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def skim_targets(record: dict) -> list[list]:
+    """Each skimmed row in the layout evaluation runs (the rule's: "(auto)", or no layout named)
+    against its target: on SST-2 at batch 32 and on IMDB at batch 1, at least as fast as the padded
+    baseline (wall× vs padded ≥ 1); on IMDB at batch 32 with a bert-base-sized model, the early
+    patterns at ≥ 0.8 of their FLOPs speedup (wall/FLOPs, both against the packed baseline)."""
+    out = []
+    for name, bench in record["bench"].items():
+        for table in bench.get("tables", []):
+            meta = table.get("meta") or {}
+            if meta.get("table") != "speed":
+                continue
+            col = {h: i for i, h in enumerate(table["header"])}
+            for row in table["rows"]:
+                setting = row[0]
+                if setting.startswith(("baseline,", "transformers,")) or setting.endswith(
+                    ("(packed)", "(grid)")
+                ):
+                    continue
+                where, B = meta.get("set"), meta.get("batch")
+                if (where, B) in (("sst2", 32), ("imdb", 1)):
+                    value = row[col["wall× vs padded"]]
+                    out.append([name, where, B, setting, "wall× vs padded", value, 1.0])
+                early = "keep 0.35 at 1," in setting or "keep 0.4 at 1," in setting
+                base = meta.get("model") == "bert-base-uncased"
+                if (where, B) == ("imdb", 32) and base and early:
+                    value = row[col["wall/FLOPs"]]
+                    out.append([name, where, B, setting, "wall/FLOPs", value, 0.8])
+    return [
+        [n, w, str(B), *rest, "yes" if rest[-2] >= rest[-1] else "no"] for n, w, B, *rest in out
+    ]
 
 
 def cell(c) -> str:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# On one CUDA GPU, in 7 minutes (433 s on an H100, 2026-11-26; each step's time below): (a) the tests
-# marked `cuda` (masked = pruned, the conformance suite, train.py runs and resumes, on the GPU),
-# (b) all-MiniLM-L6-v2 trained on all of SST-2 in bf16 as baseline, Transkimmer and TR-BERT, (c)
-# bench.py encoder and skim on the GPU at batch 1 and 32, then skim again with the trained runs.
+# On one CUDA GPU: (a) the tests marked `cuda` (masked = pruned, the conformance suite, train.py
+# runs and resumes, on the GPU), (b) all-MiniLM-L6-v2 trained on all of SST-2 in bf16 as baseline,
+# Transkimmer and TR-BERT, (c) bench.py encoder and skim on the GPU at batch 1 and 32 (skim in both
+# of pruning's layouts), skim again on a random bert-base-sized model (bf16 and fp32, batch 1, 32
+# and 128), and skim with the trained runs. (a)-(c) without the bert-base steps took 433 s on an
+# H100 (2026-11-26; each step's time below); with them, all steps take longer than one command may
+# run on the device machine (BUDGET_S): choose some with STEPS (below).
 # Results: $OUT (default $WORK/results): results.json (everything), results.md (the short tables)
 # and log.txt (every line), rewritten after each step: a run cut short still reports what it did;
 # at the end runs.tgz, the run folders without their weights.
@@ -15,7 +18,10 @@
 #
 #   DRY_RUN=1 bash benchmarks/gpu.sh   # the same steps on the CPU, tiny settings: the plumbing
 #   STEPS="train-trbert bench-trained" bash benchmarks/gpu.sh   # only these steps; the steps:
-#     tests bench-encoder bench-skim train-baseline train-transkimmer train-trbert bench-trained
+#     tests bench-encoder bench-skim bench-base-bf16 bench-base-fp32 train-baseline
+#     train-transkimmer train-trbert bench-trained
+#   STEPS="bench-skim bench-base-bf16 bench-base-fp32": skimming's speed alone (docs/speed.md's
+#   targets, printed at the top of results.md), for a short loan of a GPU
 #   EPOCHS=1 BATCH=64: the training runs' epochs and batch size
 #   BUDGET_S=570: steps that would end past it are cut short or skipped (the device tool stops a
 #   command at 600 s), and the summary still gets written.
@@ -47,9 +53,11 @@ if [ -n "$DRY_RUN" ]; then  # CPU, tiny: a 64-example subset, one round, a few b
   TINY_BENCH=(--rounds 1 --threads 2)
   TINY_ENCODER=(--models MiniLM-L6)  # a random bert-base takes minutes on a CPU
   TINY_SKIM=(--sst2-examples 4 --imdb-examples 2)
+  BASE=all-MiniLM-L6-v2  # the random model's shape: a random bert-base takes minutes on a CPU
 else
   DEVICE=cuda
   TINY_TRAIN=() TINY_BENCH=() TINY_ENCODER=() TINY_SKIM=()
+  BASE=bert-base-uncased
 fi
 
 record() {  # record STEP STATUS WALL COMMAND: one line of WORK/steps.jsonl, then the summary
@@ -113,7 +121,17 @@ SETS=sst2,imdb
 [ -f "$DATA/imdb/aclImdb_test.tar.gz" ] || SETS=sst2  # prepared with --no-imdb
 SKIM=(skim --model "$MODEL" --glue-dir "$DATA/glue" --imdb-dir "$DATA/imdb" --sets "$SETS"
   "${BENCH[@]}" "${TINY_SKIM[@]}")
-step bench-skim 180 $PY bench.py "${SKIM[@]}" --json "$WORK/bench-skim.json"
+# every pattern in the layout the rule picks (auto, what evaluation runs) and in both layouts
+step bench-skim 240 $PY bench.py "${SKIM[@]}" --layouts auto,packed,grid \
+  --json "$WORK/bench-skim.json"
+# A model where skimming is meant to pay: bert-base-sized (random weights: speed only), IMDB and
+# SST-2 at batch 1, 32 and 128 (128 reviews), in bf16 and fp32. Not timed on a GPU yet.
+for dt in bf16 fp32; do
+  # (in a dry run TINY_SKIM, given again, overrides the 128 reviews)
+  step "bench-base-$dt" 180 $PY bench.py "${SKIM[@]}" --random-model "$BASE" --imdb-examples 128 \
+    --batch-sizes 1,32,128 --layouts auto,packed,grid --dtype "$dt" "${TINY_SKIM[@]}" \
+    --json "$WORK/bench-skim-base-$dt.json"
+done
 
 # (b) Training: all of SST-2 (67,349 sentences), EPOCHS=1 epoch of BATCH=64 (1,053 steps: 64
 # rather than the README's 32 halves the steps, whose time on a GPU is mostly kernel launches),

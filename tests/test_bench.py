@@ -152,6 +152,8 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
     )
     out = capsys.readouterr().out
     assert out.count("transformers, padded") == 4  # SST-2 and IMDB, batch 1 and 32
+    assert out.count("baseline, grid") == 4  # the padded grid of skim_forward, every table
+    assert out.count("the layout rule picks packed for") == 8  # a CPU packs: each table, split
     for row in [
         "baseline, packed",
         "transkimmer, keep 0.75 at layers 0,1,2,3,4,5",
@@ -171,6 +173,40 @@ def test_skim_bench_runs_end_to_end_on_real_data_and_prints_every_row(
     assert rows[0][0] == "baseline, padded" and all(isinstance(v, float) for v in rows[0][1:])
 
 
+def test_skim_bench_times_a_random_model_in_both_layouts_and_in_bfloat16(
+    minilm_dir, shared_data, capsys, tmp_path
+):
+    import json
+
+    import bench
+
+    common = ["skim", "--model", str(minilm_dir), "--glue-dir", str(shared_data / "glue")]
+    bench.main(
+        [*common, "--sets", "sst2", "--sst2-examples", "3", "--batch-sizes", "3", "--rounds", "1",
+         "--threads", "1", "--random-model", "all-MiniLM-L6-v2", "--layouts", "auto,packed,grid",
+         "--dtype", "bf16", "--transkimmer-keep", "0.5", "--trbert-keep", "0.5",
+         "--json", str(tmp_path / "skim.json")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "bf16, eval, no_grad" in out and "one layer at batch 1, bfloat16" in out
+    saved = json.loads((tmp_path / "skim.json").read_text())
+    assert saved["dtype"] == "bf16"
+    table, split = saved["tables"][:2]
+    names = [row[0] for row in table["rows"]]
+    for layout in ("auto", "packed", "grid"):  # each method in each layout, named by it
+        assert f"transkimmer, keep 0.5 at layers 0,1,2,3,4,5 ({layout})" in names
+        assert f"trbert, keep 0.5 at layers 1,3 ({layout})" in names
+    kept = {row[0]: row[1] for row in table["rows"]}
+    # the same decisions whatever the layout: the same tokens kept and the same FLOPs
+    for method in ("transkimmer, keep 0.5 at layers 0,1,2,3,4,5", "trbert, keep 0.5 at layers 1,3"):
+        assert kept[f"{method} (packed)"] == kept[f"{method} (grid)"] == kept[f"{method} (auto)"]
+        assert kept[f"{method} (grid)"] < 0.7
+    assert len(split["rows"]) == 1 + 6  # the packed baseline and six method rows
+    with pytest.raises(SystemExit):  # a layout we do not know
+        bench.main([*common, "--layouts", "padded"])
+    assert "--layouts" in capsys.readouterr().err
+
+
 def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
     from bench import time_split
 
@@ -184,7 +220,7 @@ def test_time_split_shares_add_up_and_leave_the_modules_as_they_were(capsys):
             batches,
             {"baseline, packed": 1.0, "fixed": 0.5},
             model,
-            {"fixed": (model, strategy)},
+            {"fixed": (model, strategy, "auto")},
             TINY,
         )
         after = skim_forward(model, strategy, batches[0], prune=True)
@@ -266,3 +302,41 @@ def test_the_gpu_summary_reports_tests_runs_and_steps(tmp_path):
     assert "case_study" not in saved["train"]["baseline"]
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| baseline | 90.00 |" in table and "FAILED t::bad: boom" in table
+    assert "Skimming against the baselines" not in table  # no skim bench ran
+
+
+def test_the_gpu_summary_sets_each_skimmed_row_against_its_target(tmp_path):
+    import json
+
+    gpu = gpu_helper()
+    header = ["setting", "kept", "tokens/s", "wall× vs padded", "wall× vs packed",
+              "FLOPs× vs packed", "wall/FLOPs"]  # fmt: skip
+
+    def table(where, B, model, rows):
+        meta = {"set": where, "batch": B, "model": model, "dtype": "bf16", "table": "speed"}
+        return {"title": f"{where}, batch {B}", "header": header, "rows": rows, "meta": meta}
+
+    early = "transkimmer, keep 0.35 at 1, all elsewhere"
+    tables = [
+        table("sst2", 32, "bert-base-uncased", [
+            ["baseline, padded", 1, 9, 1.0, 1.6, 0.5, 3.2],  # a baseline: no target
+            [f"{early} (auto)", 0.5, 9, 1.07, 1.9, 2.0, 0.95],
+            [f"{early} (grid)", 0.5, 9, 1.07, 1.9, 2.0, 0.95],  # a forced layout: no target
+        ]),
+        table("imdb", 32, "bert-base-uncased", [[f"{early} (auto)", 0.5, 9, 3.0, 1.5, 2.1, 0.71]]),
+        table("imdb", 32, "/some/minilm", [[f"{early} (auto)", 0.5, 9, 3.0, 1.5, 2.1, 0.5]]),
+        table("imdb", 1, "bert-base-uncased", [["trbert, trained", 0.5, 9, 1.2, 1.2, 2, 0.6]]),
+    ]  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bench-skim-base-bf16.json").write_text(
+        json.dumps({"command": "bench.py skim", "device_name": "a GPU", "tables": tables})
+    )
+    gpu.summary(work, tmp_path / "out")
+    lines = (tmp_path / "out" / "results.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| skim-base-bf16 |")]
+    assert rows == [
+        f"| skim-base-bf16 | sst2 | 32 | {early} (auto) | wall× vs padded | 1.07 | 1.00 | yes |",
+        f"| skim-base-bf16 | imdb | 32 | {early} (auto) | wall/FLOPs | 0.71 | 0.80 | no |",
+        "| skim-base-bf16 | imdb | 1 | trbert, trained | wall× vs padded | 1.20 | 1.00 | yes |",
+    ]

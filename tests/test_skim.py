@@ -4,7 +4,9 @@ import pytest
 import torch
 from conftest import DEVICES, make_batch, to
 
+import skim
 from skim import (
+    LAYOUTS,
     SkimConfig,
     SkimContext,
     SkimOutput,
@@ -12,6 +14,7 @@ from skim import (
     Stage,
     Transkimmer,
     gumbel_keep,
+    inference_layout,
     on_present_tokens,
     skim_forward,
     skim_loss,
@@ -99,6 +102,74 @@ def test_the_gpus_padded_grid_attention_gives_what_masking_gives(monkeypatch):
     assert (pruned.tokens_per_layer[:, -1] < batch["attention_mask"].sum(1)).all()
     valid = batch["attention_mask"].bool()
     torch.testing.assert_close(masked.hidden[valid], pruned.hidden[valid], atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pruning's two layouts: packed (no pad computed) and the padded grid (fewer, larger calls)
+
+
+def test_the_layout_rule_packs_on_a_cpu_and_keeps_small_or_full_batches_on_a_gpus_grid():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # a device name needs no GPU
+    sst2_32, imdb_32 = [54] + [20] * 31, [512] + [271] * 31  # as in benchmarks/results/gpu-h100.md
+    for lengths in ([1], [300], sst2_32, imdb_32, [512] * 128):
+        assert inference_layout(cpu, lengths) == "packed"  # a pad costs what a token costs
+    assert inference_layout(gpu, [300]) == "grid"  # batch 1: no pads, no gathers
+    assert inference_layout(gpu, sst2_32) == "grid"  # 1,728 cells: launches, not arithmetic
+    assert inference_layout(gpu, imdb_32) == "packed"  # 16,384 cells, 54% real
+    assert inference_layout(gpu, [512] * 32) == "grid"  # no pads to save
+    assert inference_layout(gpu, [10] * 4, t_max=2000) == "packed"  # a wide grid, nearly all pads
+    assert inference_layout(gpu, [skim.GRID_CELLS // 2] * 2) == "grid"  # the threshold itself
+    assert inference_layout(gpu, [skim.GRID_CELLS // 2] * 2, t_max=skim.GRID_CELLS) == "packed"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["classification", "span"])
+def test_the_grid_layout_computes_what_packing_computes(kind, device):
+    model, strategy = skimming_model(kind, device)
+    batch = to(make_batch(pair=True), device)
+    packed = skim_forward(model, strategy, batch, prune=True, layout="packed")
+    grid = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    assert (packed.tokens_per_layer[:, -1] < batch["attention_mask"].sum(1)).all()
+    assert torch.equal(packed.exit_layer, grid.exit_layer)
+    assert torch.equal(packed.tokens_per_layer, grid.tokens_per_layer)
+    torch.testing.assert_close(grid.hidden, packed.hidden, atol=ATOL[device], rtol=0)  # pads: 0
+    torch.testing.assert_close(grid.logits, packed.logits, atol=ATOL[device], rtol=0)
+    plain = skim_forward(model, None, batch, prune=True, layout="grid")  # the padded baseline
+    valid = batch["attention_mask"].bool()
+    torch.testing.assert_close(plain.hidden[valid], model.bert(**batch)[valid], atol=1e-5, rtol=0)
+
+
+def test_the_grid_scores_every_cell_on_a_gpu_and_decides_the_same(monkeypatch):
+    """On a GPU the predictors score the whole grid (no wait for the count of present tokens);
+    taking that path on a CPU checks that the pads' scores never decide anything."""
+    model, strategy = skimming_model()
+    batch = make_batch()
+    before = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    monkeypatch.setattr(skim, "scores_whole_grid", lambda device: True)
+    after = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    assert torch.equal(before.exit_layer, after.exit_layer)
+    torch.testing.assert_close(before.logits, after.logits, atol=0, rtol=0)
+
+
+def test_a_batch_whose_cls_is_not_in_column_0_is_packed_whatever_the_layout_asked(monkeypatch):
+    model, strategy = skimming_model()
+    batch = make_batch()
+    T, n = batch["input_ids"].shape[1], batch["attention_mask"].sum(1).tolist()
+    # pads first (left padding): each row's tokens moved right, in their order
+    left = {k: torch.stack([r.roll(T - m) for r, m in zip(v, n)]) for k, v in batch.items()}
+    packed = skim_forward(model, strategy, left, prune=True, layout="packed")
+    monkeypatch.setattr(skim, "_pruned_grid", lambda *a, **k: pytest.fail("the grid was used"))
+    asked = skim_forward(model, strategy, left, prune=True, layout="grid")
+    assert torch.equal(asked.exit_layer, packed.exit_layer)
+    assert (asked.exit_layer[0] < TINY.num_hidden_layers).any()  # some tokens were skimmed
+    torch.testing.assert_close(asked.logits, packed.logits, atol=0, rtol=0)
+
+
+def test_an_unknown_layout_is_a_clear_error():
+    model, strategy = skimming_model()
+    with pytest.raises(ValueError, match=r"layout must be one of \('packed', 'grid'\)"):
+        skim_forward(model, strategy, make_batch(), prune=True, layout="padded")
+    assert LAYOUTS == ("packed", "grid")
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -5,14 +5,15 @@ yours:    python -m pytest tests/test_strategies.py --strategy my_method.py:MySt
 Each check is a plain function of a `make(model) -> strategy` factory, so the suite can test
 itself: known-wrong strategies at the end of this file must each fail the check they break.
 
-The checks: masked (training form) equals pruned (inference form), also where nobody leaves and
-where all but [CLS] leave; [CLS] stays, pads are never kept and a skimmed token never returns;
-batch and alone give the same decisions; tokens_per_layer counts what the layers saw; the FLOPs
-charged equal torch's FlopCounterMode at two lengths; a checkpoint round trip keeps the
-decisions; in training, gradients reach every trainable parameter of the strategy; under autocast
-(bf16, fp16) it trains and prunes; its loss sets no attribute for decide to read (what decide
-needs arrives on its context: ctx.stage, ctx.hints). Each check takes a device ("cpu" by
-default); the suite runs them on a CUDA GPU too when there is one (`-m cuda` selects those alone).
+The checks: masked (training form) equals pruned (inference form, packed and on the padded grid),
+also where nobody leaves and where all but [CLS] leave; [CLS] stays, pads are never kept and a
+skimmed token never returns; batch and alone give the same decisions; tokens_per_layer counts what
+the layers saw; the FLOPs charged equal torch's FlopCounterMode at two lengths; a checkpoint round
+trip keeps the decisions; in training, gradients reach every trainable parameter of the strategy;
+under autocast (bf16, fp16) it trains and prunes; its loss sets no attribute for decide to read
+(what decide needs arrives on its context: ctx.stage, ctx.hints). Each check takes a device ("cpu"
+by default); the suite runs them on a CUDA GPU too when there is one (`-m cuda` selects those
+alone).
 """
 
 import dataclasses
@@ -25,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import flops
 import runs
-from skim import SkimStrategy, Stage, StepContext, skim_forward
+from skim import LAYOUTS, SkimStrategy, Stage, StepContext, skim_forward
 from train import task_loss
 from transformer import CONFIGS, BertForTask
 
@@ -160,13 +161,18 @@ def check_masked_equals_pruned(make, force=None, device="cpu"):
         forced(strategy, strategy.layers[0] if force == "none" else strategy.layers[-1], force)
     batch = to(make_batch(), device)
     masked = skim_forward(model, strategy, batch, prune=False)
-    pruned = skim_forward(model, strategy, batch, prune=True)
-    assert torch.equal(masked.exit_layer, pruned.exit_layer), "masked and pruned decide differently"
-    assert torch.equal(masked.tokens_per_layer, pruned.tokens_per_layer)
-    valid = batch["attention_mask"].bool()
-    err = (masked.hidden[valid] - pruned.hidden[valid]).abs().max().item()
-    assert err <= ATOL[device], f"masked and pruned hidden states differ by {err:.2e}"
-    torch.testing.assert_close(masked.logits, pruned.logits, atol=ATOL[device], rtol=0)
+    for layout in LAYOUTS:  # pruning packs the tokens, or keeps them on a padded grid
+        pruned = skim_forward(model, strategy, batch, prune=True, layout=layout)
+        assert torch.equal(masked.exit_layer, pruned.exit_layer), (
+            f"masked and pruned ({layout}) decide differently"
+        )
+        assert torch.equal(masked.tokens_per_layer, pruned.tokens_per_layer), layout
+        valid = batch["attention_mask"].bool()
+        err = (masked.hidden[valid] - pruned.hidden[valid]).abs().max().item()
+        assert err <= ATOL[device], (
+            f"masked and pruned ({layout}) hidden states differ by {err:.2e}"
+        )
+        torch.testing.assert_close(masked.logits, pruned.logits, atol=ATOL[device], rtol=0)
     if force == "all" and strategy.layers:
         assert (pruned.tokens_per_layer[:, -1] == 1).all(), "all but [CLS] should have left"
 
@@ -199,18 +205,20 @@ def check_batch_equals_alone(make, device="cpu"):
     model = tiny_model().to(device)
     strategy = make(model).to(device)
     batch = to(make_batch(), device)
-    together = skim_forward(model, strategy, batch, prune=True)
-    for b, n in enumerate(LENGTHS):
-        alone = skim_forward(
-            model,
-            strategy,
-            {k: v[b : b + 1, :n] if v.ndim == 2 else v[b : b + 1] for k, v in batch.items()},
-            prune=True,
-        )
-        assert torch.equal(alone.exit_layer[0], together.exit_layer[b, :n]), f"sequence {b} alone"
-        torch.testing.assert_close(
-            alone.hidden[0], together.hidden[b, :n], atol=ATOL[device], rtol=0
-        )
+    for layout in LAYOUTS:
+        together = skim_forward(model, strategy, batch, prune=True, layout=layout)
+        for b, n in enumerate(LENGTHS):
+            alone = skim_forward(
+                model,
+                strategy,
+                {k: v[b : b + 1, :n] if v.ndim == 2 else v[b : b + 1] for k, v in batch.items()},
+                prune=True,
+            )
+            same = torch.equal(alone.exit_layer[0], together.exit_layer[b, :n])
+            assert same, f"sequence {b} alone decides otherwise than in a batch ({layout})"
+            torch.testing.assert_close(
+                alone.hidden[0], together.hidden[b, :n], atol=ATOL[device], rtol=0
+            )
 
 
 def check_tokens_per_layer(make, device="cpu"):
@@ -338,10 +346,12 @@ def check_mixed_precision(make, device="cpu", dtype=torch.bfloat16):
             ok = p.grad is None or torch.isfinite(p.grad).all()
             assert ok, f"stage {stage.name}: the gradient of {name} is not finite under autocast"
     model.eval(), strategy.eval()
-    with torch.no_grad(), torch.autocast(device, dtype=dtype):
-        out = skim_forward(model, strategy, batch, prune=True)
-    assert torch.isfinite(out.logits.float()).all(), "pruned logits are not finite under autocast"
-    assert (out.exit_layer[:, 0] == CFG.num_hidden_layers).all(), "[CLS] must stay to the end"
+    for layout in LAYOUTS:
+        with torch.no_grad(), torch.autocast(device, dtype=dtype):
+            out = skim_forward(model, strategy, batch, prune=True, layout=layout)
+        finite = torch.isfinite(out.logits.float()).all()
+        assert finite, f"pruned logits ({layout}) are not finite under autocast"
+        assert (out.exit_layer[:, 0] == CFG.num_hidden_layers).all(), "[CLS] must stay to the end"
     assert (out.exit_layer[batch["attention_mask"] == 0] == -1).all()
 
 
