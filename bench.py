@@ -9,26 +9,27 @@
 encoder padded (BertForTask), packed (skim_forward without a strategy: no pad is computed), on
 skim_forward's padded grid and in transformers, then Transkimmer and TR-BERT with real pruning.
 Their decisions follow a fixed pattern (`FixedTranskimmer`, `FixedTRBert`: the real predictor or
-policy runs and is paid for, then each sequence keeps a fixed share of its tokens; `--transkimmer-
-keep`, `--trbert-keep` set the shares, gradual and early patterns by default), so the pattern is
-aggressive and repeatable; `--checkpoint RUN` adds the trained decisions of a train.py run (a run
-of your own method also needs `--method file.py:Class`: a run folder never chooses the code that
-runs). Each row sets its wall-clock speedup beside its FLOPs speedup (flops.py, predictor or policy
-included), both against the packed baseline: FLOPs "no padding" counts real tokens, which is what
-the packed baseline computes. `--layouts packed,grid` times each method in both of pruning's
-layouts (see skim.inference_layout; the default, auto, is the rule's choice, as evaluation runs),
-and each table's title says which layout the rule picks; `--random-model bert-base-uncased` times a
-random model of that shape, `--dtype bf16` in that precision.
+policy runs and is paid for, then each sequence keeps a fixed share of its tokens;
+`--transkimmer-keep`, `--trbert-keep` set the shares, gradual and early patterns by default), so
+the pattern is aggressive and repeatable; `--checkpoint RUN` adds the trained decisions of a
+train.py run (a run of your own method also needs `--method file.py:Class`: a run folder never
+chooses the code that runs). Each row sets its wall-clock speedup beside its FLOPs speedup
+(flops.py, predictor or policy included), both against the packed baseline: FLOPs "no padding"
+counts real tokens, which is what the packed baseline computes. `--layouts packed,grid` times each
+method in both of pruning's layouts (see skim.inference_layout; the default, auto, is the rule's
+choice, as evaluation runs), and each table's title says which layout the rule picks;
+`--random-model bert-base-uncased` times a random model of that shape, `--dtype bf16` in that
+precision.
 Under each table a second one splits every setting's time into its layers, its deciding (predictor
 or policy) and the rest, and sets the layers' own speedup beside their FLOPs. A last table times
 one layer at batch 1 against its token count: why batch 1 gains less than its FLOPs.
 
-How: one process, fp32, eval mode, no_grad, `--threads` (default 2). Each round runs every input
-through every setting in turn (the order rotating), and tables show the median over rounds, so a
-busy spell on a shared machine slows every setting alike: trust the ratios, not the tokens/s.
-`--device cuda`: models and inputs on the GPU (inputs copied there before timing), every timed
-call followed by torch.cuda.synchronize() (a CUDA call returns before the GPU is done), --threads
-ignored. `--json PATH` also writes every table as JSON. Tests: tests/test_bench.py.
+How: one process, fp32 (or --dtype), eval mode, no_grad, `--threads` (default 2). Each round runs
+every input through every setting in turn (the order rotating), and tables show the median over
+rounds, so a busy spell on a shared machine slows every setting alike: trust the ratios, not the
+tokens/s. `--device cuda`: models and inputs on the GPU (inputs copied there before timing), every
+timed call followed by torch.cuda.synchronize() (a CUDA call returns before the GPU is done),
+--threads ignored. `--json PATH` also writes every table as JSON. Tests: tests/test_bench.py.
 """
 
 from __future__ import annotations
