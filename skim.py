@@ -287,10 +287,10 @@ def on_present_tokens(score, h: torch.Tensor, alive: torch.Tensor, fill: float) 
     """score(h) for a scorer that looks at each token on its own ((..., C) -> (...)), computed on
     the present tokens only, `fill` elsewhere. At inference with more than one sequence the grid a
     strategy gets is padded to the longest sequence still running, and on long texts pads can be
-    half of it (on a GPU the whole grid is scored: see `scores_whole_grid`). h: (B, T, C); alive:
-    (B, T), 1 = present. Returns (B, T) in h's dtype: under
-    autocast (bf16 / fp16) a scorer's linear layers answer in the lower precision, and writing
-    those scores into the float32 grid below needs them cast (index_put refuses mixed dtypes)."""
+    half of it (on a GPU the whole grid is scored: see `scores_whole_grid`). h: (B, T, C);
+    alive: (B, T), 1 = present. Returns (B, T) in h's dtype: under autocast (bf16 / fp16) a
+    scorer's linear layers answer in the lower precision, and writing those scores into the
+    float32 grid below needs them cast (index_put refuses mixed dtypes)."""
     present = alive.bool()
     if scores_whole_grid(h.device):  # the pads' scores are thrown away, and nothing waits
         return score(h).to(h.dtype).masked_fill(~present, fill)
@@ -363,8 +363,9 @@ def inference_layout(device: torch.device, lengths: list[int], t_max: int | None
     sequence's survivors moved left when tokens leave, as the baseline runs).
 
     On a CPU always packed: the arithmetic is the time, and a pad costs as much as a token.
-    (`python bench.py skim` times both layouts; packed was never slower in its tables.) On a GPU
-    the grid below GRID_CELLS cells or above GRID_FILL real, else packed.
+    (`python bench.py skim --layouts packed,grid` times both: packing ran 1.4–2.3× faster at batch
+    32 and tied at batch 1, docs/speed.md.) On a GPU the grid up to GRID_CELLS cells or from
+    GRID_FILL real, else packed.
     lengths: each sequence's real tokens; t_max: the grid's width (default: the longest)."""
     if device.type == "cpu":
         return "packed"
