@@ -71,7 +71,19 @@ def record(name: str, r: dict) -> dict:
         "speedup": round(r["flops"]["none"]["speedup"], 4),
         "speedup_sequence": round(r["flops"]["sequence"]["speedup"], 4),
         "kept_per_layer": [round(k, 4) for k in r["kept_per_layer"]],
+        # on a task whose deciding words are known (synthetic-*): the share of them per layer
+        "keywords_kept_per_layer": [round(k, 4) for k in r["keywords_kept_per_layer"]]
+        if r.get("keywords_kept_per_layer")
+        else None,
     }
+
+
+def words_at_cut(d: dict) -> float | None:
+    """The share of a run's deciding words still there at its cut: the first layer that keeps at
+    most half of the tokens. None where the task marks no words or nothing is cut that deep."""
+    words = d.get("keywords_kept_per_layer")
+    cut = next((i for i, k in enumerate(d["kept_per_layer"]) if k <= 0.5), None)
+    return words[cut] if words and cut is not None and cut < len(words) else None
 
 
 def parse_records(data: bytes, path: Path) -> list[dict]:
@@ -96,12 +108,17 @@ def parse_records(data: bytes, path: Path) -> list[dict]:
         and all(number(d.get(k)) for k in ("accuracy", "speedup", "speedup_sequence"))
         and number(d.get("knob"), none=True) and text(d.get("control_of"), none=True)
         and (d.get("seed") is None or number(d["seed"]))
+        and isinstance(d.get("kept_per_layer"), list) and all(map(number, d["kept_per_layer"]))
+        and (d.get("keywords_kept_per_layer") is None
+             or isinstance(d["keywords_kept_per_layer"], list)
+             and all(map(number, d["keywords_kept_per_layer"])))
         for d in records
     )  # fmt: skip
     if not ok:
         raise SystemExit(
-            f"error: {path}: a record lacks run, task or family (text), accuracy or a speedup "
-            "(finite numbers), or has a knob, seed or control_of of the wrong type"
+            f"error: {path}: a record lacks run, task or family (text), accuracy, a speedup or "
+            "kept_per_layer (finite numbers), or has a knob, seed, control_of or "
+            "keywords_kept_per_layer of the wrong type"
         )
     return records
 
@@ -112,6 +129,11 @@ def parse_records(data: bytes, path: Path) -> list[dict]:
 
 def _ms(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def _mean_of(xs) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.mean(xs) if xs else None
 
 
 def points(records: list[dict]) -> dict[str, list[dict]]:
@@ -144,6 +166,8 @@ def points(records: list[dict]) -> dict[str, list[dict]]:
             "control_speedup": {k: statistics.mean(c[k] for c in ctrl) for k in SPEEDUPS}
             if ctrl else None,
             "control_seeds": len(ctrl or []),
+            "words": _mean_of(words_at_cut(d) for d in ds),
+            "control_words": _mean_of(words_at_cut(c) for c in ctrl or []),
         })  # fmt: skip
     return out
 
@@ -164,6 +188,10 @@ def _knob(v) -> str:
 
 def _signed(x: float) -> str:
     return f"{x:+.2f}".replace("-", "−")  # the minus sign of the rest of the docs
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
 
 
 def _acc(mean: float, sd: float, seeds: int) -> str:
@@ -225,8 +253,11 @@ def markdown(pts_by_task: dict[str, list[dict]], every_point: bool = True) -> st
         if not every_point:
             lines.append("")
             continue
+        words = any(p["words"] is not None for p in pts)  # a task that marks its deciding words
         lines += ["", "| method | budget | seeds | dev | speedup, no padding | sequence padding "
-                  "| control | margin |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| control | margin |" + (" deciding words at the cut, control's |" if words
+                  else ""), "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if words
+                  else "")]  # fmt: skip
         for p in pts:
             if p["family"] == "baseline":
                 continue
@@ -239,6 +270,7 @@ def markdown(pts_by_task: dict[str, list[dict]], every_point: bool = True) -> st
                 + (f"{_acc(c[0], c[1], p['control_seeds'])} at "
                    f"{p['control_speedup']['speedup']:.2f}× | {_signed(p['accuracy'] - c[0])} |"
                    if c else "— | — |")
+                + (f" {_share(p['words'])}, {_share(p['control_words'])} |" if words else "")
             )  # fmt: skip
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -84,6 +84,9 @@ def _problem(r) -> str | None:
     kept = r.get("kept_per_layer")
     if not isinstance(kept, list) or not all(map(number, kept)):
         return "kept_per_layer is not a list of numbers"
+    words = r.get("keywords_kept_per_layer")
+    if words is not None and (not isinstance(words, list) or not all(map(number, words))):
+        return "keywords_kept_per_layer is not a list of numbers"
     if not number(r.get("wall_time_s")) or not isinstance(r.get("method"), str):
         return "wall_time_s (a number) or method (text) is missing"
     if not isinstance(r.get("task", ""), str):

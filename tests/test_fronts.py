@@ -126,6 +126,38 @@ def test_points_group_seeds_and_match_each_control_to_its_learned_run(tmp_path):
     assert svg.count("<circle") >= 4
 
 
+def test_where_a_task_marks_its_deciding_words_the_table_gives_their_share_at_the_cut(tmp_path):
+    """synthetic tasks mark the words that decide the label: at the first layer that keeps at most
+    half of the tokens, how many of them a learned run kept, against its control."""
+    learned = results("ltp", 0.95, 2.0, knob=0.5)
+    learned["kept_per_layer"] = [1.0, 0.6, 0.1, 0.1]  # the cut: layer 2
+    learned["keywords_kept_per_layer"] = [1.0, 1.0, 0.9, 0.5]
+    control = results("random", 0.6, 2.0, source="runs/ltp")
+    control["kept_per_layer"] = [1.0, 0.6, 0.1, 0.1]
+    control["keywords_kept_per_layer"] = [1.0, 0.6, 0.1, 0.05]
+    base = results("baseline", 1.0, 1.0)
+    base["keywords_kept_per_layer"] = [1.0, 1.0]
+    for name, r in [("ltp", learned), ("random", control), ("base", base)]:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(r))
+    out = summarize(tmp_path, "--pareto", "runs/ltp", "runs/random", "runs/base")
+    assert out.returncode == 0, out.stderr
+    assert "| margin | deciding words at the cut, control's |" in out.stdout
+    assert "| 60.00 at 2.00× | +35.00 | 0.90, 0.10 |" in out.stdout
+    # read back from the records file alone, the same table
+    again = summarize(tmp_path, "--pareto", str(fronts.RECORDS))
+    assert "| +35.00 | 0.90, 0.10 |" in again.stdout
+    # SST-2 marks no words: no such column
+    for r in (learned, control, base):
+        r.pop("keywords_kept_per_layer")
+        r["task"] = "sst2"
+    for name, r in [("ltp", learned), ("random", control), ("base", base)]:
+        (tmp_path / "runs" / name / "results.json").write_text(json.dumps(r))
+    (tmp_path / fronts.RECORDS).unlink()
+    out = summarize(tmp_path, "--pareto", "runs/ltp", "runs/random", "runs/base")
+    assert "deciding words" not in out.stdout and "| +35.00 |\n" in out.stdout
+
+
 def test_check_compares_the_page_and_the_figure_with_the_records(tmp_path):
     names = write_runs(tmp_path)
     table = summarize(tmp_path, "--pareto", *names).stdout
@@ -191,7 +223,7 @@ def test_transkimmers_target_is_read_off_the_front():
 
 
 GOOD = {"run": "r", "task": "t", "family": "ltp", "accuracy": 90, "speedup": 2,
-        "speedup_sequence": 3}  # fmt: skip
+        "speedup_sequence": 3, "kept_per_layer": [1.0, 0.4]}  # fmt: skip
 
 
 @pytest.mark.parametrize("bad", ['{"run": 1}', "[{}]", "not json", "[" * 100000,
@@ -200,6 +232,9 @@ GOOD = {"run": "r", "task": "t", "family": "ltp", "accuracy": 90, "speedup": 2,
                                  json.dumps([{**GOOD, "knob": [1]}]),
                                  json.dumps([{**GOOD, "control_of": ["x"]}]),
                                  json.dumps([{**GOOD, "seed": "1"}]),
+                                 json.dumps([{**GOOD, "kept_per_layer": None}]),
+                                 json.dumps([{**GOOD, "keywords_kept_per_layer": ["1"]}]),
+                                 json.dumps([{**GOOD, "keywords_kept_per_layer": 1.0}]),
                                  "[" + json.dumps(GOOD).replace("90", "NaN") + "]"])  # fmt: skip
 def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
     path = tmp_path / "records.json"
