@@ -350,10 +350,8 @@ def bench_skim(args) -> None:
                 "baseline, padded": lambda b: model(
                     b["input_ids"], b["attention_mask"], b["token_type_ids"]
                 ),
-                "baseline, packed": lambda b: skim_forward(
-                    model, None, b, prune=True, layout="packed"
-                ),
-                "baseline, grid": lambda b: skim_forward(model, None, b, prune=True, layout="grid"),
+                "baseline, packed": lambda b: skim_forward(model, None, b, prune="packed"),
+                "baseline, grid": lambda b: skim_forward(model, None, b, prune="grid"),
                 "transformers, padded": lambda b: theirs(
                     input_ids=b["input_ids"],
                     attention_mask=b["attention_mask"],
@@ -362,7 +360,7 @@ def bench_skim(args) -> None:
             }
             for name, (m, s, layout) in methods.items():
                 settings[name] = lambda b, m=m, s=s, layout=layout: skim_forward(
-                    m, s, b, prune=True, layout=None if layout == "auto" else layout
+                    m, s, b, prune=True if layout == "auto" else layout
                 )
             for module in cast:  # checked in float32, the reference's precision, then timed
                 module.float()
@@ -411,8 +409,8 @@ def check_same_numbers(model, theirs, batch, atol: float = 1e-4) -> None:
     """The four baselines compute the same hidden states at real tokens, so their times compare."""
     valid = batch["attention_mask"].bool()
     padded = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    packed = skim_forward(model, None, batch, prune=True, layout="packed").hidden
-    grid = skim_forward(model, None, batch, prune=True, layout="grid").hidden
+    packed = skim_forward(model, None, batch, prune="packed").hidden
+    grid = skim_forward(model, None, batch, prune="grid").hidden
     ref = theirs(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -517,11 +515,8 @@ def time_split(title, B, batches, secs, model, methods, cfg, sync=no_sync, meta=
         try:
             sync()
             began = time.perf_counter()
-            layout = None if layout == "auto" else layout
-            tokens = [
-                skim_forward(m, strategy, b, prune=True, layout=layout).tokens_per_layer
-                for b in batches
-            ]
+            layout = True if layout == "auto" else layout  # True: the rule's layout
+            tokens = [skim_forward(m, strategy, b, prune=layout).tokens_per_layer for b in batches]
             sync()
             total = time.perf_counter() - began
         finally:

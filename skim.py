@@ -305,22 +305,21 @@ def skim_forward(
     model: BertForTask,
     strategy: SkimStrategy | None,
     batch: dict,
-    prune: bool | None = None,
+    prune: bool | str | None = None,
     *,
     stage: Stage | None = None,
     hints: dict | None = None,
-    layout: str | None = None,
 ) -> SkimOutput:
     """Run `model` with `strategy` deciding which tokens each layer sees.
 
     batch: input_ids, attention_mask (1 = real token), token_type_ids, each (B, T) long.
-    prune: really remove tokens (Eq. 1) or mask them (Eq. 4); defaults to `not model.training`.
+    prune: True: really remove tokens (Eq. 1), in the layout `inference_layout` picks, or in the
+    one named ("packed", "grid": the same numbers); False: mask them (Eq. 4), as training does.
+    Defaults to `not model.training`.
     With strategy None (or one with no layers) every token is kept: the plain encoder.
     stage, hints: what a method's `loss` hands its `decide` for this forward, which decide reads
     as ctx.stage and ctx.hints (the training Stage; a dict of anything, e.g. tensors (B, T));
-    evaluation gives neither. What decide left in ctx.extras comes back as SkimOutput.extras.
-    layout: how pruning lays the tokens out, "packed" or "grid" (see `inference_layout`, which
-    chooses when layout is None); both compute the same numbers. Training always masks."""
+    evaluation gives neither. What decide left in ctx.extras comes back as SkimOutput.extras."""
     mask = batch["attention_mask"]
     lengths = mask.sum(1).tolist()  # (B,) on the host: the one synchronisation before the loop
     empty = [b for b, n in enumerate(lengths) if n == 0]
@@ -329,13 +328,13 @@ def skim_forward(
             f"batch rows {empty} have no tokens (attention_mask all 0): every sequence needs at "
             "least its [CLS] token; drop empty rows before calling skim_forward"
         )
-    if layout not in (None, *LAYOUTS):
-        raise ValueError(f"layout must be one of {LAYOUTS} or None (chosen), got {layout!r}")
     prune = (not model.training) if prune is None else prune
-    ctx = SkimContext(batch, prune, stage=stage, hints=hints)
+    if prune not in (True, False, *LAYOUTS):
+        raise ValueError(f"prune must be True, False or a layout, one of {LAYOUTS}; got {prune!r}")
+    ctx = SkimContext(batch, bool(prune), stage=stage, hints=hints)
     if not prune:
         return _masked(model, strategy, batch, ctx)
-    layout = layout or inference_layout(mask.device, lengths, mask.shape[1])
+    layout = prune if prune in LAYOUTS else inference_layout(mask.device, lengths, mask.shape[1])
     # the grid keeps each sequence where it is until tokens leave: [CLS] must be in column 0
     if layout == "grid" and torch.equal(mask[:, 0], torch.ones_like(mask[:, 0])):
         return _pruned_grid(model, strategy, batch, ctx, full=min(lengths) == mask.shape[1])
@@ -492,7 +491,7 @@ def _pruned_grid(model: BertForTask, strategy, batch, ctx: SkimContext, full: bo
     full: the batch has no pads (the caller knows its lengths), so no key mask is needed."""
     bert = model.bert
     x = bert.embed(batch["input_ids"], batch.get("token_type_ids"))  # (B, T, C)
-    B, T, C = x.shape
+    B, T, _ = x.shape
     L = len(bert.layers)
     alive = batch["attention_mask"].bool()  # (B, T_i): True at the tokens still running
     lengths = alive.sum(1)  # (B,)
@@ -500,13 +499,6 @@ def _pruned_grid(model: BertForTask, strategy, batch, ctx: SkimContext, full: bo
     out = torch.zeros_like(x)  # (B, T, C): the final states, at their original positions
     exit_layer = torch.where(alive, L, -1)  # (B, T)
     tokens = lengths.new_zeros(B, L)
-
-    def to_output(leaving: torch.Tensor, layer: int) -> None:
-        """Write the states of the cells in `leaving` (B, T_i) to their original positions. Every
-        position is written once (out starts at 0, the rest adds 0), so the sum is exact."""
-        idx = pos[..., None].expand(-1, -1, C)
-        out.scatter_add_(1, idx, torch.where(leaving[..., None], x, 0.0))
-        exit_layer.scatter_reduce_(1, pos, torch.where(leaving, layer, L), "amin")
 
     for i, layer in enumerate(bert.layers):
         if strategy is not None and i in strategy.layers:
@@ -520,16 +512,9 @@ def _pruned_grid(model: BertForTask, strategy, batch, ctx: SkimContext, full: bo
             stats = torch.stack([kept.max(), kept.min(), (kept != lengths).any()])
             t_new, t_min, moved = stats.tolist()
             if moved:  # Eq. (3): the leaving tokens' states entering layer i go to the output
-                to_output(alive & ~keep, i)
-                # survivors first, in their order (a stable sort of 0 = kept, 1 = gone)
-                order = (~keep).to(torch.uint8).sort(dim=1, stable=True).indices[:, :t_new]
-                x = x.gather(1, order[..., None].expand(-1, -1, C))
-                pos, alive, lengths, full = (
-                    pos.gather(1, order),
-                    keep.gather(1, order),
-                    kept,
-                    t_min == t_new,
-                )
+                _to_output(out, exit_layer, x, pos, alive & ~keep, i)
+                x, pos, alive = _survivors_left(keep, t_new, x, pos, keep)
+                lengths, full = kept, t_min == t_new
         tokens[:, i] = lengths
         key_mask = None if full else alive  # no pads: the unmasked kernel
         if _wants_attention(strategy, i):
@@ -538,8 +523,25 @@ def _pruned_grid(model: BertForTask, strategy, batch, ctx: SkimContext, full: bo
                 ctx.attention = ctx.attention.masked_fill(~alive[:, None, :, None], 0.0)
         else:
             x = layer(x, key_mask=key_mask)  # Eq. (1): every row sees only its survivors
-    to_output(alive, L)  # exit_layer stays L for these: amin(L, L)
+    _to_output(out, exit_layer, x, pos, alive, L)  # their exit layer stays L
     return SkimOutput(out, model.logits(out), tokens, exit_layer, [], ctx.extras)
+
+
+def _to_output(out, exit_layer, x, pos, leaving: torch.Tensor, layer: int) -> None:
+    """Write the grid's cells in `leaving` (B, T_i) to their original positions `pos` (B, T_i):
+    their states x (B, T_i, C) into out (B, T, C), `layer` into exit_layer (B, T). Every position
+    is written once (out starts at 0, every other cell adds 0), so the sum is exact."""
+    out.scatter_add_(1, pos[..., None].expand_as(x), torch.where(leaving[..., None], x, 0.0))
+    stay = torch.iinfo(exit_layer.dtype).max  # min(e, stay) = e: the other cells change nothing
+    exit_layer.scatter_reduce_(1, pos, torch.where(leaving, layer, stay), "amin")
+
+
+def _survivors_left(keep: torch.Tensor, width: int, *grids: torch.Tensor) -> list[torch.Tensor]:
+    """Each grid (B, T_i) or (B, T_i, C) with every row's kept cells moved left, in their order,
+    cut to `width` columns: a stable sort of 0 = kept, 1 = gone gives the order."""
+    order = (~keep).to(torch.uint8).sort(dim=1, stable=True).indices[:, :width]  # (B, width)
+    return [g.gather(1, order if g.ndim == 2 else order[..., None].expand(-1, -1, g.shape[-1]))
+            for g in grids]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------

@@ -127,14 +127,14 @@ def test_the_layout_rule_packs_on_a_cpu_and_keeps_small_or_full_batches_on_a_gpu
 def test_the_grid_layout_computes_what_packing_computes(kind, device):
     model, strategy = skimming_model(kind, device)
     batch = to(make_batch(pair=True), device)
-    packed = skim_forward(model, strategy, batch, prune=True, layout="packed")
-    grid = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    packed = skim_forward(model, strategy, batch, prune="packed")
+    grid = skim_forward(model, strategy, batch, prune="grid")
     assert (packed.tokens_per_layer[:, -1] < batch["attention_mask"].sum(1)).all()
     assert torch.equal(packed.exit_layer, grid.exit_layer)
     assert torch.equal(packed.tokens_per_layer, grid.tokens_per_layer)
     torch.testing.assert_close(grid.hidden, packed.hidden, atol=ATOL[device], rtol=0)  # pads: 0
     torch.testing.assert_close(grid.logits, packed.logits, atol=ATOL[device], rtol=0)
-    plain = skim_forward(model, None, batch, prune=True, layout="grid")  # the padded baseline
+    plain = skim_forward(model, None, batch, prune="grid")  # the padded baseline
     valid = batch["attention_mask"].bool()
     torch.testing.assert_close(plain.hidden[valid], model.bert(**batch)[valid], atol=1e-5, rtol=0)
 
@@ -144,9 +144,9 @@ def test_the_grid_scores_every_cell_on_a_gpu_and_decides_the_same(monkeypatch):
     taking that path on a CPU checks that the pads' scores never decide anything."""
     model, strategy = skimming_model()
     batch = make_batch()
-    before = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    before = skim_forward(model, strategy, batch, prune="grid")
     monkeypatch.setattr(skim, "scores_whole_grid", lambda device: True)
-    after = skim_forward(model, strategy, batch, prune=True, layout="grid")
+    after = skim_forward(model, strategy, batch, prune="grid")
     assert torch.equal(before.exit_layer, after.exit_layer)
     torch.testing.assert_close(before.logits, after.logits, atol=0, rtol=0)
 
@@ -157,9 +157,9 @@ def test_a_batch_whose_cls_is_not_in_column_0_is_packed_whatever_the_layout_aske
     T, n = batch["input_ids"].shape[1], batch["attention_mask"].sum(1).tolist()
     # pads first (left padding): each row's tokens moved right, in their order
     left = {k: torch.stack([r.roll(T - m) for r, m in zip(v, n)]) for k, v in batch.items()}
-    packed = skim_forward(model, strategy, left, prune=True, layout="packed")
+    packed = skim_forward(model, strategy, left, prune="packed")
     monkeypatch.setattr(skim, "_pruned_grid", lambda *a, **k: pytest.fail("the grid was used"))
-    asked = skim_forward(model, strategy, left, prune=True, layout="grid")
+    asked = skim_forward(model, strategy, left, prune="grid")
     assert torch.equal(asked.exit_layer, packed.exit_layer)
     assert (asked.exit_layer[0] < TINY.num_hidden_layers).any()  # some tokens were skimmed
     torch.testing.assert_close(asked.logits, packed.logits, atol=0, rtol=0)
@@ -167,8 +167,10 @@ def test_a_batch_whose_cls_is_not_in_column_0_is_packed_whatever_the_layout_aske
 
 def test_an_unknown_layout_is_a_clear_error():
     model, strategy = skimming_model()
-    with pytest.raises(ValueError, match=r"layout must be one of \('packed', 'grid'\)"):
-        skim_forward(model, strategy, make_batch(), prune=True, layout="padded")
+    with pytest.raises(
+        ValueError, match=r"prune must be True, False or a layout, one of \('packed', 'grid'\)"
+    ):
+        skim_forward(model, strategy, make_batch(), prune="padded")
     assert LAYOUTS == ("packed", "grid")
 
 

@@ -162,7 +162,7 @@ def check_masked_equals_pruned(make, force=None, device="cpu"):
     batch = to(make_batch(), device)
     masked = skim_forward(model, strategy, batch, prune=False)
     for layout in LAYOUTS:  # pruning packs the tokens, or keeps them on a padded grid
-        pruned = skim_forward(model, strategy, batch, prune=True, layout=layout)
+        pruned = skim_forward(model, strategy, batch, prune=layout)
         assert torch.equal(masked.exit_layer, pruned.exit_layer), (
             f"masked and pruned ({layout}) decide differently"
         )
@@ -206,7 +206,7 @@ def check_batch_equals_alone(make, device="cpu"):
     strategy = make(model).to(device)
     batch = to(make_batch(), device)
     for layout in LAYOUTS:
-        together = skim_forward(model, strategy, batch, prune=True, layout=layout)
+        together = skim_forward(model, strategy, batch, prune=layout)
         for b, n in enumerate(LENGTHS):
             alone = skim_forward(
                 model,
@@ -348,7 +348,7 @@ def check_mixed_precision(make, device="cpu", dtype=torch.bfloat16):
     model.eval(), strategy.eval()
     for layout in LAYOUTS:
         with torch.no_grad(), torch.autocast(device, dtype=dtype):
-            out = skim_forward(model, strategy, batch, prune=True, layout=layout)
+            out = skim_forward(model, strategy, batch, prune=layout)
         finite = torch.isfinite(out.logits.float()).all()
         assert finite, f"pruned logits ({layout}) are not finite under autocast"
         assert (out.exit_layer[:, 0] == CFG.num_hidden_layers).all(), "[CLS] must stay to the end"
