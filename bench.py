@@ -198,7 +198,8 @@ def keep_top(score: torch.Tensor, alive: torch.Tensor, fraction: float) -> torch
     (absent tokens rank last, and k ≤ n)."""
     if fraction >= 1:
         return alive.bool()
-    k = torch.ceil(alive.sum(1, keepdim=True) * fraction).long()  # (B, 1)
+    # counted in float32: in bf16 a count above 256 rounds (alive is in the states' dtype)
+    k = torch.ceil(alive.float().sum(1, keepdim=True) * fraction).long()  # (B, 1)
     score = score.masked_fill(alive == 0, float("-inf"))
     score[:, 0] = float("inf")
     top = score.topk(int(k.max()), 1).indices  # (B, k_max): each sequence's best first

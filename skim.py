@@ -764,7 +764,8 @@ class ClsAttentionSkim(SkimStrategy):
         scores = (q @ k.transpose(-2, -1)).squeeze(2) / attn.hs**0.5  # (B, nh, T)
         received = scores.masked_fill(alive[:, None] == 0, float("-inf")).softmax(-1).mean(1)
         received[:, 0] = float("inf")  # [CLS] is kept anyway: let it count towards the share
-        return keep_top(received, alive, torch.ceil(self.keep * alive.sum(1)), self.training)
+        k = torch.ceil(self.keep * alive.float().sum(1))  # counted in float32 (bf16 rounds > 256)
+        return keep_top(received, alive, k, self.training)
 
     def overhead_flops(self, config, n):
         # per token: its key projection (2d²) and its score against [CLS]'s query (2d), and once
