@@ -731,6 +731,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--device {args.device}: expected cpu, cuda or cuda:N")
     if args.device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}, but torch sees no CUDA GPU; use --device cpu")
+    if args.random_model and args.checkpoint:
+        parser.error("--checkpoint times a trained run with its own weights; leave out "
+                     "--random-model, or time the random model without --checkpoint")  # fmt: skip
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
     if args.device.type == "cpu":  # on a GPU the CPU only launches work: torch's default
         torch.set_num_threads(args.threads)

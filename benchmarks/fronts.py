@@ -60,6 +60,11 @@ def record(name: str, r: dict) -> dict:
         raise SystemExit(f"error: {name}: its name or keep_shares_from is not printable text")
     knob = options.get("length_penalty" if method == "trbert" else "skim_weight")
     family = method + ("-ft" if method == "transkimmer" and train.get("finetuned") else "")
+    numbers = [r["metrics"]["main"], r["flops"]["none"]["speedup"],
+               r["flops"]["sequence"]["speedup"], *r["kept_per_layer"],
+               *(r.get("keywords_kept_per_layer") or [])]  # fmt: skip
+    if not all(math.isfinite(v) for v in numbers):  # a record the next read would refuse
+        raise SystemExit(f"error: {name}: its results.json holds a number that is NaN or infinite")
     return {
         "run": name,
         "task": r.get("task", ""),

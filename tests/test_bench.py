@@ -68,6 +68,12 @@ def test_keep_pattern_reads_one_share_or_one_per_layer_and_names_a_bad_one():
         (["--batch-sizes", "0"], "0 is not positive"),
         (["--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
         (["--models", "gpt2"], "'gpt2' is not one of MiniLM-L6, bert-base"),
+        (["--layouts", "auto,padded"], "'padded' is not one of auto, grid, packed"),
+        (["--dtype", "int8"], "invalid choice: 'int8'"),
+        (
+            ["--random-model", "bert-base-uncased", "--checkpoint", "runs/x"],
+            "leave out --random-model",
+        ),
     ],
 )
 def test_bad_bench_flags_stop_before_any_work_with_a_clear_message(args, message, capsys):

@@ -256,6 +256,26 @@ def test_a_run_whose_name_or_source_is_not_printable_is_refused(tmp_path):
         assert not (tmp_path / fronts.RECORDS).exists()
 
 
+@pytest.mark.parametrize("field", ["main", "speedup", "kept", "keywords"])
+def test_a_run_with_a_number_that_is_not_finite_is_refused_before_any_record(tmp_path, field):
+    r = results("ltp", 0.9, 2.0, knob=0.5)
+    r["keywords_kept_per_layer"] = [1.0, 0.5]
+    nan = float("nan")
+    if field == "main":
+        r["metrics"]["main"] = nan
+    elif field == "speedup":
+        r["flops"]["sequence"]["speedup"] = float("inf")
+    elif field == "kept":
+        r["kept_per_layer"][1] = nan
+    else:
+        r["keywords_kept_per_layer"][1] = nan
+    (tmp_path / "runs" / "ltp").mkdir(parents=True)
+    (tmp_path / "runs" / "ltp" / "results.json").write_text(json.dumps(r))  # NaN, as Python writes
+    out = summarize(tmp_path, "--pareto", "runs/ltp")
+    assert out.returncode == 1 and "NaN or infinite" in out.stderr, out.stderr
+    assert not (tmp_path / fronts.RECORDS).exists()
+
+
 def test_a_records_file_that_is_a_fifo_or_a_link_is_not_read(tmp_path):
     os.mkfifo(tmp_path / "fifo.json")
     (tmp_path / "good.json").write_text(json.dumps([GOOD]))
