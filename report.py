@@ -232,9 +232,146 @@ def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
     atomic_write(out / "case_study.html", page.encode())
 
 
+# ----------------------------------------------------------------------------------------------
+# Checking a results.json: the one check of the names and numbers a run's pictures, tables and
+# fronts print. benchmarks/summarize.py and benchmarks/fronts.py use it too, so report.py, the
+# tables and the records refuse the same files, each with one line that says what is wrong.
+
+MARKDOWN = set("|<>[]`")  # a table cell's end, HTML, a link, code: never in a name we print
+MAX_SPEEDUP = 1000.0  # sequence padding of short sentences gives 10-20×; 1000× is no measurement
+# How far a speedup without padding may exceed the 1 / (mean share) its shares suggest: see
+# speedup_problem; real runs lie within 15% of it
+SLACK = 4.0
+
+
+def finite(v) -> bool:
+    """A JSON number that is a finite float: not a bool (Python's True is the int 1), not NaN or
+    infinite, and not an integer too large for a float (10**400: every format of it fails)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def share(v) -> bool:
+    return finite(v) and 0 <= v <= 1
+
+
+def plain(text) -> bool:
+    """Text fit to print into Markdown, a table's cell or a heading: printable (a newline would
+    start a forged row), under 200 characters, and none of | < > [ ] ` (a cell of its own, HTML,
+    a link, code)."""
+    return (isinstance(text, str) and text.isprintable() and len(text) < 200
+            and not MARKDOWN & set(text))  # fmt: skip
+
+
+NOT_PLAIN = "not printable text of under 200 characters without | < > [ ] `"  # what plain says
+
+
+def number_problem(name: str, v, low: float, high: float) -> str | None:
+    """None if v is a finite number in [low, high], else what is wrong, naming the field."""
+    if not finite(v):
+        return f"{name} is not a finite number (NaN or infinite, too large, or not a number)"
+    if not low <= v <= high:
+        return f"{name} is {v:g}, outside [{low:g}, {high:g}]"
+    return None
+
+
+def speedup_problem(speedup: float, kept: list[float]) -> str | None:
+    """Whether a speedup without padding (a finite number) is one a run that kept these shares of
+    tokens per layer can reach. A run that kept every token in every layer (all shares 1.00)
+    saved nothing: its speedup is at most 1 (the decider only costs). Otherwise a layer that
+    processes a share k of the tokens costs about k of a full layer (its matmuls are linear in
+    the tokens but for attention's scores, a few percent at these lengths), so the speedup is
+    near 1 / (the mean share), below it by the decider's cost. The shares are means over
+    sentences while FLOPs are summed over tokens (a long sentence skimmed hard weighs more), so
+    this is no exact bound: SLACK allows four times as much. A simple check of consistency,
+    which refuses a forged 50× beside shares that say nothing was skimmed."""
+    mean = sum(kept) / len(kept)
+    if mean == 1 and speedup > 1.01:  # rounding aside
+        return f"the speedup without padding is {speedup:.2f}×, yet every layer kept every token"
+    if speedup * mean > SLACK:
+        return (f"the speedup without padding, {speedup:.2f}×, is more than {SLACK:g} times the "
+                f"{1 / mean:.2f}× its shares of tokens per layer suggest")  # fmt: skip
+    return None
+
+
+def results_problem(r) -> str | None:
+    """What is wrong with a results.json, or None: method and task are names fit to print, the
+    shares are in [0, 1], the scores (fractions, or correlations in [-1, 1]) and speedups finite
+    and possible, and the case study well formed. Each is checked where present: the pictures
+    need no scores; benchmarks/summarize.py checks that its tables' fields are there."""
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    for key in ("method", "task"):
+        if not isinstance(r.get(key), str):
+            return f"{key} is missing or not text"
+        if not plain(r[key]):
+            return f"{key} holds a newline or control character, one of | < > [ ] `, or 200 " \
+                "characters or more: it is printed into Markdown"  # fmt: skip
+    kept = r.get("kept_per_layer")
+    if not isinstance(kept, list) or not kept or not all(map(share, kept)):
+        return "kept_per_layer is not a list of shares in [0, 1]"
+    keywords = r.get("keywords_kept_per_layer")
+    if keywords is not None and not (isinstance(keywords, list) and len(keywords) == len(kept)
+                                     and all(map(share, keywords))):  # fmt: skip
+        return "keywords_kept_per_layer is not a share in [0, 1] per layer"
+    return _scores_problem(r) or _case_study_problem(r, len(kept))
+
+
+def _scores_problem(r: dict) -> str | None:
+    """The metrics, each a fraction or a correlation in [-1, 1] under a printable name, and the
+    FLOPs speedups, each in [1/1000, 1000]; the one without padding also within what the shares
+    allow (speedup_problem)."""
+    metrics = r.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return "metrics is not an object of scores"
+    if not all(map(plain, metrics)):
+        return f"a metric's name in metrics is {NOT_PLAIN}"
+    for name, v in metrics.items():
+        problem = number_problem(f"metrics.{name}", v, -1, 1)
+        if problem:
+            return problem
+    flops = r.get("flops") if isinstance(r.get("flops"), dict) else {}
+    for padding in ("none", "batch", "sequence"):
+        f = flops.get(padding)
+        if isinstance(f, dict) and "speedup" in f:
+            name = f"flops.{padding}.speedup"
+            problem = number_problem(name, f["speedup"], 1 / MAX_SPEEDUP, MAX_SPEEDUP)
+            if padding == "none" and not problem:
+                problem = speedup_problem(f["speedup"], r["kept_per_layer"])
+            if problem:
+                return problem
+    return None
+
+
+def _case_study_problem(r: dict, L: int) -> str | None:
+    cases = r.get("case_study", [])
+    if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+        return "case_study is not a list of examples"
+    for i, c in enumerate(cases):
+        tokens, exits = c.get("tokens"), c.get("exit_layers")
+        if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)):
+            return f"case_study[{i}].tokens is not a list of text"
+        layers = range(L + 1)  # 0 .. L, L meaning kept to the end
+        if not (isinstance(exits, list) and len(exits) == len(tokens)
+                and all(type(e) is int and e in layers for e in exits)):  # fmt: skip
+            return f"case_study[{i}].exit_layers is not a layer (0..{L}) per token"
+        for key in ("label", "prediction"):  # optional: a class id or a regression score
+            if key in c and not finite(c[key]):
+                return f"case_study[{i}].{key} is not a number"
+        marks = c.get("keywords", [0] * len(tokens))
+        if not (isinstance(marks, list) and len(marks) == len(tokens)
+                and all(type(m) is int and m in (0, 1) for m in marks)):  # fmt: skip
+            return f"case_study[{i}].keywords is not a 0 or 1 per token"
+    return None
+
+
 def read_results(run: Path) -> dict:
-    """RUN/results.json, checked for what the pictures use (method, task, kept_per_layer, the case
-    study): a file that is not what train.py writes is one line naming it, never a traceback."""
+    """RUN/results.json, checked by results_problem: a file that is not what train.py writes is
+    one line naming it, never a traceback."""
     from weights import CheckpointError, read_json
 
     path = Path(run) / "results.json"
@@ -244,50 +381,10 @@ def read_results(run: Path) -> dict:
         raise SystemExit(f"error: {path} not found: give the folder of a finished train.py run")
     except CheckpointError as e:
         raise SystemExit(f"error: {e}") from None
-    problem = _results_problem(r)
+    problem = results_problem(r)
     if problem:
         raise SystemExit(f"error: {path}: {problem}; the file is not what train.py writes")
     return r
-
-
-def _results_problem(r) -> str | None:
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def share(v):
-        return number(v) and 0 <= v <= 1
-
-    if not isinstance(r, dict):
-        return "not a JSON object"
-    for key in ("method", "task"):
-        if not isinstance(r.get(key), str):
-            return f"{key} is missing or not text"
-    kept = r.get("kept_per_layer")
-    if not isinstance(kept, list) or not kept or not all(map(share, kept)):
-        return "kept_per_layer is not a list of shares in [0, 1]"
-    cases = r.get("case_study", [])
-    if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
-        return "case_study is not a list of examples"
-    for i, c in enumerate(cases):
-        tokens, exits = c.get("tokens"), c.get("exit_layers")
-        if not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)):
-            return f"case_study[{i}].tokens is not a list of text"
-        layers = range(len(kept) + 1)  # 0 .. L, L meaning kept to the end
-        if not (isinstance(exits, list) and len(exits) == len(tokens)
-                and all(type(e) is int and e in layers for e in exits)):  # fmt: skip
-            return f"case_study[{i}].exit_layers is not a layer (0..{len(kept)}) per token"
-        for key in ("label", "prediction"):  # optional: a class id or a regression score
-            if key in c and not number(c[key]):
-                return f"case_study[{i}].{key} is not a number"
-        marks = c.get("keywords", [0] * len(tokens))
-        if not (isinstance(marks, list) and len(marks) == len(tokens)
-                and all(type(m) is int and m in (0, 1) for m in marks)):  # fmt: skip
-            return f"case_study[{i}].keywords is not a 0 or 1 per token"
-    keywords = r.get("keywords_kept_per_layer")
-    if keywords is not None and not (isinstance(keywords, list) and len(keywords) == len(kept)
-                                     and all(map(share, keywords))):  # fmt: skip
-        return "keywords_kept_per_layer is not a share in [0, 1] per layer"
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:

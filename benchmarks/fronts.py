@@ -3,12 +3,19 @@
     python benchmarks/summarize.py --pareto runs/pareto-*
     python benchmarks/summarize.py --pareto runs/pareto-* benchmarks/results/pareto.json
 
-Each argument is a run folder (its results.json) or a records file that an earlier call wrote
-(a run folder wins over a record of the same name). The call prints the markdown that
-docs/results.md holds between its `<!-- pareto -->` markers, writes the figure to
-docs/figures/pareto.svg and the records of every run it read to benchmarks/results/pareto.json.
-The records are what keeps a front across machines: runs/ is not in git, the records are (a few
-hundred bytes a run), and `summarize.py --check docs/results.md` compares the page with them.
+Each argument is a run folder (its results.json) or a records file that an earlier call wrote.
+The records already in benchmarks/results/pareto.json are kept: a call merges into them, so the
+first form, on a machine that holds only some of the runs, keeps the fronts of the others (it
+says on stderr how many records it kept; to drop a run, delete its record from the file). Of
+records of the same run, a run folder wins over a records file named, and that over the file
+already there. The call prints the markdown that docs/results.md holds between its
+`<!-- pareto -->` markers, writes the figure to docs/figures/pareto.svg and the records to
+benchmarks/results/pareto.json, each atomically (a temporary file, then a rename: a link planted
+at either name is replaced, never written through). The records are what keeps a front across
+machines: runs/ is not in git, the records are (a few hundred bytes a run), and
+`summarize.py --check docs/results.md` compares the page with them. A record is checked as it is
+written and as it is read, by one function (record_problem), with report.py's rules for a run's
+names and numbers.
 
 A run's place on the front comes from its results.json alone: the method, whether it started
 from a fine-tuned run (Transkimmer from the baseline is its own curve), its budget knob (λ, or
@@ -24,6 +31,10 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+# the one check of a run's names and numbers (report.py, at the repository's root), which
+# summarize.py and the tests put on the path
+from report import MAX_SPEEDUP, NOT_PLAIN, number_problem, plain, share, speedup_problem
 
 # from the repository's root, as the run folders are (runs/...)
 FIGURE = Path("docs/figures/pareto.svg")
@@ -51,26 +62,22 @@ PAPER = {"sst2": [("Transkimmer paper, BERT-base", -0.7, 1.58, 10.89)]}
 
 
 def record(name: str, r: dict) -> dict:
-    """The record of one run from its results.json (already checked by summarize.read_results)."""
+    """The record of one run from its results.json (already checked by summarize.read_results),
+    itself checked by record_problem, as parse_records will check it: --pareto never writes a
+    record its next read refuses."""
     config = r.get("config") if isinstance(r.get("config"), dict) else {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     options = config.get("options") if isinstance(config.get("options"), dict) else {}
     method, source = r["method"], options.get("keep_shares_from") or ""
-    if not isinstance(source, str) or not (name + source).isprintable():
-        raise SystemExit(f"error: {name}: its name or keep_shares_from is not printable text")
-    knob = options.get("length_penalty" if method == "trbert" else "skim_weight")
     family = method + ("-ft" if method == "transkimmer" and train.get("finetuned") else "")
-    numbers = [r["metrics"]["main"], r["flops"]["none"]["speedup"],
-               r["flops"]["sequence"]["speedup"], *r["kept_per_layer"],
-               *(r.get("keywords_kept_per_layer") or [])]  # fmt: skip
-    if not all(math.isfinite(v) for v in numbers):  # a record the next read would refuse
-        raise SystemExit(f"error: {name}: its results.json holds a number that is NaN or infinite")
-    return {
+    if not isinstance(source, str):
+        raise SystemExit(f"error: {name!r}: its keep_shares_from is {NOT_PLAIN}")
+    d = {
         "run": name,
-        "task": r.get("task", ""),
+        "task": r["task"],
         "family": "control" if method == "random" else family,
-        "knob": knob if isinstance(knob, (int, float)) and math.isfinite(knob) else None,
-        "seed": train.get("seed") if isinstance(train.get("seed"), int) else None,
+        "knob": options.get("length_penalty" if method == "trbert" else "skim_weight"),
+        "seed": train.get("seed"),
         "control_of": Path(source).name if method == "random" and source else None,
         "accuracy": round(100 * r["metrics"]["main"], 4),
         "speedup": round(r["flops"]["none"]["speedup"], 4),
@@ -81,6 +88,43 @@ def record(name: str, r: dict) -> dict:
         if r.get("keywords_kept_per_layer")
         else None,
     }
+    problem = record_problem(d)
+    if problem:
+        raise SystemExit(f"error: {name!r}: its results.json gives a record that --pareto could "
+                         f"not read back: {problem}")  # fmt: skip
+    return d
+
+
+def record_problem(d) -> str | None:
+    """What is wrong with one record, or None: the one check of a record, which parse_records
+    applies to each record it reads and record() to each before --pareto writes it. Names and
+    numbers are held to report.py's rules for a results.json: names printable without Markdown's
+    | < > [ ] `, accuracy in [-100, 100] (percent), speedups in [1/1000, 1000] and within what the
+    shares allow, shares in [0, 1]; the knob ≥ 0 and the seed in [0, 2^32), as train.py takes
+    them, or null. A bool is no number here (Python's True is the int 1)."""
+    if not isinstance(d, dict):
+        return "it is not a JSON object"
+    for key in ("run", "task", "family", "control_of"):  # control_of: a name, or null
+        if not plain(d.get(key)) and not (key == "control_of" and d.get(key) is None):
+            return f"its {key} is {NOT_PLAIN}"
+    checks = [("accuracy", -100, 100), ("speedup", 1 / MAX_SPEEDUP, MAX_SPEEDUP),
+              ("speedup_sequence", 1 / MAX_SPEEDUP, MAX_SPEEDUP)]  # fmt: skip
+    if d.get("knob") is not None:
+        checks.append(("knob", 0, math.inf))
+    for key, low, high in checks:
+        problem = number_problem(key, d.get(key), low, high)
+        if problem:
+            return f"its {problem}"
+    seed = d.get("seed")
+    if seed is not None and not (type(seed) is int and 0 <= seed < 2**32):
+        return "its seed is not a whole number in [0, 2^32) or null"
+    kept, words = d.get("kept_per_layer"), d.get("keywords_kept_per_layer")
+    if not isinstance(kept, list) or not kept or not all(map(share, kept)):
+        return "its kept_per_layer is not a list of shares in [0, 1]"
+    if words is not None and not (isinstance(words, list) and all(map(share, words))):
+        return "its keywords_kept_per_layer is not a list of shares in [0, 1], or null"
+    problem = speedup_problem(d["speedup"], kept)
+    return f"its {problem}" if problem else None
 
 
 def words_at_cut(d: dict) -> float | None:
@@ -92,40 +136,24 @@ def words_at_cut(d: dict) -> float | None:
 
 
 def parse_records(data: bytes, path: Path) -> list[dict]:
-    """A records file's bytes as --pareto writes them, each record checked for every field the
-    fronts read, and its type; a file that is not one is one line naming it."""
-
-    def number(v, none=False):
-        if v is None:
-            return none
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def text(v, none=False):
-        return (none and v is None) or (isinstance(v, str) and v.isprintable() and len(v) < 200)
-
+    """A records file's bytes as --pareto writes them, each record checked by record_problem; a
+    file that is not one is one line naming it, the record and the fault."""
     try:
         records = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise SystemExit(f"error: {path}: not a records file of summarize.py --pareto ({e})")
-    ok = isinstance(records, list) and all(
-        isinstance(d, dict)
-        and all(text(d.get(k)) for k in ("run", "task", "family"))
-        and all(number(d.get(k)) for k in ("accuracy", "speedup", "speedup_sequence"))
-        and number(d.get("knob"), none=True) and text(d.get("control_of"), none=True)
-        and (d.get("seed") is None or number(d["seed"]))
-        and isinstance(d.get("kept_per_layer"), list) and all(map(number, d["kept_per_layer"]))
-        and (d.get("keywords_kept_per_layer") is None
-             or isinstance(d["keywords_kept_per_layer"], list)
-             and all(map(number, d["keywords_kept_per_layer"])))
-        for d in records
-    )  # fmt: skip
-    if not ok:
-        raise SystemExit(
-            f"error: {path}: a record lacks run, task or family (text), accuracy, a speedup or "
-            "kept_per_layer (finite numbers), or has a knob, seed, control_of or "
-            "keywords_kept_per_layer of the wrong type"
-        )
+    if not isinstance(records, list):
+        raise SystemExit(f"error: {path}: not a records file of summarize.py --pareto (a list)")
+    for i, d in enumerate(records):
+        problem = record_problem(d)
+        if problem:
+            raise SystemExit(f"error: {path}: record {i} ({shown_run(d)}): {problem}")
     return records
+
+
+def shown_run(d) -> str:
+    """A record's run name for an error line: quoted, so a newline in it shows as \\n."""
+    return repr(d.get("run"))[:80] if isinstance(d, dict) else "not an object"
 
 
 # ----------------------------------------------------------------------------------------------

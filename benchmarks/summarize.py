@@ -8,15 +8,23 @@ python benchmarks/summarize.py --glue runs/glue-minilm-*
                                                        FLOPs speedup under all three paddings
 python benchmarks/summarize.py --pareto runs/pareto-*  the accuracy-against-speedup fronts of
                                                        benchmarks/pareto.sh: tables, figure and
-                                                       records (benchmarks/fronts.py); --short:
-                                                       the README's form; --write PAGE...: into
-                                                       the pages' <!-- pareto --> blocks too
+                                                       records (benchmarks/fronts.py); the runs'
+                                                       records are merged into those already in
+                                                       benchmarks/results/pareto.json, whose
+                                                       other runs keep theirs; --short: the
+                                                       README's form; --write PAGE...: into the
+                                                       pages' <!-- pareto --> blocks too
 python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
                                                        runs' results.json (stale numbers), and
                                                        whether the fronts between the page's
                                                        <!-- pareto --> markers and the figure
                                                        match benchmarks/results/pareto.json; also
                                                        assignments/instructor/README.md
+
+A run folder is data that anyone could have written: a results.json is read only if a regular
+file, and refused in one line naming it unless its names can go into Markdown (no newline, none
+of | < > [ ] `) and its numbers are possible (report.results_problem, which report.py and the
+fronts share). The files --pareto writes are written atomically.
 """
 
 import glob
@@ -28,6 +36,11 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+# report.py, at the repository's root: the one check of a run's names and numbers, which the
+# pictures, these tables and the fronts' records share (standard library only, as this script)
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+import report  # noqa: E402
 
 MAX_BYTES = 64 << 20  # a results.json is kB; weights.MAX_JSON_BYTES, the same cap
 
@@ -64,36 +77,36 @@ def read_results(folder: Path) -> dict:
 
 
 def _problem(r) -> str | None:
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
+    """What is wrong with a results.json for the tables, or None: the fields they print are
+    there, then report.results_problem, the check report.py and the fronts share: names fit for
+    Markdown, shares in [0, 1], scores in [-1, 1], speedups finite and possible."""
     if not isinstance(r, dict):
         return "not a JSON object"
     metrics, f = r.get("metrics"), r.get("flops")
-    if not isinstance(metrics, dict) or not all(map(number, metrics.values())):
-        return "metrics is not an object of numbers"
-    if "main" not in metrics:
+    if not isinstance(metrics, dict) or "main" not in metrics:
         return "metrics has no main"
     paddings = ("none", "batch", "sequence")
     if not isinstance(f, dict) or not all(isinstance(f.get(p), dict) for p in paddings):
         return "flops lacks none, batch and sequence"
-    if not all(number(f[p].get("speedup")) for p in paddings):
-        return "a flops speedup is not a number"
-    if not number(f["none"].get("method_gflops")):
-        return "flops.none.method_gflops is not a number"
-    kept = r.get("kept_per_layer")
-    if not isinstance(kept, list) or not all(map(number, kept)):
-        return "kept_per_layer is not a list of numbers"
-    words = r.get("keywords_kept_per_layer")
-    if words is not None and (not isinstance(words, list) or not all(map(number, words))):
-        return "keywords_kept_per_layer is not a list of numbers"
-    if not number(r.get("wall_time_s")) or not isinstance(r.get("method"), str):
+    if not all("speedup" in f[p] for p in paddings):
+        return "a flops speedup is missing"
+    problem = report.number_problem("flops.none.method_gflops", f["none"].get("method_gflops"),
+                                    0, 1e6)  # fmt: skip
+    if problem:
+        return problem
+    if not isinstance(r.get("method"), str) or "wall_time_s" not in r:
         return "wall_time_s (a number) or method (text) is missing"
-    if not isinstance(r.get("task", ""), str):
-        return "task is not text"
-    if not (r["method"] + r.get("task", "")).isprintable():  # a forged table row
-        return "method or task holds a newline or control character"
-    return None
+    return (report.number_problem("wall_time_s", r["wall_time_s"], 0, 3e7)  # no run takes a year
+            or report.results_problem(r))  # fmt: skip
+
+
+def _cell(text: str) -> str:
+    """A run's name as a table prints it: refused, in one line, unless fit for Markdown
+    (report.plain): a newline in a folder's name would start a row of its own."""
+    if not report.plain(text):
+        what = f"a run's name that a table prints is {report.NOT_PLAIN}; rename the folder"
+        raise SystemExit(f"error: {text[:200]!r}: {what}")
+    return text
 
 
 def _has_results(folder: Path) -> bool:
@@ -107,7 +120,7 @@ def row(folder: Path) -> str:
     flops = r["flops"]
     kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
     return (
-        f"| {folder.name} | {100 * r['metrics']['main']:.2f} | "
+        f"| {_cell(folder.name)} | {100 * r['metrics']['main']:.2f} | "
         f"{flops['none']['method_gflops']:.3f} | "
         f"{flops['none']['speedup']:.2f}× | {flops['sequence']['speedup']:.2f}× | {kept} | "
         f"{r['wall_time_s'] / 60:.0f} min |"
@@ -134,7 +147,7 @@ def seed_rows(folders: list[Path]) -> None:
         speed = _mean_sd([r["flops"]["none"]["speedup"] for r in rs], "×")
         layers = zip(*(r["kept_per_layer"] for r in rs))
         kept = " / ".join(f"{statistics.mean(k):.2f}" for k in layers)
-        print(f"| `{name}-s*` | {len(rs)} | {dev} | {speed} | {kept} |")
+        print(f"| `{_cell(str(name))}-s*` | {len(rs)} | {dev} | {speed} | {kept} |")
 
 
 def glue_rows(folders: list[Path]) -> None:
@@ -150,7 +163,7 @@ def glue_rows(folders: list[Path]) -> None:
         f = r["flops"]
         kept = " / ".join(f"{k:.2f}" for k in r["kept_per_layer"])
         speedups = " | ".join(f"{f[p]['speedup']:.2f}×" for p in ("none", "batch", "sequence"))
-        print(f"| `{folder}` | {r.get('task', '')} | {r['method']} | {main} | "
+        print(f"| `{_cell(str(folder))}` | {r['task']} | {r['method']} | {main} | "
               f"{100 * r['metrics']['main']:.2f} | {speedups} | {kept} |")  # fmt: skip
 
 
@@ -162,40 +175,76 @@ def _shares(rs: list[dict]) -> str:
 
 
 def pareto(args: list[str]) -> None:
-    """--pareto: records from run folders and records files, then the tables, figure, records;
-    with --write PAGE..., the tables also replace those between each page's pareto markers."""
+    """--pareto: records from run folders and records files, merged into those already in
+    benchmarks/results/pareto.json, then the tables, figure, records; with --write PAGE..., the
+    tables also replace those between each page's pareto markers. Every file is written
+    atomically, and a link at its name is replaced, not written through."""
     import fronts
 
     pages = args[args.index("--write") + 1 :] if "--write" in args else []
     args = args[: args.index("--write")] if "--write" in args else args
-    by_name = {}
-    for arg in args:
-        path = Path(arg)
-        if path.suffix == ".json" and not path.is_dir():
-            for d in fronts.parse_records(read_capped(path), path):
-                by_name.setdefault(d["run"], d)
-    for arg in args:  # a run folder wins over a record of the same name
-        if _has_results(Path(arg)):
-            by_name[Path(arg).name] = fronts.record(Path(arg).name, read_results(Path(arg)))
-    if not by_name:
-        raise SystemExit("error: --pareto found no finished run (results.json) and no records")
+    records = pareto_records([a for a in args if a != "--short"])
     short = "--short" in args  # the README's form: the best accuracies, no table of points
-    records = [by_name[k] for k in sorted(by_name)]
     pts = fronts.points(records)
-    for path, text in [(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n"),
-                       (fronts.FIGURE, fronts.figure(pts))]:  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    texts = {page: read_capped(page).decode("utf-8") for page in map(Path, pages)}  # all, first
+    write_atomically(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    write_atomically(fronts.FIGURE, fronts.figure(pts))
     print(fronts.markdown(pts, every_point=not short), end="")
     print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
-    for page in map(Path, pages):
-        text = read_capped(page).decode("utf-8")
+    for page, text in texts.items():
         for marker, every in (("<!-- pareto -->", True), ("<!-- pareto short -->", False)):
             tables = fronts.markdown(pts, every_point=every)
             pattern = re.escape(marker) + r"\n.*?(?=<!-- /pareto -->)"
             text = re.sub(pattern, lambda m: f"{marker}\n{tables}", text, flags=re.S)
-        page.write_text(text)
+        write_atomically(page, text)
         print(f"wrote the fronts into {page}", file=sys.stderr)
+
+
+def pareto_records(args: list[str]) -> list[dict]:
+    """The records --pareto writes, sorted by run: of each run folder given; else of the first
+    records file given that holds the run; else of benchmarks/results/pareto.json as it stands,
+    so that runs not given keep their records (how many is said on stderr)."""
+    import fronts
+
+    def records_of(path: Path) -> dict:
+        return {d["run"]: d for d in reversed(fronts.parse_records(read_capped(path), path))}
+
+    kept = records_of(fronts.RECORDS) if os.path.lexists(fronts.RECORDS) else {}
+    given = {}
+    for arg in map(Path, args):
+        if _has_results(arg):
+            given[arg.name] = fronts.record(arg.name, read_results(arg))
+        elif arg.suffix == ".json" and not arg.is_dir():
+            given = {**records_of(arg), **given}  # a run folder, or an earlier file, wins
+        else:
+            print(f"skipped {_shown(arg)}: no results.json and not a records file", file=sys.stderr)
+    if not given and not kept:
+        raise SystemExit("error: --pareto found no finished run (results.json) and no records")
+    old = sorted(kept.keys() - given.keys())
+    if old:
+        print(f"kept the records of {len(old)} runs not given, from {fronts.RECORDS} (to drop "
+              "one, delete its record there)", file=sys.stderr)  # fmt: skip
+    by_name = {**kept, **given}
+    return [by_name[k] for k in sorted(by_name)]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """PATH replaced by TEXT in one step, or one line saying why not: weights.atomic_write, the
+    project's write (a temporary file, then a rename; a link at PATH is replaced, its target left
+    alone). Imported here: weights.py brings torch, which only --pareto's writes need."""
+    from weights import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text.encode("utf-8"))
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {path} ({e.strerror or e})") from None
+
+
+def _shown(path: Path) -> str:
+    """A path for one line of a message: as it is when printable, else quoted (\\n, not a
+    line of its own)."""
+    return str(path) if str(path).isprintable() else repr(str(path))
 
 
 def check_pareto(page: Path) -> int:
@@ -297,7 +346,8 @@ if __name__ == "__main__":
         folder = Path(name)
         if not _has_results(folder):
             print(
-                f"skipped {folder}: no results.json (not a train.py run folder, or not finished)",
+                f"skipped {_shown(folder)}: no results.json (not a train.py run folder, or not "
+                "finished)",
                 file=sys.stderr,
             )
             continue

@@ -235,13 +235,105 @@ GOOD = {"run": "r", "task": "t", "family": "ltp", "accuracy": 90, "speedup": 2,
                                  json.dumps([{**GOOD, "kept_per_layer": None}]),
                                  json.dumps([{**GOOD, "keywords_kept_per_layer": ["1"]}]),
                                  json.dumps([{**GOOD, "keywords_kept_per_layer": 1.0}]),
-                                 "[" + json.dumps(GOOD).replace("90", "NaN") + "]"])  # fmt: skip
+                                 "[" + json.dumps(GOOD).replace("90", "NaN") + "]",
+                                 json.dumps([{**GOOD, "seed": 10**400}]),  # crashed --check
+                                 json.dumps([{**GOOD, "seed": True}]),
+                                 json.dumps([{**GOOD, "seed": -1}]),
+                                 json.dumps([{**GOOD, "knob": True}]),
+                                 json.dumps([{**GOOD, "knob": 10**400}]),
+                                 json.dumps([{**GOOD, "knob": -0.5}]),
+                                 json.dumps([{**GOOD, "accuracy": 1000}]),
+                                 json.dumps([{**GOOD, "speedup": 0}]),
+                                 json.dumps([{**GOOD, "speedup_sequence": 1e300}]),
+                                 json.dumps([{**GOOD, "kept_per_layer": [2.0, 0.4]}]),
+                                 json.dumps([{**GOOD, "kept_per_layer": []}]),
+                                 json.dumps([{**GOOD, "speedup": 50, "kept_per_layer": [1, 1]}]),
+                                 json.dumps([{**GOOD, "task": "t" * 250}]),
+                                 json.dumps([{**GOOD, "task": "sst2 | <b>x</b>"}]),
+                                 json.dumps([{**GOOD, "control_of": "[x](y)"}]),
+                                 json.dumps([{**GOOD, "control_of": []}])],
+                         ids=lambda bad: bad[:70])  # fmt: skip
 def test_a_forged_records_file_is_refused_in_one_line(tmp_path, bad):
     path = tmp_path / "records.json"
     path.write_text(bad)
     out = summarize(tmp_path, "--pareto", "records.json")
     assert out.returncode == 1 and out.stderr.startswith("error: records.json"), out.stderr
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
+
+
+def test_check_refuses_a_forged_records_file_in_one_line(tmp_path):
+    (tmp_path / "page.md").write_text("<!-- pareto -->\n<!-- /pareto -->\n")
+    (tmp_path / fronts.RECORDS).parent.mkdir(parents=True)
+    (tmp_path / fronts.RECORDS).write_text(json.dumps([{**GOOD, "seed": 10**400}]))
+    out = summarize(tmp_path, "--check", "page.md")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr == f"error: {fronts.RECORDS}: record 0 ('r'): its seed is not a whole " \
+        "number in [0, 2^32) or null\n"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda r: r["config"]["train"].update(seed=True),  # a bool is an int to Python
+     lambda r: r["config"]["train"].update(seed=10**400),
+     lambda r: r["config"]["options"].update(skim_weight=True),
+     lambda r: r["config"]["options"].update(skim_weight=10**400),
+     lambda r: r["config"]["options"].update(skim_weight="0.5")],
+)  # fmt: skip
+def test_pareto_never_writes_a_record_that_its_next_read_refuses(tmp_path, change):
+    """record() checks each record with record_problem, the function parse_records reads with:
+    a record it would write but not read back is refused before anything is written."""
+    r = results("ltp", 0.9, 2.0, knob=0.5)
+    change(r)
+    (tmp_path / "runs" / "ltp").mkdir(parents=True)
+    (tmp_path / "runs" / "ltp" / "results.json").write_text(json.dumps(r))
+    out = summarize(tmp_path, "--pareto", "runs/ltp")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("error: 'ltp': its results.json gives a record that --pareto "
+                                 "could not read back: its "), out.stderr  # fmt: skip
+    assert not (tmp_path / fronts.RECORDS).exists()
+    assert fronts.record_problem(fronts.record("ltp", results("ltp", 0.9, 2.0, knob=0.5))) is None
+
+
+def test_pareto_merges_into_the_records_there_and_says_so(tmp_path):
+    """`--pareto runs/pareto-*` on a machine that holds some of the runs keeps the records of the
+    others (the committed fronts), and a run folder given wins over its record."""
+    names = write_runs(tmp_path)
+    other = {**GOOD, "run": "pareto-elsewhere", "task": "synthetic-negation"}
+    stale = {**GOOD, "run": Path(names[0]).name, "task": "synthetic-negation", "accuracy": 1}
+    (tmp_path / fronts.RECORDS).parent.mkdir(parents=True)
+    (tmp_path / fronts.RECORDS).write_text(json.dumps([other, stale]))
+    out = summarize(tmp_path, "--pareto", *names)
+    assert out.returncode == 0, out.stderr
+    assert f"kept the records of 1 runs not given, from {fronts.RECORDS}" in out.stderr
+    records = {d["run"]: d for d in json.loads((tmp_path / fronts.RECORDS).read_text())}
+    assert set(records) == {"pareto-elsewhere", *(Path(n).name for n in names)}
+    assert records["pareto-elsewhere"] == other
+    assert records[Path(names[0]).name]["accuracy"] == 100.0  # the run, not the stale record
+
+
+def test_pareto_writes_atomically_and_never_through_a_link(tmp_path):
+    """A link planted at the figure's name is replaced by the file, its target untouched; one at
+    the records' name or a page's is refused before anything is written."""
+    names = write_runs(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("victim\n")
+    (tmp_path / fronts.FIGURE).parent.mkdir(parents=True)
+    (tmp_path / fronts.FIGURE).symlink_to(victim)
+    assert summarize(tmp_path, "--pareto", *names).returncode == 0
+    assert victim.read_text() == "victim\n" and not (tmp_path / fronts.FIGURE).is_symlink()
+    assert not list((tmp_path / fronts.FIGURE).parent.glob("*.tmp*"))  # no temporary left
+    (tmp_path / fronts.RECORDS).unlink()
+    (tmp_path / fronts.RECORDS).symlink_to(victim)
+    out = summarize(tmp_path, "--pareto", *names)
+    assert out.returncode == 1 and out.stderr.startswith(f"error: {fronts.RECORDS}: cannot be read")
+    assert victim.read_text() == "victim\n"
+    (tmp_path / fronts.RECORDS).unlink()
+    (tmp_path / "page.md").symlink_to(victim)
+    figure = (tmp_path / fronts.FIGURE).read_text()
+    out = summarize(tmp_path, "--pareto", *names[:2], "--write", "page.md")
+    assert out.returncode == 1 and out.stderr.startswith("error: page.md: cannot be read")
+    assert victim.read_text() == "victim\n" and not (tmp_path / fronts.RECORDS).exists()
+    assert (tmp_path / fronts.FIGURE).read_text() == figure
 
 
 def test_a_run_whose_name_or_source_is_not_printable_is_refused(tmp_path):
@@ -256,8 +348,14 @@ def test_a_run_whose_name_or_source_is_not_printable_is_refused(tmp_path):
         assert not (tmp_path / fronts.RECORDS).exists()
 
 
-@pytest.mark.parametrize("field", ["main", "speedup", "kept", "keywords"])
-def test_a_run_with_a_number_that_is_not_finite_is_refused_before_any_record(tmp_path, field):
+@pytest.mark.parametrize(
+    "field,says",
+    [("main", "metrics.main is not a finite number (NaN or infinite"),
+     ("speedup", "flops.sequence.speedup is not a finite number (NaN or infinite"),
+     ("kept", "kept_per_layer is not a list of shares in [0, 1]"),
+     ("keywords", "keywords_kept_per_layer is not a share in [0, 1] per layer")],
+)  # fmt: skip
+def test_a_run_with_a_number_that_is_not_finite_is_refused_before_any_record(tmp_path, field, says):
     r = results("ltp", 0.9, 2.0, knob=0.5)
     r["keywords_kept_per_layer"] = [1.0, 0.5]
     nan = float("nan")
@@ -272,7 +370,7 @@ def test_a_run_with_a_number_that_is_not_finite_is_refused_before_any_record(tmp
     (tmp_path / "runs" / "ltp").mkdir(parents=True)
     (tmp_path / "runs" / "ltp" / "results.json").write_text(json.dumps(r))  # NaN, as Python writes
     out = summarize(tmp_path, "--pareto", "runs/ltp")
-    assert out.returncode == 1 and "NaN or infinite" in out.stderr, out.stderr
+    assert out.returncode == 1 and says in out.stderr, out.stderr
     assert not (tmp_path / fronts.RECORDS).exists()
 
 

@@ -93,3 +93,54 @@ def test_a_crafted_case_study_field_is_one_line_naming_it(tmp_path, change, says
     (tmp_path / "results.json").write_text(json.dumps(r))
     with pytest.raises(SystemExit, match=says):
         report.main([str(tmp_path), "--out", str(tmp_path / "f")])
+
+
+def _forge(r: dict, path: str, value) -> dict:
+    """r with the field at a dotted path ("metrics.main") set to value."""
+    *keys, last = path.split(".")
+    inner = r
+    for key in keys:
+        inner = inner[key]
+    inner[last] = value
+    return r
+
+
+@pytest.mark.parametrize(
+    "path,value,says",
+    [
+        ("metrics.main", 10**400, "metrics.main is not a finite number"),  # crashed every format
+        ("metrics.main", float("nan"), "metrics.main is not a finite number (NaN or infinite"),
+        ("metrics.main", 37.0, "metrics.main is 37, outside [-1, 1]"),  # a percent, not a fraction
+        ("metrics.accuracy", True, "metrics.accuracy is not a finite number"),  # a bool
+        ("flops.none.speedup", float("inf"), "flops.none.speedup is not a finite number"),
+        ("flops.none.speedup", -2, "flops.none.speedup is -2, outside [0.001, 1000]"),
+        ("flops.none.speedup", 50.0, "is 50.00×, yet every layer kept every token"),
+        ("kept_per_layer", [1.0, 0.1], "8.00×, is more than 4 times the 1.82×"),  # kept 0.55
+        ("kept_per_layer", [-3, 7], "kept_per_layer is not a list of shares in [0, 1]"),
+        ("method", "ltp | 99.99 | <img src=x>", "method holds a newline or control character"),
+        ("task", "<script>alert(1)</script>", "task holds a newline or control character"),
+        ("task", "t" * 250, "or 200 characters or more"),
+        ("metrics", {"main": 0.5, "acc\n| forged |": 0.5}, "a metric's name in metrics is not"),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+def test_a_forged_or_impossible_number_or_name_is_one_line_naming_it(tmp_path, path, value, says):
+    """Numbers a run could not have measured, and names that would forge Markdown, are refused by
+    the check report.py shares with benchmarks/summarize.py and fronts.py (results_problem)."""
+    r = full_results("ltp", [1.0, 1.0], 0.9, 8.0 if path == "kept_per_layer" else 0.95)
+    r["flops"]["sequence"] = {"speedup": 1.9}
+    (tmp_path / "results.json").write_text(json.dumps(_forge(r, path, value)))
+    with pytest.raises(SystemExit, match=re.escape(says)) as e:
+        report.main([str(tmp_path), "--out", str(tmp_path / "f")])
+    assert "\n" not in str(e.value) and "results.json" in str(e.value)
+
+
+def test_the_check_takes_what_train_py_writes():
+    """The bounds leave room for every real run: a skimmed run's speedup near 1 / (mean share),
+    correlations below zero, a slow run, a speedup under sequence padding of 20×."""
+    r = full_results("ltp", [1.0, 0.3, 0.1], 0.9, 2.4, keywords_kept_per_layer=[1.0, 1.0, 0.5])
+    r["metrics"] = {"matthews": -0.2, "main": -0.2}
+    r["flops"]["sequence"] = {"speedup": 20.0}
+    assert report.results_problem(r) is None
+    assert report.finite(1) and not report.finite(True) and not report.finite(10**400)
+    assert report.plain("sst2") and not report.plain("a|b") and not report.plain("a\nb")

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -81,3 +83,63 @@ def test_check_reads_the_share_of_tokens_per_layer_and_names_the_file(tmp_path):
     assert out.returncode == 1 and "stale: ltp: guide.md {" in out.stdout, out.stdout
     (tmp_path / "guide.md").write_text(table.format(shares="all 1.00"))  # the short form, read
     assert "stale: ltp" in summarize(tmp_path, "--check", "guide.md").stdout
+
+
+def forge(folder: Path, change) -> None:
+    """Change a fake run's results.json in place (json writes NaN and 10**400 as Python does)."""
+    r = json.loads((folder / "results.json").read_text())
+    change(r)
+    (folder / "results.json").write_text(json.dumps(r))
+
+
+FORGED = {  # what a forger writes into results.json -> what the one line names
+    "a 400-digit main": (lambda r: r["metrics"].update(main=10**400), "metrics.main is not"),
+    "a NaN main": (lambda r: r["metrics"].update(main=float("nan")), "NaN or infinite"),
+    "main as a percent": (lambda r: r["metrics"].update(main=37.0), "outside [-1, 1]"),
+    "an infinite speedup": (lambda r: r["flops"]["none"].update(speedup=float("inf")), "speedup"),
+    "a negative speedup": (lambda r: r["flops"]["sequence"].update(speedup=-2), "outside [0.001"),
+    "a share of 7": (lambda r: r.update(kept_per_layer=[-3, 7]), "kept_per_layer is not"),
+    "50x keeping all": (lambda r: (r.update(kept_per_layer=[1.0, 1.0]),
+                                   r["flops"]["none"].update(speedup=50.0)), "every layer kept"),
+    "9x at a mean share of 0.5": (lambda r: (r.update(kept_per_layer=[0.5, 0.5]),
+                                             r["flops"]["none"].update(speedup=9.0)), "4 times"),
+    "a huge wall time": (lambda r: r.update(wall_time_s=10**400), "wall_time_s is not"),
+    "a huge GFLOPs": (lambda r: r["flops"]["none"].update(method_gflops=10**400), "method_gflops"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("what", FORGED)
+def test_a_forged_or_impossible_number_is_one_line_in_every_table(tmp_path, what):
+    change, says = FORGED[what]
+    fake_run(tmp_path / "runs" / "x-s1", 0.9, 1.2)
+    forge(tmp_path / "runs" / "x-s1", change)
+    for args in ([], ["--glue"], ["--seeds"], ["--pareto"]):
+        out = summarize(tmp_path, *args, "runs/x-s1")
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr)
+        error = out.stderr.splitlines()[-1]
+        assert error.startswith("error: runs/x-s1/results.json: ") and says in error, error
+    assert not (tmp_path / "benchmarks").exists()  # --pareto wrote nothing
+
+
+@pytest.mark.parametrize(
+    "name,change",
+    [
+        ("x\n| forged | 99.99 |-s1", None),  # a folder's name starts a row of its own
+        ("x-s1", lambda r: r.update(metrics={"main": 0.5, "acc\n| forged | 99.99 |": 0.5})),
+        ("x-s1", lambda r: r.update(method="ltp | 99.99 | <img src=x onerror=alert(1)>")),
+        ("x-s1", lambda r: r.update(task="<script>alert(1)</script>")),
+        ("x[1](javascript:alert(1))-s1", None),  # a link
+        ("x`y-s1", None),  # the end of a code span
+    ],
+)
+def test_nothing_from_a_run_forges_markdown(tmp_path, name, change):
+    """Every name a table prints comes from a run, and a run is data anyone could have written:
+    a control character or one of | < > [ ] ` is refused in one line, never printed."""
+    fake_run(tmp_path / "runs" / name, 0.9, 1.2)
+    if change:
+        forge(tmp_path / "runs" / name, change)
+    for args in ([], ["--glue"], ["--seeds"], ["--pareto"]):
+        out = summarize(tmp_path, *args, f"runs/{name}")
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert "forged" not in out.stdout and "<" not in out.stdout and "](" not in out.stdout
+        assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
