@@ -52,6 +52,7 @@ from rl_policy import PolicyConfig, TRBertPolicy
 from skim import Transkimmer, inference_layout, on_present_tokens, skim_forward
 from transformer import CONFIGS, BertForTask, BertModel, VarLen
 from weights import (
+    CheckpointError,
     from_pretrained,
     is_run_folder,
     load_encoder_weights,
@@ -305,11 +306,13 @@ def bench_skim(args) -> None:
         model = BertForTask(cfg).eval()
         load_encoder_weights(model.bert, theirs.state_dict(), f"a random {args.random_model}")
     else:
-        cfg = read_config(folder, links=True)
-        model = BertForTask(cfg).eval()
-        load_encoder_weights(
-            model.bert, read_checkpoint(folder), str(folder), run_folder=is_run_folder(folder)
-        )
+        try:  # a damaged folder is one line naming the file, as train.py --model says it
+            cfg = read_config(folder, links=True)
+            model = BertForTask(cfg).eval()
+            state = read_checkpoint(folder)
+            load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
+        except CheckpointError as e:
+            raise SystemExit(f"error: --model {args.model}: {e}") from None
         theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
     model, theirs = model.to(device), theirs.to(device)
     strategies = {}  # name -> (model, strategy)

@@ -53,6 +53,8 @@ class TrainConfig:
     max_length: int | None = _f(None, "tokens per input (default: the task's, Transkimmer Table 2)")
     train_subset: int = _f(0, "train on the first N examples of a fixed shuffle (0 = all)")
     eval_subset: int = _f(0, "evaluate on the first N dev examples (0 = all)")
+    word_roles: int = _f(0, "synthetic task: deal its words out again, seeded by N, so that "
+                         "other words decide (0 = the published keywords)")  # fmt: skip
     padding: str = _f("batch", "training batches: pad to the batch's longest or to --max-length")
     epochs: float | None = _f(None, "training epochs (default 3; 5 for MRPC and WNLI)")
     batch_size: int = _f(32, "examples per optimiser step (per process with torchrun)")
@@ -98,8 +100,10 @@ class TrainConfig:
             ("seed", 0 <= self.seed < 2**32, "in 0 .. 4294967295 (numpy's seeds are 32-bit)"),
             ("train_subset", self.train_subset >= 0, "≥ 0"),
             ("eval_subset", self.eval_subset >= 0, "≥ 0"),
+            ("word_roles", 0 <= self.word_roles < 2**31, "in 0 .. 2147483647 (0 = published)"),
             ("log_every", self.log_every >= 1, "≥ 1"),
             ("threads", self.threads >= 0, "≥ 0 (0 = torch's default)"),
+            ("threads", self.threads <= MAX_THREADS, f"at most {MAX_THREADS}, on any machine"),
             ("eval_every", self.eval_every >= 0, "≥ 0"),
             ("stop_after_steps", self.stop_after_steps >= 0, "≥ 0"),
             ("case_study", self.case_study >= 0, "≥ 0"),
@@ -123,6 +127,9 @@ class TrainConfig:
         return found
 
 
+# the most CPU threads a run may ask for, a resumed one too (a run keeps its --threads wherever
+# it goes on: a machine with fewer CPUs is slower, not refused; a crafted 2**40 is refused)
+MAX_THREADS = 1024
 # Adam's first step moves a weight by lr / (1 − β1) = 10·lr in float32: a learning rate above a
 # tenth of float32's largest number overflows there (torch.optim stops with a RuntimeError)
 LR_MAX = float(torch.finfo(torch.float32).max) * (1 - 0.9)
@@ -148,6 +155,7 @@ PRESETS = {  # smoke: every method in about a minute on a CPU, one thread (a tin
 MAY_CHANGE = {"data_dir", "device", "threads", "deterministic", "log_every", "eval_batch_size",
               "case_study", "stop_after_steps", "resume", "eval_only", "out_dir",
               "overwrite"}  # fmt: skip
+COMMANDS = {"resume", "eval_only"}  # chosen on the command line only: never read from a folder
 # ... but not these, which --resume must keep: they change the numbers (the threads' share of a
 # sum, the GPU's kernels, the batches TR-BERT's guide is computed in), and a resumed run ends
 # bit for bit where the straight run would. --device may change: a run moves between machines
@@ -245,8 +253,11 @@ def _fresh_values(spec: str, method, given: dict) -> dict:
 def _saved_values(saved: dict, given: dict, method) -> dict:
     """A saved run's values (--resume, --eval-only): its config.json, then the flags that may
     change it (MAY_CHANGE; SAME_NUMBERS only with --eval-only); any other flag is an error."""
-    _check_saved(saved, method, _config_path(given))
-    values = {**saved["train"], **(saved.get("options") or {})}
+    check_saved(saved, method, _config_path(given))
+    # what this command does is the command line's choice, never the folder's: a config.json
+    # saying "eval_only": true must not turn --resume into an evaluation
+    train = {k: v for k, v in saved["train"].items() if k not in COMMANDS}
+    values = {**train, **(saved.get("options") or {})}
     changed = [k for k, v in given.items() if _differs(values.get(k), v)]
     flags = lambda keys: ", ".join("--" + k.replace("_", "-") for k in keys)  # noqa: E731
     if [k for k in changed if k not in MAY_CHANGE]:
@@ -265,15 +276,17 @@ def _config_path(given: dict) -> Path:
     return Path(given["out_dir"]) / "config.json"
 
 
-def _check_saved(saved: dict, method, path: Path) -> None:
+def check_saved(saved: dict, method, path: Path) -> None:
     """A run's saved settings (config.json, maybe crafted) before they are used: every value of
     the type its flag takes, and within what the flag allows; else one line naming the file."""
     for values, cls in ((saved["train"], TrainConfig), (saved["options"] or {}, method.Options)):
         for f in dataclasses.fields(cls) if cls else ():
             if f.name in values and not _json_fits(values[f.name], f.type):
+                big = isinstance(values[f.name], int) and abs(values[f.name]) >= 2**63
                 raise SystemExit(
                     f"error: {path}: {f.name} is {runs.shown(values[f.name]):.60}, not "
-                    f"{f.type}; the file is damaged (give the run's own config.json)"
+                    f"{f.type}{' (it is past 64 bits)' if big else ''}; the file is damaged "
+                    "(give the run's own config.json)"
                 )
             value = values.get(f.name)
             if isinstance(value, str) and not value.isprintable():  # a forged line in the log
@@ -290,9 +303,12 @@ def _check_saved(saved: dict, method, path: Path) -> None:
 
 def _json_fits(value, annotation) -> bool:
     """Whether a JSON value fits a dataclass field's annotation ("float | None", "tuple[int,
-    ...]", ...). An int is a float too, as in JSON; a bool is neither."""
+    ...]", ...). An int is a float too, as in JSON, if a float holds it (10**400 is no float);
+    an int field holds a 64-bit integer; a bool is neither."""
     kinds = str(annotation).replace(" ", "").split("|")
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and isinstance(value, int):  # JSON's integers have no bound: ours do
+        number = abs(value) < 2**63
     for kind in kinds:
         if kind.startswith("tuple["):  # a list of the element type (JSON has no tuples)
             item = kind[len("tuple[") :].split(",")[0]
@@ -349,6 +365,14 @@ def check(cfg: TrainConfig) -> TrainConfig:
     if cfg.max_length is None:
         cfg = dataclasses.replace(cfg, max_length=task.max_length)
     problems, cuda, run_dir = cfg.problems(), torch.cuda.is_available(), Path(cfg.out_dir)
+    # the run folders this command reads, checked as data first (runs.check_folder): a ckpt/
+    # that is a link to another run is refused as one, never followed nor taken for no ckpt/
+    for folder in (cfg.finetuned, cfg.out_dir if cfg.resume or cfg.eval_only else None):
+        if folder:
+            runs.check_folder(Path(folder))
+    if cfg.word_roles and task.name != "synthetic":
+        problems.append(f"--word-roles deals out the words of the synthetic task, not of "
+                        f"{task.name}: drop it, or use --task synthetic")  # fmt: skip
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cfg.threads > cpus and not cfg.resume:  # (a resumed run keeps its own: slower, no crash)
         problems.append(f"--threads {cfg.threads} exceeds the {cpus} CPUs here: give at most "

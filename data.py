@@ -18,6 +18,7 @@ Shapes: B batch, T padded tokens, N examples or features.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -131,6 +132,7 @@ class Task:
     splits: tuple[str, ...] = ("train", "dev")  # the ones after "train" are evaluation splits
     folder: str = ""  # GLUE task folder (SST-2, ...)
     url: str = ""  # public source; "{split}" is filled in for SQuAD
+    word_roles: int = 0  # `synthetic`: which words decide (synthetic.word_roles; 0 = published)
 
     @property
     def num_labels(self) -> int:
@@ -201,9 +203,18 @@ TASKS: dict[str, Task] = {t.name: t for t in [  # max_length and skim_weight (λ
 ]}  # fmt: skip
 
 
-def get_task(name: str | Task) -> Task:
+def get_task(name: str | Task, word_roles: int = 0) -> Task:
     """The registered task `name` ("SST-2", "sst2" and "sst_2" all work, as do "synthetic-hard"
-    and "synthetic_hard")."""
+    and "synthetic_hard"); `word_roles` deals the words of `synthetic` out again, so that other
+    words decide (synthetic.word_roles; 0 = the published keywords)."""
+    if word_roles:
+        task = get_task(name)
+        if task.name != "synthetic":
+            raise ValueError(
+                f"--word-roles deals out the words of the synthetic task, not of {task.name}: "
+                "drop it, or use --task synthetic (the smoke preset's)"
+            )
+        return dataclasses.replace(task, word_roles=word_roles)
     if isinstance(name, Task):
         return name
 
@@ -240,7 +251,8 @@ def load_examples(
         raise ValueError(f"{task.name} has splits {task.splits}, not {split!r}")
     if task.reader == "synthetic":
         make, sizes = synthetic.SYNTHETIC[task.name]
-        return make(sizes[split], seed=task.splits.index(split))
+        roles = {"roles": task.word_roles} if task.word_roles else {}
+        return make(sizes[split], seed=task.splits.index(split), **roles)
     path = readers.locate(task, split, data_dir, fetch)
     examples = readers.READERS[task.reader](task, split, path)
     if not examples:

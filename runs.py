@@ -5,9 +5,11 @@ a run folder someone sends you is safe to evaluate or resume:
   * nothing here unpickles anything, and no code is loaded because a folder names it: its
     config.json's method is loaded only if built in (METHODS); a file or module method only
     when the user names it again (--method), and it must be the one recorded (method_of_run);
-  * only regular files are read (no symbolic link followed, no FIFO or device waited on), JSON
-    capped at 64 MB, and a checkpoint's config.json is compared with its weights' header, and
-    its size capped, before any tensor is built (checked_model_config, load_checkpoint);
+  * every reader checks the folder first (check_folder: --eval-only, --resume, --finetuned,
+    load_run for bench.py); only regular files are read (no symbolic link followed, no FIFO or
+    device waited on), JSON capped at 64 MB, and a checkpoint's config.json is compared with
+    its weights' header, and its size capped, before any tensor is built, as is the method's
+    (checked_model_config, build_strategy, load_checkpoint);
   * every fault of a file is one line naming it (a crafted trainer state too: check_progress,
     check_like), never a traceback;
   * one writer at a time: a command writing the folder holds RUN/.lock (locked).
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -59,6 +62,7 @@ from skim import SkimStrategy
 from transformer import CONFIGS, BertConfig, BertForTask, BertModel
 from weights import (
     MAX_HEADER_BYTES,
+    MAX_PARAMETERS,
     CheckpointError,
     append_line,
     atomic_write,
@@ -66,6 +70,7 @@ from weights import (
     load_encoder_weights,
     read_checkpoint,
     read_config,
+    read_file,
     read_json,
     read_safetensors,
     read_safetensors_header,
@@ -100,6 +105,7 @@ def load_method(spec: str) -> type[SkimStrategy]:
             f"unknown method {spec!r}: use one of {known}, or path/to/file.py:ClassName, "
             "or module:ClassName"
         )
+    before = fingerprint()
     if where.endswith(".py"):
         path = Path(where).expanduser()
         if not path.is_file():
@@ -118,12 +124,69 @@ def load_method(spec: str) -> type[SkimStrategy]:
             module = importlib.import_module(where)
         except ImportError as e:
             raise ValueError(f"method {spec!r}: cannot import module {where!r} ({e})") from None
+    changed = rebound(before)
+    if changed:
+        raise ValueError(f"method {spec!r}: {REBOUND.format(changed[0])}")
     cls = getattr(module, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, SkimStrategy)):
         raise ValueError(
             f"method {spec!r}: {where} has no class {name!r} that subclasses skim.SkimStrategy"
         )
     return cls
+
+
+# A method's code runs in the process that trains and measures it: it could rebind the function
+# that counts the keywords it kept, or torch.allclose, and report what it likes. This does not
+# stop code written to get around it (Python is no sandbox; a method is one short file to read),
+# but it refuses the plain way: rebinding a function of the project's modules, of builtins or of
+# torch. Checked when a method's file is imported (load_method), and before the final evaluation
+# (train.finish) against the names as they were when the method was built (build_strategy).
+GUARDED = ("__main__", "config", "data", "evaluation", "flops", "ltp", "metrics", "report",
+           "rl_policy", "runs", "skim", "synthetic", "transformer", "weights")  # fmt: skip
+REBOUND = ("it rebinds {}: a method may not change the project's code or the libraries it calls "
+           "(put what it needs in its own file, under names of its own)")  # fmt: skip
+AT_BUILD: dict = {}  # the fingerprint taken as the last method was built (build_strategy)
+
+
+def fingerprint() -> dict:
+    """Each function and class of the project's modules, builtins and torch (its functions,
+    torch.nn.functional, Tensor's methods), by name -> the object."""
+    import builtins
+
+    import torch.nn.functional
+
+    spaces = [sys.modules[n] for n in GUARDED if n in sys.modules]
+    spaces += [builtins, torch, torch.nn.functional, torch.Tensor]
+    return {
+        (space.__name__, name): value
+        for space in spaces
+        for name, value in list(vars(space).items())
+        if callable(value)
+    }
+
+
+def rebound(before: dict) -> list[str]:
+    """The names of `before` (a fingerprint) bound now to another object. A wrapper around the
+    same function does not count: torch wraps some as it loads its parts (torch._dynamo wraps
+    torch.manual_seed)."""
+    now = fingerprint()
+    changed = []
+    for key, was in before.items():
+        value = now.get(key, was)
+        try:
+            same = value is was or inspect.unwrap(value) is was
+        except Exception:  # a __wrapped__ that loops or raises
+            same = False
+        if not same:
+            changed.append(".".join(key))
+    return changed
+
+
+def refuse_rebound(spec: str) -> None:
+    """Stop, if a function was rebound since the method was built."""
+    changed = rebound(AT_BUILD)
+    if changed:
+        raise SystemExit(f"error: while {shown(spec)} trained, {REBOUND.format(changed[0])}")
 
 
 def _where(error: Exception, path: Path) -> str:
@@ -154,6 +217,12 @@ def method_of_run(recorded, named: str | None, config: Path) -> str:
     if named is None:
         if recorded in METHODS:
             return recorded
+        if ":" not in recorded:  # neither built in nor file.py:Class or module:Class
+            close = difflib.get_close_matches(recorded, METHODS, n=3) or list(METHODS)
+            raise ValueError(
+                f"{config} records the method {shown(recorded)}, which is not built in (the "
+                f"nearest: {', '.join(close)}); the file is damaged, or from another version"
+            )
         raise ValueError(
             f"{config} records the method {shown(recorded)}, a file or module: code is never "
             f"loaded from what a run folder names; if you trust it, name it: --method "
@@ -363,15 +432,23 @@ def _kind(mode: int) -> str:
 # Checkpoints: a Hugging Face-style folder, written atomically
 
 
-def save_checkpoint(folder: Path, model, strategy, meta: dict, vocab_dir: str, state=None):
+def save_checkpoint(folder: Path, model, strategy, meta: dict, tokenizer, state=None):
     """folder/ = config.json + model.safetensors + vocab.txt (+ trainer_state.*). Encoder tensors
     carry their released names under `bert.` (so transformers can read the folder), the head is
     `classifier` or `qa_outputs`, the strategy's tensors `<strategy.checkpoint_prefix>.*`.
     meta: what the run records (method, options, train config) under config.json's "skimbert".
+    tokenizer: the run's tokenizer files as tokenizer_of read them, {name: bytes}, written from
+    memory: the folder they came from may be gone by now (a run resumed from ckpt.old deletes it
+    at its first save), and a checkpoint without vocab.txt cannot be evaluated. (A folder
+    instead saves a model alone, with the tokenizer files the folder holds, if any: tests.)
     Written into folder.tmp/ and swapped in by renames: an interruption never leaves half a
     checkpoint (load_checkpoint falls back to folder.old/ if it came between the two renames)."""
     final, tmp = Path(folder), Path(str(folder) + ".tmp")
     old = Path(str(folder) + ".old")
+    if not isinstance(tokenizer, dict):  # a folder (tests)
+        tokenizer = tokenizer_files(tokenizer, required=False)
+    elif "vocab.txt" not in tokenizer:  # never a checkpoint that cannot be evaluated
+        raise SystemExit(f"error: cannot write the checkpoint {final}: no vocab.txt to put in it")
     remove(tmp)
     try:
         tmp.mkdir(parents=True)
@@ -383,9 +460,8 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, vocab_dir: str, s
         write_safetensors(tensors, tmp / "model.safetensors")
         config = {**model.bert.config.to_dict(), "num_labels": model.num_labels, "skimbert": meta}
         atomic_write(tmp / "config.json", json.dumps(config, indent=2).encode())
-        for name in ("vocab.txt", "tokenizer_config.json"):  # the folder feeds load_tokenizer too
-            if (Path(vocab_dir) / name).is_file():
-                shutil.copy(Path(vocab_dir) / name, tmp / name)
+        for name, data in tokenizer.items():  # the folder feeds load_tokenizer too
+            atomic_write(tmp / name, data)
         if state is not None:
             write_trainer_state(tmp, state)
     except OSError as e:
@@ -396,6 +472,42 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, vocab_dir: str, s
         final.rename(old)  # a symbolic link is renamed itself, never followed
     tmp.rename(final)
     remove(old)
+
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json")  # what data.load_tokenizer reads
+
+
+def tokenizer_files(folder: Path, required: bool = True) -> dict[str, bytes]:
+    """The tokenizer files of a model folder, {name: bytes}: vocab.txt (unless not `required`)
+    and tokenizer_config.json if there. Links are followed (a released model in the Hugging Face
+    cache is made of them; a run's own ckpt/ passed check_folder first). Raises CheckpointError
+    or FileNotFoundError naming the file."""
+    files = {}
+    for name in TOKENIZER_FILES:
+        path = Path(folder) / name
+        needed = required and name == "vocab.txt"
+        if needed or os.path.lexists(path):
+            files[name] = read_file(path, limit=64 << 20, links=True)  # as check_folder's cap
+    return files
+
+
+def tokenizer_of(folder: Path, config: BertConfig):
+    """(tokenizer, its files as tokenizer_files reads them) of the model folder train.py takes
+    its vocabulary from, once the vocabulary fits `config`, the model's shape: every token id
+    must have a row in the embeddings (a vocab.txt of another model would fail mid-evaluation).
+    Raises ValueError (CheckpointError) or FileNotFoundError naming the file."""
+    import data  # here, not at the top: data is only needed to build a tokenizer
+
+    files = tokenizer_files(folder)
+    tokenizer = data.load_tokenizer(folder)
+    ids = max(tokenizer.get_vocab().values()) + 1
+    if ids > config.vocab_size:
+        raise CheckpointError(
+            f"{Path(folder) / 'vocab.txt'} has token ids up to {ids - 1:,}, but the model has "
+            f"{config.vocab_size:,} embedding rows (vocab_size in config.json): the two are not "
+            "of one model (copy the whole folder again)"
+        )
+    return tokenizer, files
 
 
 def remove(path: Path) -> None:
@@ -477,6 +589,7 @@ def load_checkpoint(folder: Path, model, strategy) -> dict | None:
                 )
         size = _check_budget(path, header, sum(t.numel() for t in expected.values()))
         tensors = read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES)
+        _check_finite(path, tensors, ("bert.", _head(model) + "."))
         bert = {k: v for k, v in tensors.items() if k.startswith("bert.")}
         load_encoder_weights(model.bert, bert, str(found), run_folder=True)
         model.head.load_state_dict(_under(tensors, _head(model)))
@@ -487,6 +600,18 @@ def load_checkpoint(folder: Path, model, strategy) -> dict | None:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: no {e.filename}") from None
     except (CheckpointError, RuntimeError, KeyError, ValueError) as e:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: {e}") from None
+
+
+def _check_finite(path: Path, tensors: dict, prefixes: tuple[str, ...]) -> None:
+    """The model's weights (the tensors under `prefixes`) hold no NaN or infinity: train.py stops
+    a run whose loss or gradients stop being finite before it saves, so such weights are damage,
+    and evaluating them would only say the outputs are not finite. Raises CheckpointError."""
+    for name, t in tensors.items():
+        if name.startswith(prefixes) and t.is_floating_point() and not t.isfinite().all():
+            raise CheckpointError(
+                f"{path}: tensor {name} holds NaN or infinity; the checkpoint is damaged "
+                "(copy it again, or resume from another copy)"
+            )
 
 
 def _head(model) -> str:
@@ -637,34 +762,48 @@ def check_progress(progress: dict, stages: int, path: Path) -> None:
         history = progress.get("history")
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise ValueError("history is not a list of evaluations")
-        rng = progress.get("rng")  # every save records it; resuming sets it
-        if not isinstance(rng, dict) or not {"torch", "numpy", "python"} <= rng.keys():
-            raise ValueError("rng lacks the torch, numpy and python generator states")
-        # each state tried on a new generator of its kind: the run's own are left alone
-        torch.Generator().set_state(rng["torch"])
-        np.random.RandomState().set_state(rng["numpy"])
-        random.Random().setstate(rng["python"])
-        cuda = rng.get("cuda", [])
-        if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) for t in cuda):
-            raise ValueError("rng's cuda states are not tensors")
+        _check_rng(progress.get("rng"), "rng")  # every save records it; resuming sets it
+        if progress.get("stage_rng") is not None:  # (absent from older checkpoints)
+            _check_rng(progress["stage_rng"], "stage_rng")  # set by a run resumed mid-stage
     except (ValueError, TypeError, RuntimeError, KeyError, IndexError, OverflowError) as e:
         raise SystemExit(f"error: {path} is damaged ({shown(e)}); resume from another copy")
 
 
-def check_optimizer_state(path: Path, saved: dict, opt, sched, scaler) -> None:
-    """A run resumed inside a stage: its saved optimiser, schedule and loss scale (`saved`'s
-    "optimizer", "scheduler" and "scaler") are built like the ones just made (check_like), each
-    moment the shape of its parameter, before they are loaded; a crafted trainer state is one
-    SystemExit naming `path` (trainer_state.json), not a failure at the next step."""
+def _check_rng(rng, name: str) -> None:
+    """Random generators' states as rng_state records them (`name`: where they are), each tried
+    on a new generator of its kind, so the run's own are left alone. Raises what torch, numpy
+    and random raise (check_progress turns it into one line)."""
+    if not isinstance(rng, dict) or not {"torch", "numpy", "python"} <= rng.keys():
+        raise ValueError(f"{name} lacks the torch, numpy and python generator states")
+    torch.Generator().set_state(rng["torch"])
+    np.random.RandomState().set_state(rng["numpy"])
+    random.Random().setstate(rng["python"])
+    cuda = rng.get("cuda", [])
+    if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) for t in cuda):
+        raise ValueError(f"{name}'s cuda states are not tensors")
+
+
+def check_optimizer_state(path: Path, saved: dict, opt, sched, scaler, total: int) -> None:
+    """A run resumed inside a stage of `total` steps: its step is one of them, and its saved
+    optimiser, schedule and loss scale (`saved`'s "optimizer", "scheduler" and "scaler") are
+    built like the ones just made (check_like), with the same settings (all but the learning
+    rate, which the schedule moves), each moment the shape of its parameter, before they are
+    loaded; a crafted trainer state is one SystemExit naming `path` (trainer_state.json), not a
+    failure at the next step, nor a run that trains nothing or climbs its loss."""
     params = [p for g in opt.param_groups for p in g["params"]]
     state, fresh = saved.get("optimizer"), opt.state_dict()
     try:
+        if not saved["step"] < total:  # (a checkpoint at a stage's end is the next one's step 0)
+            raise ValueError(f"step {saved['step']} of a stage of {total} steps")
         if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
             raise ValueError("optimizer is not an optimiser's state")
         check_like(state.get("param_groups"), fresh["param_groups"], "param_groups")
         for group, ours in zip(state["param_groups"], fresh["param_groups"]):
             if group["params"] != ours["params"]:  # which saved state goes to which parameter
                 raise ValueError(f"param_groups number the parameters {group['params'][:8]}")
+            for k, v in ours.items():  # maximize: true would climb the loss
+                if k not in ("lr", "params") and v is not None and group.get(k, v) != v:
+                    raise ValueError(f"param_groups' {k} is {shown(group[k]):.40}, not {v}")
         for i, moments in state["state"].items():
             if not (isinstance(i, int) and 0 <= i < len(params)):
                 raise ValueError(f"the state of parameter {shown(i):.20}, of {len(params)}")
@@ -713,9 +852,11 @@ def load_run(run_dir: Path, method: str | None = None):
     """(model, strategy, saved settings) of a finished run folder, rebuilt from the folder: its
     options, task head and model shape; its method if built in, else `method`, which the user
     names (method_of_run: a folder never chooses the code that runs). Both in eval mode."""
+    import config as settings  # here, not at the top: config imports this module
     import data  # here, not at the top: data is only needed to rebuild a run
 
     run_dir = Path(run_dir)
+    check_folder(run_dir)  # as --eval-only and --resume do: no link followed, no FIFO read
     saved = read_run_config(run_dir)
     folder = checkpoint_folder(run_dir / "ckpt")
     if folder is None:
@@ -726,6 +867,7 @@ def load_run(run_dir: Path, method: str | None = None):
         raise SystemExit(f"error: {e}") from None
     try:
         method = load_method(spec)
+        settings.check_saved(saved, method, run_dir / "config.json")  # as --eval-only checks
         options = make_options(method, saved["options"] or {})
         task = data.get_task(saved["train"]["task"])
     except (ValueError, AssertionError, KeyError, TypeError) as e:
@@ -736,10 +878,7 @@ def load_run(run_dir: Path, method: str | None = None):
         raise SystemExit(f"error: {e}") from None
     # the head as the task has it (train.py built it so); load_checkpoint compares its shape
     model = BertForTask(config, task.kind, task.num_labels)
-    try:
-        strategy = method.build(model, options, task)
-    except (ValueError, AssertionError, TypeError) as e:
-        raise SystemExit(f"error: cannot rebuild the method of {run_dir}: {shown(e)}") from None
+    strategy = build_strategy(spec, method, model, options, task)
     load_checkpoint(folder, model, strategy)
     return model.eval(), strategy.eval(), saved
 
@@ -787,17 +926,49 @@ def build_model(name: str, task, run_dir: Path, saved: bool, max_length: int):
 
 def build_strategy(name: str, method, model: BertForTask, options, task) -> SkimStrategy:
     """The method `name` (its class: `method`) built for this model and task (a data.Task) by
-    `method.build`, or one line saying what is wrong."""
+    `method.build`, or one line saying what is wrong. Its size is checked first (method_size),
+    as a checkpoint's model is: options that ask for a giant method (a run folder's
+    "hidden": 10**12) are refused before any memory is taken."""
+    AT_BUILD.clear()
+    AT_BUILD.update(fingerprint())  # what train.finish finds again (refuse_rebound)
+    size = method_size(method, model, options, task)
+    if size is not None and size > MAX_PARAMETERS:
+        raise SystemExit(f"error: {name} with these options holds {size:,} numbers, past what "
+                         f"this project builds ({MAX_PARAMETERS:,}): check its options (a run's "
+                         "are in its config.json)")  # fmt: skip
     try:
         strategy = method.build(model, options, task)
     except TypeError as e:  # most often a constructor that does not take what build gives it
-        raise SystemExit(f"error: cannot build {name}: {e}") from None
+        raise SystemExit(f"error: cannot build {name}: {first_line(e)}") from None
     except (ValueError, AssertionError) as e:
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"error: {first_line(e)}") from None
+    except (RuntimeError, MemoryError, OverflowError) as e:  # e.g. no memory for its tensors
+        raise SystemExit(
+            f"error: cannot build {name}: {type(e).__name__}: {first_line(e)}"
+        ) from None
     if not isinstance(strategy, SkimStrategy):
         raise SystemExit(f"error: {name}.build returned {type(strategy).__name__}, "
                          "not a skim.SkimStrategy")  # fmt: skip
     return strategy
+
+
+def method_size(method, model: BertForTask, options, task) -> int | None:
+    """How many numbers (parameters and buffers) `method` built for `model` would hold, counted
+    by building it on the meta device: shapes only, no memory taken, no random number drawn.
+    None if it cannot be built there (a method that reads a value while it is built): the real
+    build then says what is wrong, if anything."""
+    try:
+        with torch.device("meta"):
+            strategy = method.build(model, options, task)
+            return sum(t.numel() for t in (*strategy.parameters(), *strategy.buffers()))
+    except Exception:  # whatever it is, the real build reports it (or succeeds)
+        return None
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message fit for one line of error (torch's may add a C++ stack)."""
+    lines = str(error).splitlines()
+    return shown(lines[0] if lines else type(error).__name__)
 
 
 def versions() -> dict:

@@ -123,7 +123,7 @@ class SkimContext:
         self._positions = positions
 
 
-@dataclass
+@dataclass(frozen=True)  # what train.py records of it is what it trained: no change midway
 class Stage:
     """One phase of a method's training: how long, what learns at which rate, what it needs."""
 
@@ -791,7 +791,12 @@ class RandomOptions:
         "share of each example's tokens kept at each layer, comma-separated, one per layer "
         "(e.g. the kept_per_layer of another run's results.json)",
     )
-    keep_shares_from: str = option("", "a run folder whose results.json gives the shares")
+    keep_shares_from: str = option(
+        "",
+        "a run folder whose results.json gives the shares (its kept_per_layer), when "
+        "--keep-shares is not given: read once, when this run starts, and recorded in its "
+        "config.json as keep_shares",
+    )
     random_seed: int = option(0, "seed of the fixed random table that decides which tokens go")
     retrain: bool = option(
         True,
@@ -802,6 +807,11 @@ class RandomOptions:
     def __post_init__(self):  # torch's generators take seeds below 2**64; ours start at 0
         s = self.random_seed
         require(0 <= s < 2**63, f"--random-seed must be in 0 .. 2**63 − 1, got {s}")
+        # the other run's shares are copied into keep_shares, which config.json records: the
+        # control's results then depend on its own folder alone, whatever becomes of the other.
+        # (A control saved before keep_shares was filled so reads the other run every time.)
+        if self.keep_shares_from and not self.keep_shares:
+            self.keep_shares = shares_of_run(self.keep_shares_from)
 
 
 class RandomSkim(SkimStrategy):
@@ -840,23 +850,28 @@ class RandomSkim(SkimStrategy):
         return keep_top(score, alive, k, not ctx.pruning)
 
 
-def keep_shares(options: RandomOptions, num_layers: int) -> list[float]:
-    """RandomSkim's share of tokens kept at each of num_layers layers, from --keep-shares or
-    from the results.json of the run --keep-shares-from names."""
-    text = options.keep_shares
-    if options.keep_shares_from:
-        from weights import read_json  # a run folder is data: read as such (no links, capped)
+def shares_of_run(run: str) -> str:
+    """The kept_per_layer of the finished run in folder `run` (its results.json), as the text
+    --keep-shares takes ("1.0,0.52,..."). Raises ValueError naming the file."""
+    from weights import read_json  # a run folder is data: read as such (no links, capped)
 
-        path = Path(options.keep_shares_from) / "results.json"
-        try:
-            shares = read_json(path)["kept_per_layer"]
-            text = ",".join(str(float(s)) for s in shares)
-        except FileNotFoundError:
-            raise ValueError(
-                f"--keep-shares-from: no {path}; give a finished run's folder"
-            ) from None
-        except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
-            raise ValueError(f"--keep-shares-from: {path} gives no kept_per_layer ({e})") from None
+    path = Path(run) / "results.json"
+    try:
+        shares = read_json(path)["kept_per_layer"]
+        return ",".join(str(float(s)) for s in shares)
+    except FileNotFoundError:
+        raise ValueError(
+            f"--keep-shares-from: no {path}; give a finished run's folder (a random control "
+            "whose config.json records no keep_shares reads its shares there: put that run back)"
+        ) from None
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # CheckpointError: ValueError
+        raise ValueError(f"--keep-shares-from: {path} gives no kept_per_layer ({e})") from None
+
+
+def keep_shares(options: RandomOptions, num_layers: int) -> list[float]:
+    """RandomSkim's share of tokens kept at each of num_layers layers, from --keep-shares (which
+    RandomOptions fills from --keep-shares-from's run when it is not given)."""
+    text = options.keep_shares
     try:
         shares = [float(s) for s in text.split(",")] if text else []
     except ValueError:

@@ -54,18 +54,36 @@ def vocabulary(name: str) -> tuple[str, ...]:
     return words
 
 
-def synthetic_examples(n: int, seed: int = 0) -> list[Example]:
+def word_roles(roles: int = 0) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(positive, negative, filler): which words of `synthetic` play which part. Roles 0 are the
+    published ones (POSITIVE, NEGATIVE, FILLER); any other number deals the same 94 words out
+    again, at random, seeded by it: as many keywords of each kind, and the same vocabulary.
+
+    Why: a method that knows the published keywords (their words or their token ids), or keeps a
+    fixed set of word types that happens to hold several of them, does as well as one that learned
+    which words decide. Under roles it has not seen, only learning does. The instructor's grader
+    of assignment 6 draws the roles at random (assignments/checks.py)."""
+    if roles == 0:
+        return POSITIVE, NEGATIVE, FILLER
+    words = list(POSITIVE + NEGATIVE + FILLER)
+    random.Random(f"word roles {roles}").shuffle(words)
+    k = len(POSITIVE)
+    return tuple(words[:k]), tuple(words[k : 2 * k]), tuple(words[2 * k :])
+
+
+def synthetic_examples(n: int, seed: int = 0, roles: int = 0) -> list[Example]:
     """`n` sentences of 8 to 60 filler words hiding 1 or 3 keywords; label 1 iff most are positive.
 
     Labels are balanced in expectation; `Example.keywords` marks the words that decide the label,
-    so a test can check that skimming keeps them.
+    so a test can check that skimming keeps them. `roles`: which words are keywords (word_roles).
     """
+    positive, negative, filler = word_roles(roles)
     rng = random.Random(seed)
     examples = []
     for i in range(n):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(8, 60))]
+        words = [rng.choice(filler) for _ in range(rng.randint(8, 60))]
         label = rng.randint(0, 1)
-        winners, losers = (POSITIVE, NEGATIVE) if label else (NEGATIVE, POSITIVE)
+        winners, losers = (positive, negative) if label else (negative, positive)
         # an odd number of keywords, so there is never a tie
         keys = [rng.choice(winners)] + rng.choice(
             [[], [rng.choice(winners), rng.choice(winners + losers)]]

@@ -86,7 +86,7 @@ class Run:
     dev_ex: list
     dev_feats: list
     tokenizer: object
-    vocab_dir: str
+    tokenizer_files: dict  # {name: bytes}: into every checkpoint (runs.save_checkpoint)
     device: torch.device
     autocast: object
     dir: Path
@@ -96,9 +96,8 @@ class Run:
 
     def batch(self, idx: list[int], feats=None, padding="batch") -> dict:
         """Features idx -> tensors on the device; "index" names the features (for strategies)."""
-        b = data.collate(
-            [(feats or self.train_feats)[i] for i in idx], padding, self.cfg.max_length
-        )
+        feats = feats or self.train_feats
+        b = data.collate([feats[i] for i in idx], padding, self.cfg.max_length)
         b["index"] = torch.tensor(idx)
         return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
 
@@ -106,7 +105,7 @@ class Run:
 def setup(cfg: TrainConfig, method, options) -> Run:
     """Check the settings, start torchrun's processes, prepare the run folder, build model,
     method and data."""
-    cfg, task = config.check(cfg), data.get_task(cfg.task)
+    cfg, task = config.check(cfg), data.get_task(cfg.task, cfg.word_roles)
     device, rank, world = start_device(cfg)
     meta = {"train": dataclasses.asdict(cfg), "method": cfg.method, "task": task.name,
             "options": runs.options_dict(options), "kind": task.kind}  # fmt: skip
@@ -124,7 +123,7 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     model, folder = runs.build_model(cfg.model, task, run_dir, not fresh, cfg.max_length)
     strategy = runs.build_strategy(cfg.method, method, model, options, task)
     try:
-        tokenizer = data.load_tokenizer(folder)
+        tokenizer, files = runs.tokenizer_of(folder, model.bert.config)  # checked against it
         train_feats, dev_ex, dev_feats = data.load_features(task, tokenizer, cfg.max_length,
                                                             cfg.data_dir, cfg.train_subset,
                                                             cfg.eval_subset)  # fmt: skip
@@ -138,7 +137,7 @@ def setup(cfg: TrainConfig, method, options) -> Run:
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
     return Run(cfg=cfg, task=task, model=model, strategy=strategy, meta=meta,
                train_feats=train_feats, dev_ex=dev_ex, dev_feats=dev_feats, tokenizer=tokenizer,
-               vocab_dir=str(folder), device=device, autocast=autocast, dir=run_dir, log=log,
+               tokenizer_files=files, device=device, autocast=autocast, dir=run_dir, log=log,
                rank=rank, world=world)  # fmt: skip
 
 
@@ -219,6 +218,7 @@ def train(cfg: TrainConfig, method, options) -> dict:
     stages, teacher = run.strategy.stages(run.cfg), None
     if problem := check_stages(stages, finetuned=bool(cfg.finetuned)):
         raise SystemExit(f"error: {run.cfg.method}: {problem}")
+    schedule = [dataclasses.asdict(stage) for stage in stages]  # as asked, before any training
     # the first stage that learns from the teacher builds it, and the straight run does so at that
     # stage's start, after the state a resumed run restores: see load_teacher
     first_with_teacher = next((s for s, stage in enumerate(stages) if stage.teacher), None)
@@ -229,7 +229,6 @@ def train(cfg: TrainConfig, method, options) -> dict:
             teacher = load_teacher(run, draws=s == first_with_teacher)
         if train_stage(run, s, stages[s], state, teacher):
             return {"stopped": True}
-    schedule = [dataclasses.asdict(stage) for stage in stages]  # what a control can repeat
     return finish(run, started, {"history": state.history, "stages": schedule})
 
 
@@ -315,7 +314,7 @@ def start_stage(run: Run, s: int, stage: Stage, state: TrainState, teacher, tota
     run.strategy.begin_stage(StepContext(stage, 0, total, losses, teacher), batches)
     if state.step:  # resuming inside this stage
         runs.check_optimizer_state(run.dir / "ckpt" / "trainer_state.json", vars(state), opt,
-                                   sched, scaler)  # fmt: skip
+                                   sched, scaler, total)  # fmt: skip
         # the saved tensors are on the CPU; load_state_dict moves the optimiser's moments to
         # each parameter's device, so a run stopped on a GPU may go on on a CPU and back
         opt.load_state_dict(state.optimizer), sched.load_state_dict(state.scheduler)
@@ -387,9 +386,9 @@ def save(run: Run, state: TrainState, optimizer: tuple | None = None, finished=N
     if run.rank != 0:
         return
     if finished is not None and finished.saves_teacher:  # a later stage may learn from it
-        runs.save_checkpoint(run.dir / "finetuned", run.model, None, run.meta, run.vocab_dir)
-    runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta, run.vocab_dir,
-                         vars(state))  # fmt: skip
+        runs.save_checkpoint(run.dir / "finetuned", run.model, None, run.meta, run.tokenizer_files)
+    runs.save_checkpoint(run.dir / "ckpt", run.model, run.strategy, run.meta,
+                         run.tokenizer_files, vars(state))  # fmt: skip
 
 
 def resumed_state(run: Run) -> TrainState:
@@ -407,6 +406,7 @@ def resumed_state(run: Run) -> TrainState:
 
 def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> dict:
     """Final evaluation: results.json and the pictures (eval.json alone after --eval-only)."""
+    runs.refuse_rebound(run.cfg.method)  # a method that patched what measures it counts nothing
     res = evaluate(run, run.strategy)
     cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer,
                                    res.pop("predictions"))  # fmt: skip

@@ -21,7 +21,9 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import os
 import shutil
+import stat
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -125,7 +127,6 @@ def expand(src: Path, dest: Path) -> None:
 
 def environment(work: Path, model: Path) -> None:
     """What the results were measured on, into WORK/environment.json."""
-    import os
     import platform
     import subprocess
 
@@ -157,20 +158,113 @@ def environment(work: Path, model: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # After each step: results.json and results.md from what the steps left in WORK
+#
+# What a step left is read as data: a file that is missing, no regular file (a FIFO would hang the
+# summary), not JSON, or not of the types the tables read is left out of the tables and listed
+# under "unreadable", never a traceback.
+
+MAX_BYTES = 64 << 20  # what a step writes is kB; weights.MAX_JSON_BYTES, the same cap
+
+
+def read_capped(path: Path) -> bytes | None:
+    """PATH's bytes, or None if it is missing or no regular file of at most MAX_BYTES: no link
+    followed, no FIFO or device waited on (weights.open_regular's rule, in the standard library
+    alone, as summarize.read_capped: `summary` also runs when `check` found a package missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+            return None
+        return f.read(MAX_BYTES + 1)
 
 
 def read_json(path: Path):
+    """A JSON file a step left (read_capped), or None if it is missing or not UTF-8 JSON."""
+    data = read_capped(path)
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return None if data is None else json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+def is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def is_row(row) -> bool:
+    return isinstance(row, list) and all(isinstance(c, str) or is_number(c) for c in row)
+
+
+def train_shape_ok(res) -> bool:
+    """Whether a results.json holds what the training table reads, of the types train.py
+    writes."""
+    if not isinstance(res, dict) or not isinstance(res.get("metrics"), dict):
+        return False
+    flops = res.get("flops") if isinstance(res.get("flops"), dict) else {}
+    speedups = [flops.get("none"), flops.get("sequence")]
+    return (
+        is_number(res["metrics"].get("accuracy"))
+        and all(isinstance(x, dict) and is_number(x.get("speedup")) for x in speedups)
+        and is_row(res.get("kept_per_layer"))
+        and all(is_number(v) for v in res["kept_per_layer"])
+        and is_number(res.get("kept"))
+        and is_number(res.get("wall_time_s"))
+    )
+
+
+def bench_shape_ok(res) -> bool:
+    """Whether a bench.py --json file holds what the bench tables read, of the types it writes."""
+    tables = res.get("tables") if isinstance(res, dict) else None
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        return False
+    return (
+        isinstance(res.get("command"), str)
+        and isinstance(res.get("device_name"), str)
+        and all(isinstance(t.get("title"), str) and is_row(t.get("header")) for t in tables)
+        and all(isinstance(t.get("rows"), list) and all(map(is_row, t["rows"])) for t in tables)
+        and all(isinstance(t.get("meta") or {}, dict) and speed_table_ok(t) for t in tables)
+    )
+
+
+def speed_table_ok(table: dict) -> bool:
+    """A speed table, which skim_targets reads: rows as long as the header, each a setting (text)
+    with numbers in the columns set against the targets. (Other tables are only printed.)"""
+    if (table.get("meta") or {}).get("table") != "speed":
+        return True
+    header = table["header"]
+    if not {"wall× vs padded", "wall/FLOPs"} <= set(header):
+        return False
+    ratios = [header.index("wall× vs padded"), header.index("wall/FLOPs")]
+    return all(
+        len(row) == len(header)
+        and isinstance(row[0], str)
+        and all(is_number(row[i]) for i in ratios)
+        for row in table["rows"]
+    )
+
+
+def read_steps(path: Path) -> list[dict]:
+    """WORK/steps.jsonl: one {"step", "status", "wall_s", ...} a line (gpu.sh's record); a line
+    that is not one is left out."""
+    steps = []
+    for line in (read_capped(path) or b"").decode("utf-8", "replace").splitlines():
+        try:
+            step = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(step, dict) and {"step", "status", "wall_s"} <= step.keys():
+            steps.append(step)
+    return steps
 
 
 def test_results(xml_path: Path) -> dict | None:
     """Counts and failures from pytest's JUnit XML."""
     try:
-        root = ET.parse(xml_path).getroot()
-    except (OSError, ET.ParseError):
+        root = ET.fromstring(read_capped(xml_path) or b"")
+    except ET.ParseError:
         return None
     counts = dict.fromkeys(("passed", "failed", "skipped"), 0)
     failed = []
@@ -187,34 +281,36 @@ def test_results(xml_path: Path) -> dict | None:
     return {**counts, "failures": failed}
 
 
-def train_result(run_dir: Path) -> dict | None:
+def train_result(res: dict, run_dir: Path) -> dict:
     """The numbers of a run's results.json worth reporting (not its case study)."""
-    res = read_json(run_dir / "results.json")
-    if res is None:
-        return None
     keep = ("method", "metrics", "kept", "kept_per_layer", "flops", "wall_time_s", "history")
     return {**{k: res.get(k) for k in keep}, "versions": res.get("versions"), "run": str(run_dir)}
 
 
 def summary(work: Path, out: Path) -> None:
-    steps = []
-    if (work / "steps.jsonl").is_file():
-        steps = [json.loads(line) for line in (work / "steps.jsonl").read_text().splitlines()]
+    environment = read_json(work / "environment.json")
     record = {
-        "environment": read_json(work / "environment.json"),
-        "steps": steps,
+        "environment": environment if isinstance(environment, dict) else None,
+        "steps": read_steps(work / "steps.jsonl"),
         "tests": test_results(work / "pytest-cuda.xml"),
         "train": {},
         "bench": {},
+        "unreadable": [],  # files a step left that are not what it writes
     }
     for name in ("baseline", "transkimmer", "trbert"):
-        res = train_result(work / f"sst2-{name}")
-        if res is not None:
-            record["train"][name] = res
+        path = work / f"sst2-{name}" / "results.json"
+        res = read_json(path)
+        if train_shape_ok(res):
+            record["train"][name] = train_result(res, path.parent)
+        elif os.path.lexists(path):
+            record["unreadable"].append(str(path))
     for name in ("encoder", "skim", "skim-base-fp32", "skim-base-bf16", "skim-trained"):
-        res = read_json(work / f"bench-{name}.json")
-        if res is not None:
+        path = work / f"bench-{name}.json"
+        res = read_json(path)
+        if bench_shape_ok(res):
             record["bench"][name] = res
+        elif os.path.lexists(path):
+            record["unreadable"].append(str(path))
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(record, indent=1))
     (out / "results.md").write_text(markdown(record))
@@ -226,6 +322,9 @@ def markdown(record: dict) -> str:
     lines += [f"- {k}: {v}" for k, v in env.items()]
     lines += ["", "| step | status | wall (s) |", "|---|---|---:|"]
     lines += [f"| {s['step']} | {s['status']} | {s['wall_s']} |" for s in record["steps"]]
+    if record["unreadable"]:
+        lines.append("")
+        lines += [f"- unreadable (not what its step writes): {p}" for p in record["unreadable"]]
     tests = record["tests"]
     if tests:
         lines += ["", f"**Tests (-m cuda)**: {tests['passed']} passed, {tests['failed']} failed, "
@@ -321,8 +420,6 @@ def main() -> None:
     p.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.command == "prepare":
-        import os
-
         data = args.data or (Path(os.environ["SKIMBERT_DATA"]) if "SKIMBERT_DATA" in os.environ
                              else None)  # fmt: skip
         if data is None:

@@ -661,6 +661,33 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     )
 
 
+def test_word_roles_deal_the_same_words_out_again_and_the_rule_follows_them(tmp_path):
+    """--word-roles N: other words decide, drawn from the same vocabulary (so the same tokenizer
+    reads them), as many of each kind, the same for the same N; 0 is the published roles."""
+    assert synthetic.word_roles(0) == (synthetic.POSITIVE, synthetic.NEGATIVE, synthetic.FILLER)
+    positive, negative, filler = synthetic.word_roles(12345)
+    assert synthetic.word_roles(12345) == (positive, negative, filler)
+    assert synthetic.word_roles(12346) != (positive, negative, filler)
+    published = synthetic.POSITIVE + synthetic.NEGATIVE + synthetic.FILLER
+    assert sorted(positive + negative + filler) == sorted(published)
+    assert len(positive) == len(synthetic.POSITIVE) and len(negative) == len(synthetic.NEGATIVE)
+    assert set(positive + negative) != set(synthetic.POSITIVE + synthetic.NEGATIVE)
+    task = data.get_task("synthetic", 12345)
+    assert task.word_roles == 12345 and data.get_task("synthetic").word_roles == 0
+    tokenizer = data.load_tokenizer(data.write_synthetic_vocab(tmp_path))
+    dev = data.load_examples(task, "dev")
+    features = data.encode(task, dev, tokenizer)
+    ids = lambda words: [tokenizer.token_to_id(w) for w in words]  # noqa: E731
+    for f in features:  # the rule, written again: the majority of the marked words votes
+        assert tokenizer.token_to_id("[UNK]") not in f.input_ids
+        marked = f.input_ids[f.keyword_mask == 1]
+        assert np.isin(f.input_ids, ids(positive + negative)).sum() == len(marked) in (1, 3)
+        assert f.label == int(2 * np.isin(marked, ids(positive)).sum() > len(marked))
+    assert dev != data.load_examples("synthetic", "dev")
+    with pytest.raises(ValueError, match="--word-roles deals out the words of the synthetic task"):
+        data.get_task("sst2", 3)
+
+
 def hard_label(words):
     """synthetic-hard's rule written again, independently: the first word's aspect votes."""
     positive, negative = synthetic.ASPECTS[words[0]]

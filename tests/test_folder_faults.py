@@ -438,6 +438,13 @@ RUN_CONFIG = [  # (what is changed, how, what the message says) in RUN/config.js
     ("nested garbage", b'{"train": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deep"),
     ("a number of 5000 digits", b'{"train": ' + b"9" * 5000 + b"}", ": not valid JSON"),
     ("a name with a newline", _set("method", "a\nb"), "records the method 'a\\nb'"),
+    # found by review: a method name none knows, and numbers past what their fields hold
+    ("an unknown built-in", _set("method", "transkimmer2"), "(the nearest: transkimmer)"),
+    ("a float of 401 digits", _set("train", "weight_decay", 10**400), "weight_decay is 1000"),
+    ("a clip of 401 digits", _set("train", "max_grad_norm", 10**400), "max_grad_norm is 1000"),
+    ("a tau of 401 digits", _set("options", "tau", 10**400), "tau is 1000"),
+    ("an int past 64 bits", _set("train", "log_every", 10**30), "past 64 bits"),
+    ("threads past any machine", _set("train", "threads", 2**40), "--threads must be at most"),
 ]
 CKPT_CONFIG = [  # in RUN/ckpt/config.json
     ("hidden size a string", _set("hidden_size", "big"), "hidden_size must be a positive"),
@@ -521,6 +528,15 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
         "a schedule lambda of text",
         lambda s: s["scheduler"]["lr_lambdas"].__setitem__(0, "x"),
         "lr_lambdas",
+    ),  # fmt: skip
+    # found by review: the stage's own random states, a step past the stage, a flag that climbs
+    ("stage_rng empty", lambda s: s.update(stage_rng={}), "stage_rng lacks"),
+    ("stage_rng of the wrong kind", lambda s: s["stage_rng"].update(torch=5), "ByteTensor"),
+    ("step past the stage's end", lambda s: s.update(step=10**6), "step 1000000 of a stage of"),
+    (
+        "an optimiser that maximises",
+        lambda s: s["optimizer"]["param_groups"][0].update(maximize=True),
+        "maximize is True, not False",
     ),  # fmt: skip
 ]
 
@@ -607,3 +623,111 @@ def test_a_checkpoint_head_of_another_shape_is_refused_before_reading(finished):
     tensors["classifier.weight"] = torch.zeros(5, tensors["classifier.weight"].shape[1])
     write_safetensors(tensors, finished / "ckpt" / "model.safetensors")
     assert "classifier.weight has shape [5" in error_of(eval_only, finished)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Found by review: every reader checks the folder alike, and what a run needs is in it
+
+
+@pytest.mark.parametrize("link", ["another run's", "itself"])
+def test_every_reader_refuses_a_ckpt_that_is_a_link(finished, made, tmp_path, link):
+    import bench
+
+    shutil.rmtree(finished / "ckpt")
+    (finished / "ckpt").symlink_to(made["stopped"] / "ckpt" if link == "another run's" else "ckpt")
+    finetuned = [*FAST, "--method", "transkimmer", "--finetuned", str(finished),
+                 "--out-dir", str(tmp_path / "ft")]  # fmt: skip
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None]),
+                       (train.main, [finetuned])):  # fmt: skip
+        assert "ckpt is a symbolic link" in error_of(call, *args)
+
+
+def test_bench_checks_a_run_s_settings_as_eval_only_does(finished):
+    import bench
+
+    edit(finished / "config.json", _set("options", "tau", 10**400))  # was an OverflowError
+    assert "tau is 1000" in error_of(bench.load_run, str(finished), None)
+
+
+def test_nan_weights_are_called_damage_not_divergence(finished):
+    import bench
+    from weights import read_safetensors, write_safetensors
+
+    path = finished / "ckpt" / "model.safetensors"
+    tensors = read_safetensors(path)
+    tensors["classifier.weight"] = tensors["classifier.weight"] * float("nan")
+    write_safetensors(tensors, path)
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)
+        assert "classifier.weight holds NaN or infinity" in message and "diverged" not in message
+
+
+def test_a_vocabulary_the_model_has_no_rows_for_is_refused_at_load(finished):
+    vocab = finished / "ckpt" / "vocab.txt"  # every id shifted by 500: [CLS] past the embeddings
+    vocab.write_text("".join(f"[unused{i}]\n" for i in range(500)) + vocab.read_text())
+    message = error_of(eval_only, finished)
+    assert "ckpt/vocab.txt has token ids up to" in message and "embedding rows" in message
+
+
+def test_a_method_too_big_to_build_is_refused_before_its_memory_is_taken(finished):
+    import bench
+
+    edit(finished / "config.json", lambda c: c.update(method="trbert", options={"hidden": 10**12}))
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        assert "past what this project builds" in error_of(call, *args)
+
+
+def test_eval_only_in_a_config_json_does_not_turn_resume_into_an_evaluation(stopped):
+    edit(stopped / "config.json", _set("train", "eval_only", True))
+    resume(stopped)
+    assert (stopped / "results.json").is_file() and not (stopped / "eval.json").exists()
+
+
+def test_bench_model_on_a_damaged_folder_is_one_line(finished):
+    import bench
+
+    edit(finished / "ckpt" / "config.json", _set("hidden_size", "big"))
+    args = ["skim", "--model", str(finished / "ckpt"), "--sets", "sst2", "--rounds", "1"]
+    message = error_of(bench.main, args)
+    assert message.startswith("error: --model") and "hidden_size must be a positive" in message
+
+
+def test_a_random_control_keeps_its_shares_whatever_becomes_of_the_run_they_came_from(
+    finished, tmp_path
+):
+    control = tmp_path / "control"
+    source = json.loads((finished / "results.json").read_text())["kept_per_layer"]
+    trained = train.main([*FAST, "--method", "random", "--keep-shares-from", str(finished),
+                          "--out-dir", str(control)])  # fmt: skip
+    options = json.loads((control / "config.json").read_text())["options"]
+    assert options["keep_shares"] == ",".join(str(float(s)) for s in source)
+    assert options["keep_shares_from"] == str(finished)  # still recorded: where they came from
+    edit(finished / "results.json", _set("kept_per_layer", [0.2, 0.1]))  # the other run changes
+    assert eval_only(control)["kept_per_layer"] == trained["kept_per_layer"]
+    assert runs.load_run(control)[1].shares == [float(s) for s in source]  # bench's reader
+    # a control saved before its shares were recorded reads them there, and says if it is gone
+    edit(control / "config.json", _set("options", "keep_shares", ""))
+    shutil.rmtree(finished)
+    message = error_of(eval_only, control)
+    assert f"no {finished / 'results.json'}" in message and "put that run back" in message
+
+
+def test_the_gpu_summary_reads_what_a_step_left_as_data(tmp_path, within_seconds):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_helper", ROOT / "benchmarks" / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    work = tmp_path / "work"
+    for name in ("baseline", "transkimmer"):
+        (work / f"sst2-{name}").mkdir(parents=True)
+    os.mkfifo(work / "sst2-baseline" / "results.json")  # read, it would hang the summary
+    (work / "sst2-transkimmer" / "results.json").write_text('{"metrics": [0.9]}')
+    (work / "bench-skim.json").write_text('{"tables": "none"}')
+    (work / "environment.json").write_text("[1]")
+    (work / "steps.jsonl").write_text('{"step": "tests", "status": "ok", "wall_s": 5}\n[1]\n')
+    gpu.summary(work, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["train"] == {} and saved["bench"] == {} and len(saved["steps"]) == 1
+    assert len(saved["unreadable"]) == 3
+    assert "unreadable (not what its step writes)" in (tmp_path / "out" / "results.md").read_text()

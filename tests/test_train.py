@@ -291,6 +291,15 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
     assert again["kept_per_layer"] == trained["kept_per_layer"]
 
 
+def test_word_roles_are_kept_with_the_run_and_used_again_by_eval_only(tmp_path):
+    trained = run(tmp_path, "--method", "baseline", "--word-roles", "5")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["word_roles"] == 5
+    again = train.main(["--eval-only", "--out-dir", str(tmp_path / "run")])
+    assert again["metrics"] == trained["metrics"]
+    assert again["keywords_kept_per_layer"] == trained["keywords_kept_per_layer"]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -313,6 +322,8 @@ def test_eval_only_reproduces_the_final_evaluation(tmp_path):
         (["--skim-lr", "-1"], "--skim-lr must be positive"),
         (["--weight-decay", "-1"], "--weight-decay must be ≥ 0"),
         (["--threads", "-1"], "--threads must be ≥ 0"),
+        (["--word-roles", "-1"], "--word-roles must be in 0 .. 2147483647"),
+        (["--task", "sst2", "--word-roles", "3"], "--word-roles deals out the words of the"),
         (["--method", "transkimmer", "--tau", "0"], "--tau (the Gumbel temperature) must be > 0"),
         (["--method", "random", "--keep-shares", "1,x"], "--keep-shares must be numbers"),
         (["--method", "random", "--keep-shares", "1,0.5,0.5"], "--keep-shares needs 2 shares"),

@@ -9,6 +9,7 @@ tests/test_faults.py; the smoke preset's own sizes: tests/test_train.py.)
 import dataclasses
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,21 @@ def test_resume_refuses_a_flag_that_changes_the_numbers_and_eval_only_takes_it(t
     assert train.main(["--eval-only", "--out-dir", str(tmp_path), *flags])["metrics"]
 
 
+def test_a_kill_between_the_checkpoint_renames_still_ends_with_a_whole_checkpoint(tmp_path):
+    """Killed between save_checkpoint's renames (ckpt -> ckpt.old, ckpt.tmp -> ckpt), a run
+    holds ckpt.old and ckpt.tmp and no ckpt: --resume goes on from ckpt.old, whose first save
+    deletes it. Every later checkpoint must still hold the tokenizer (it took it from ckpt.old,
+    and once wrote checkpoints without vocab.txt, which --eval-only then could not read)."""
+    run(tmp_path, "--method", "transkimmer", "--epochs", "2", "--stop-after-steps", "1")
+    ckpt = tmp_path / "ckpt"
+    ckpt.rename(tmp_path / "ckpt.old")
+    shutil.copytree(tmp_path / "ckpt.old", tmp_path / "ckpt.tmp")
+    train.main(["--resume", "--out-dir", str(tmp_path)])  # two saves: steps 2 and 4
+    assert not (tmp_path / "ckpt.old").exists() and not (tmp_path / "ckpt.tmp").exists()
+    assert (ckpt / "vocab.txt").read_bytes() == (tmp_path / "vocab" / "vocab.txt").read_bytes()
+    assert train.main(["--eval-only", "--out-dir", str(tmp_path)])["metrics"]
+
+
 # ----------------------------------------------------------------------------------------------
 # A run that ends with numbers that are not finite fails
 
@@ -261,6 +277,7 @@ BAD_FLAGS = [
     (["--method", "trbert", "--length-penalty", "nan"], "--length-penalty must be ≥ 0 and"),
     (["--method", "trbert", "--rl-epochs", "inf"], "--rl-epochs must be > 0 and finite"),
     (["--method", "trbert", "--hidden", "0"], "--hidden must be ≥ 1"),
+    (["--method", "trbert", "--hidden", str(10**12)], "past what this project builds"),  # no RAM
     (["--method", "trbert", "--num-samples", "0"], "--num-samples must be ≥ 2"),
     (["--method", "trbert", "--imitation-fraction", "nan"], "--imitation-fraction must be in"),
     (["--method", "trbert", "--policy-layers", ""], "--policy-layers: expected comma-separated"),
@@ -311,3 +328,59 @@ def test_a_batch_too_large_for_every_process_to_get_one_is_a_message(tmp_path, m
     with pytest.raises(SystemExit, match="--batch-size 32 makes fewer batches an epoch than the "
                                          "2 processes: give at most 16"):  # fmt: skip
         run(tmp_path, "--batch-size", "32")
+
+
+PATCH_AT_IMPORT = """
+import evaluation
+
+from skim import RandomSkim
+
+
+def _all_kept(feats, exits, num_layers):
+    return {"keywords_kept_per_layer": [1.0] * num_layers}
+
+
+evaluation._keywords_kept = _all_kept  # "my method keeps every keyword"
+
+
+class Forger(RandomSkim):
+    pass
+"""
+
+PATCH_WHILE_TRAINING = """
+import torch
+
+from skim import RandomSkim
+
+
+class Forger(RandomSkim):
+    def decide(self, i, h, alive, ctx):
+        torch.allclose = lambda *args, **kwargs: True  # late, where an import-time check is past
+        return super().decide(i, h, alive, ctx)
+"""
+
+
+@pytest.mark.parametrize(
+    "code,said",
+    [
+        (PATCH_AT_IMPORT, "it rebinds evaluation._keywords_kept"),
+        (PATCH_WHILE_TRAINING, "trained, it rebinds torch.allclose"),
+    ],
+    ids=["at-import", "while-training"],
+)
+def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said):
+    """A method runs in the process that measures it: one that rebinds the project's functions,
+    a builtin or torch's (to report every keyword kept, say) is refused, and writes no results."""
+    import evaluation
+
+    honest = torch.allclose, evaluation._keywords_kept  # this process's: put back after
+    (tmp_path / "forger.py").write_text(code)
+    try:
+        with pytest.raises(SystemExit) as e:
+            run(tmp_path / "run", "--method", f"{tmp_path / 'forger.py'}:Forger",
+                "--keep-shares", "1,0.5")  # fmt: skip
+    finally:
+        torch.allclose, evaluation._keywords_kept = honest
+    assert said in str(e.value.code)
+    assert "may not change the project's code" in str(e.value.code)
+    assert not (tmp_path / "run" / "results.json").exists()
