@@ -163,6 +163,13 @@ def _where(error: BaseException) -> str:
     return f"{Path(f.filename).name}:{f.lineno} in {f.name}" if f else "?"
 
 
+def _said(error: BaseException, limit: int = 300) -> str:
+    """What the student's exception says, cut to `limit` characters: enough to debug by, too
+    little to carry a file out of the grader (its message reaches the student's report)."""
+    text = str(error)
+    return text if len(text) <= limit else text[: limit - 12] + " … (cut)"
+
+
 def run_check(check: Check) -> dict:
     """Run one check; returns its record for the report."""
     start = time.perf_counter()
@@ -173,9 +180,9 @@ def run_check(check: Check) -> dict:
     except CheckFailed as e:
         passed, message = False, str(e)
     except NotImplementedError as e:
-        passed, message = False, f"not written yet ({e})"
+        passed, message = False, f"not written yet ({_said(e)})"
     except Exception as e:  # the student's code raised: say what and where
-        passed, message = False, f"{type(e).__name__}: {e} (at {_where(e)})"
+        passed, message = False, f"{type(e).__name__}: {_said(e)} (at {_where(e)})"
     return {
         "name": check.name,
         "points": check.points,
@@ -451,7 +458,9 @@ def _attention_large_scores():
     # largest kept score first gives weights 1, e^−1: out = (4 + 8/e) / (1 + 1/e).
     import torch
 
-    q, k, v = _table_qkv([[300.0, 299.0, 250.0], [0.0] * 3, [0.0] * 3], VALUES, batch=1)
+    # Query 1 scores 300, 299 and (masked) 400: the masked key leads the kept ones by 100, and
+    # exp(100) overflows float32 too; masked, it must change nothing: the same out as query 0.
+    q, k, v = _table_qkv([[300.0, 299.0, 250.0], [300.0, 299.0, 400.0], [0.0] * 3], VALUES, 1)
     out = _run_eager(q, k, v, torch.tensor([[1.0, 1.0, 0.0]]), 0.0)
     got, expected = out[0, 0, 0, 0].item(), (4 + 8 / math.e) / (1 + 1 / math.e)
     expect(
@@ -459,6 +468,15 @@ def _attention_large_scores():
         f"with scores 300, 299, 250 (the last key masked) query 0 gave {got:.6g}, expected "
         f"{expected:.6g}. exp(300) overflows float32: subtract each row's largest kept score "
         f"before exp (the softmax does not change).",
+    )
+    got = out[0, 0, 1, 0].item()
+    expect(
+        math.isfinite(got) and abs(got - expected) < 1e-3,
+        f"with scores 300, 299, 400 (the last key masked, 100 above the kept ones) query 1 gave "
+        f"{got:.6g}, expected {expected:.6g} as for query 0. Shifted by the best kept score, "
+        f"the masked key's exponent overflows (inf × 0 is NaN); shifted by the masked key's, the "
+        f"kept weights underflow: a masked key's weight must stay finite however high it "
+        f"scores, and the kept ones exact (01_attention.md, 'It must not overflow').",
     )
 
 
@@ -487,6 +505,20 @@ def _attention_dropout():
         f"with dropout the probabilities of a row should still sum to 1 on average, got "
         f"{sums.mean().item():.3f}: drop the probabilities after normalising them, and scale "
         f"the ones you keep by 1/(1 − p) (inverted dropout)",
+    )
+    # What it returns beside the context are the probabilities before dropout (LTP reads them in
+    # training): the same as at evaluation, every row summing to 1.
+    said = _attention_module(True)._eager(q, k, v, mask, 0.5)
+    expect(
+        isinstance(said, tuple) and len(said) == 2,
+        "_eager returns (context, probs); it returned one value",
+    )
+    at_eval = _attention_module(False)._eager(q, k, v, mask, 0.5)[1]
+    expect(
+        torch.allclose(said[1].detach(), at_eval.detach(), atol=1e-6),
+        "in training the probabilities _eager returns differ from those at evaluation: return "
+        "them as they were before dropout (dropout acts only on what weights the values; a "
+        "strategy such as LTP reads the probabilities themselves)",
     )
 
 
@@ -572,13 +604,17 @@ def _gumbel_shape():
         f"the mask has dtype {keep.dtype}; return floats (the logits' dtype): the mask "
         f"multiplies attention weights and must carry a gradient",
     )
-    # exactly 0 or 1 up to rounding: a straight-through sum taken in another order is 1 ± 1e-7
-    bad = ~(((keep - 0).abs() <= 1e-6) | ((keep - 1).abs() <= 1e-6))
+    # exactly 0 or 1, not up to rounding: the encoder loop finds a skimmed token by
+    # (alive − keep) > 0, so a keep of 0.99999994 (a straight-through sum taken in an order that
+    # rounds) skims a token that was kept
+    bad = ~((keep == 0) | (keep == 1))
     if bad.any():
         raise CheckFailed(
-            f"{int(bad.sum())} of {keep.numel()} entries are neither 0 nor 1 (e.g. "
-            f"{keep[bad][0].item():.4g}): the forward value must be the hard decision; only the "
-            f"gradient is the soft sample's (the straight-through estimator of Eq. 5)"
+            f"{int(bad.sum())} of {keep.numel()} entries are not exactly 0 or 1 (e.g. "
+            f"{keep[bad][0].item():.9g}): the forward value must be the hard decision, exactly; "
+            f"only the gradient is the soft sample's (the straight-through estimator of Eq. 5). "
+            f"A sum that passes through hard + soft rounds; add to hard a term whose value is "
+            f"exactly zero (02_gumbel.md, 'Exactly matters')"
         )
 
 
@@ -605,6 +641,14 @@ def _gumbel_fresh_noise():
         "Each call must draw new noise from torch's global generator; a seed set inside the "
         "function (or a generator created and seeded there) gives the same noise every time, "
         "and the skim predictor then never learns",
+    )
+    same = torch.zeros(4, N, 2)  # four examples with the same logits: noise of their own each
+    rows = student("skim").gumbel_keep(same, 1.0).detach()
+    expect(
+        not any(torch.equal(rows[0], rows[b]) for b in range(1, 4)),
+        f"two examples with the same logits were decided alike at all {N} tokens: the noise is "
+        f"shared across the batch. Every token of every example draws its own noise, of the "
+        f"logits' full shape (B, T, 2)",
     )
     torch.manual_seed(1234)
     again = _gumbel_call(1.0)[1].detach()
@@ -1174,6 +1218,37 @@ def _per_token_flops_hand_worked():
             f"{'' if cost is None else _cost_text(cost)}) gave {got}; expected {expected} "
             f"(worked out in assignments/05_flops.md).{hint}",
         )
+    _per_token_flops_any_size(flops)
+
+
+def _per_token_flops_any_size(flops) -> None:
+    """Random sizes, lengths and decisions: the costs sum to the whole forward (each layer's
+    (8d² + 4df)·n + 4d·n², each scorer's cost on the tokens it scored), and tokens that left at
+    the same layer (but [CLS], which takes the remainders) cost the same."""
+    import random
+
+    rng = random.Random(5)
+    scorer = SimpleNamespace(layers=(0, 2), overhead_flops=lambda config, n: 7 * n + 3)
+    for _ in range(20):
+        d, f, L, T = rng.randint(2, 9), rng.randint(2, 20), rng.randint(1, 4), rng.randint(2, 9)
+        processed = [L] + [rng.randint(0, L) for _ in range(T - 1)]
+        cfg = SimpleNamespace(hidden_size=d, intermediate_size=f, num_hidden_layers=L)
+        got = flops.per_token_flops(cfg, processed, scorer)
+        n = [sum(k > i for k in processed) for i in range(L)]
+        arriving = [T, *n[:-1]]
+        whole = sum((8 * d * d + 4 * d * f) * m + 4 * d * m * m for m in n)
+        whole += sum(7 * arriving[i] + 3 for i in scorer.layers if i < L)
+        said = f"per_token_flops(d={d}, f={f}, L={L}, layers_processed={processed}, a scorer "
+        said += f"before layers {scorer.layers} costing 7n + 3) gave {got}"
+        expect(
+            isinstance(got, list) and len(got) == T and sum(got) == whole,
+            f"{said}: they should sum to the whole forward, {whole}",
+        )
+        alike = {k: {c for c, kk in zip(got[1:], processed[1:]) if kk == k} for k in processed}
+        expect(
+            all(len(costs) <= 1 for costs in alike.values()),
+            f"{said}: tokens that left at the same layer should cost the same",
+        )
 
 
 def _cost_text(scorer) -> str:
@@ -1266,16 +1341,44 @@ def _strategy_gradients_and_checkpoint():
 # stages, at the same seed: a method gains nothing by training longer or by choosing a seed.
 #
 # What tells learning from luck on this task is *which* tokens survive: the dev set marks the
-# keywords, and a random skim keeps them as often as any other token. Accuracy alone does not:
-# measured with the reference LTP (seeds 1-3: 0.998, 0.874, 0.996), its trained control scores
-# 0.996, 0.874, 0.902, within seed noise, because layer 0 of a 2-layer model has already gathered
-# the keywords into [CLS] before any cut (the instructor guide has the numbers and the commands).
-# So the pass rule, over the seeds' means: speedup ≥ MIN_SPEEDUP, accuracy ≥ MIN_ACCURACY and no
-# worse than the control's (within two standard errors), and at the last layer the method keeps
-# at least MIN_SELECTIVITY more of the keywords than its control does.
+# keywords, and a random skim keeps them as often as any other token. Accuracy does not: layer 0
+# of a 2-layer model has already gathered the keywords into [CLS] before any cut, so a trained
+# control comes back to the method's accuracy or above it. Measured with the reference LTP under
+# four draws of the keywords (the instructor guide has the numbers and the commands): LTP 0.911
+# to 0.965 (means of three seeds; a seed that learns less ends near 0.87, 5 runs in 12), its
+# control 0.949 to 0.978. So the control's accuracy is reported, not graded, and the pass rule
+# is: over the seeds' means, speedup ≥ MIN_SPEEDUP and accuracy ≥ MIN_ACCURACY (below the
+# reference's worst seed, so that three such seeds still pass); and at every seed, at the last
+# layer, the method keeps at least MIN_SELECTIVITY more of the keywords than its control does
+# (the reference, at worst: +0.39).
+#
+# Which words are the keywords is drawn afresh at each seed of each grading (synthetic.word_roles,
+# train.py --word-roles): a method cannot know them in advance, by their words or their token
+# ids, and a method that keeps a fixed set of word types (one that learned nothing) holds many
+# keywords by luck only as often as a random set of word types does. In a simulation of the rule
+# (400 role draws; the control keeping each word at the method's share), a fixed 30% of word
+# types clears +0.2 under 5% of draws, so at all three seeds about once in 7,000 gradings; with
+# roles that never change, a student could try fixed sets offline until one passes.
+# SKIMBERT_WORD_ROLES=r1,r2,r3 fixes the draws, to grade again exactly.
 SEEDS = (1, 2, 3)
-MIN_SPEEDUP, MIN_ACCURACY, MIN_SELECTIVITY = 1.2, 0.9, 0.2
+MIN_SPEEDUP, MIN_ACCURACY, MIN_SELECTIVITY = 1.2, 0.85, 0.2
 MAX_EPOCHS = 6.0  # all stages together: twice the preset's 3 epochs
+
+
+def _word_roles() -> list[int]:
+    """The role draw of each seed: SKIMBERT_WORD_ROLES (r1,r2,r3), else drawn now."""
+    import os
+    import secrets
+
+    given = os.environ.get("SKIMBERT_WORD_ROLES", "")
+    if not given:
+        return [1 + secrets.randbelow(10**6) for _ in SEEDS]
+    roles = given.split(",")
+    expect(
+        len(roles) == len(SEEDS) and all(r.strip().isdigit() and int(r) > 0 for r in roles),
+        f"SKIMBERT_WORD_ROLES={given!r}: give {len(SEEDS)} positive whole numbers, e.g. 7,8,9",
+    )
+    return [int(r) for r in roles]
 
 
 def _smoke(method: str, out: Path, seed: int, *extra: str) -> dict:
@@ -1320,9 +1423,9 @@ def _experiment() -> list[dict]:
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    def one_seed(seed: int) -> dict:
+    def one_seed(seed: int, roles: int) -> dict:
         run = Path(tmp) / f"ours-s{seed}"
-        ours = _smoke(_spec(), run, seed)
+        ours = _smoke(_spec(), run, seed, "--word-roles", str(roles))
         stages = ours.get("stages") or []
         epochs = sum(float(stage["epochs"]) for stage in stages)
         expect(
@@ -1333,9 +1436,11 @@ def _experiment() -> list[dict]:
         folder = Path(tmp) / f"control-code-s{seed}"
         folder.mkdir()
         twin = _smoke(_control(folder, stages), Path(tmp) / f"control-s{seed}", seed,
-                      "--keep-shares-from", str(run), "--random-seed", str(seed))  # fmt: skip
+                      "--keep-shares-from", str(run), "--random-seed", str(seed),
+                      "--word-roles", str(roles))  # fmt: skip
         return {
             "seed": seed,
+            "roles": roles,
             "accuracy": ours["metrics"]["accuracy"],
             "speedup": ours["flops"]["none"]["speedup"],
             "keywords": ours["keywords_kept_per_layer"][-1],
@@ -1346,22 +1451,25 @@ def _experiment() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         workers = max(1, min(len(SEEDS), os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one_seed, SEEDS))
+            return list(pool.map(one_seed, SEEDS, _word_roles()))
 
 
 @STRATEGY.check("at 3 seeds: skims, and keeps the deciding words as a random control cannot", 20)
 def _strategy_trains():
     rows = _experiment()
-    stats = {key: _mean_sd([r[key] for r in rows]) for key in rows[0] if key != "seed"}
+    stats = {
+        key: _mean_sd([r[key] for r in rows]) for key in rows[0] if key not in ("seed", "roles")
+    }
     acc, acc_sd = stats["accuracy"]
     ctl, ctl_sd = stats["control_accuracy"]
     speed = stats["speedup"][0]
-    selectivity = stats["keywords"][0] - stats["control_keywords"][0]
+    selectivity = min(r["keywords"] - r["control_keywords"] for r in rows)
     per_seed = "; ".join(
         f"seed {r['seed']}: {r['accuracy']:.3f} at {r['speedup']:.2f}×, keywords kept "
         f"{r['keywords']:.2f} (control {r['control_accuracy']:.3f}, {r['control_keywords']:.2f})"
         for r in rows
     )
+    per_seed += f"; word roles {','.join(str(r['roles']) for r in rows)}"
     table = (
         f"mean over seeds {', '.join(map(str, SEEDS))}: accuracy {acc:.3f} ± {acc_sd:.3f} at "
         f"{speed:.2f}× FLOPs, keeping {stats['keywords'][0]:.2f} of the keywords at the last "
@@ -1370,16 +1478,10 @@ def _strategy_trains():
     )
     expect(speed >= MIN_SPEEDUP, f"it hardly skims (want ≥ {MIN_SPEEDUP}×): {table}")
     expect(acc >= MIN_ACCURACY, f"its accuracy is below {MIN_ACCURACY}: {table}")
-    error = 2 * math.sqrt((acc_sd**2 + ctl_sd**2) / len(SEEDS))
-    expect(
-        acc >= ctl - error,
-        f"it is less accurate than a random choice of as many tokens (by more than two standard "
-        f"errors, {error:.3f}): {table}",
-    )
     expect(
         selectivity >= MIN_SELECTIVITY,
         f"it does not keep the words that decide the label more often than the random control "
-        f"does ({selectivity:+.2f}; want ≥ +{MIN_SELECTIVITY}): what it keeps is no better "
-        f"chosen than by chance. {table}",
+        f"does at every seed (at worst {selectivity:+.2f}; want ≥ +{MIN_SELECTIVITY}): what it "
+        f"keeps is no better chosen than by chance. {table}",
     )
     return table

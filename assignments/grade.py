@@ -8,7 +8,8 @@
 
 One line per assignment: number, title, PASS or FAIL, points earned / possible and, on FAIL, the
 first failed check with what went wrong. A JSON report goes to DIR/grade.json (or --report). The
-exit status is 0 only when every graded assignment passes.
+exit status is 0 only when every graded assignment passes; 3 when the graded code changed the
+grader's own files (the grade is void, and the kit must be restored before grading more).
 
 The checks are this script's own (assignments/checks.py beside it), never the graded copy's:
 grade with your copy of the kit and a student cannot change what is checked. The instructor's
@@ -18,7 +19,9 @@ checks alone, as a student sees them.
 
 Each assignment runs in its own Python process that imports the student's modules from DIR, so a
 module that does not even import fails only the assignments that need it, and an endless loop
-fails only its own assignment (after its timeout). That process sends its verdicts back through
+fails only its own assignment (after its timeout, which stops whatever it started too). The
+workers run a private copy of the grader's files, made for each graded copy and deleted after;
+the grader's own files are compared before and after. That process sends its verdicts back through
 a pipe, with a secret it read before importing anything of the student's, and ends without
 running exit hooks; points are counted here, from this grader's own table of checks. Code that
 runs in the grading process can still, with effort, reach that pipe: for grades that count, run
@@ -32,12 +35,18 @@ FILE.py:Class, SKIMBERT_STRATEGY, or by default DIR/my_method.py:MyMethod when t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import inspect
 import json
+import math
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,9 +74,11 @@ def _worker(key: str, directory: Path, result_fd: int) -> None:
     sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != HERE]
     before = _fingerprint()
     records = checks.run_assignment(key, directory)
-    if _fingerprint() != before:
+    changed = _changed(before, _fingerprint())
+    if changed:
         message = (
-            "the grader's checks were changed while they ran: the graded code tampered with them"
+            f"the grader's checks, or what they call, were changed while they ran ({changed[0]}):"
+            " the graded code tampered with them"
         )
         records = [dict(r, passed=False, message=message) for r in records]
     message = json.dumps({"secret": secret, "records": records}).encode()
@@ -93,19 +104,52 @@ def _failed_all(assignment, message: str) -> list[dict]:
 
 def _fingerprint() -> dict:
     """What the checks are made of: every name of checks.py and of the instructor's check files
-    with the object it is bound to, and each function's code and defaults."""
-    modules = [checks, *(m for n, m in list(sys.modules.items()) if n.startswith("skimbert_instr"))]
+    with the object it is bound to, and each function's code and defaults; and what they call,
+    every name of Python's builtins, of math and of torch (its functions and Tensor's methods).
+    """
+    import builtins
+
+    import torch
+    import torch.nn.functional
+
+    ours = [checks, *(m for n, m in list(sys.modules.items()) if n.startswith("skimbert_instr"))]
+    theirs = [builtins, math, torch, torch.nn.functional, torch.Tensor]
     seen = {}
-    for module in modules:
-        for name, value in vars(module).items():
+    for space in [*ours, *theirs]:
+        for name, value in list(vars(space).items()):
             if name == "STUDENT_DIR":  # set by run_assignment: the one name meant to change
                 continue
-            code = getattr(value, "__code__", None)
-            seen[(module.__name__, name)] = (id(value), code, getattr(value, "__defaults__", None))
+            if space in ours:
+                code = getattr(value, "__code__", None)
+                seen[(space.__name__, name)] = (value, code, getattr(value, "__defaults__", None))
+            else:
+                seen[(space.__name__, name)] = (value,)
     for assignment in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.values()]:
         for c in assignment.checks:
-            seen[(assignment.title, c.name)] = (id(c.run), c.run.__code__, c.points, c.hidden)
+            seen[(assignment.title, c.name)] = (c.run, c.run.__code__, c.points, c.hidden)
     return seen
+
+
+def _changed(before: dict, after: dict) -> list[str]:
+    """The names whose object (or code, or defaults) is not the very one it was, by identity (an
+    object's own == could lie). Names added since do not count, nor a library function wrapped
+    around the one it was: torch adds names, and wraps some, as it loads its parts (importing
+    torch._dynamo wraps torch.manual_seed)."""
+    return [
+        ".".join(key)
+        for key, was in before.items()
+        if key not in after or any(_other(a, b) for a, b in zip(was, after[key]))
+    ]
+
+
+def _other(was, now) -> bool:
+    """Is `now` another object than `was`, other than a wrapper around it (functools.wraps)?"""
+    if now is was:
+        return False
+    try:
+        return inspect.unwrap(now) is not was
+    except Exception:  # a __wrapped__ that loops or raises: not a plain wrapper
+        return True
 
 
 def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
@@ -126,7 +170,7 @@ def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
             "points": c.points,
             "hidden": c.hidden,
             "passed": r.get("passed") is True,
-            "message": None if r.get("passed") is True else str(r.get("message")),
+            "message": None if r.get("passed") is True else _cut(str(r.get("message")), 1200),
             "note": str(r["note"])[:2000] if r.get("note") else None,
             "seconds": r.get("seconds") if isinstance(r.get("seconds"), (int, float)) else None,
         }
@@ -175,12 +219,13 @@ def _shadows(name: str) -> bool:
         return True
 
 
-def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
+def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit=HERE) -> dict:
     """Run one assignment's (or variant's) checks in a fresh process on `directory` (assignment
-    6: on the folder `assemble` makes of it); its report entry."""
+    6: on the folder `assemble` makes of it), with the checks of `kit` (an assignments/ folder:
+    _private_kit's); its report entry."""
     assignment = checks.find(key)
     if assignment.number != 6:
-        return _grade_in(key, directory, timeout_s, env_extra)
+        return _grade_in(key, directory, timeout_s, env_extra, kit)
     with tempfile.TemporaryDirectory() as tmp:
         graded = Path(tmp) / "graded"
         try:
@@ -198,10 +243,10 @@ def grade_one(key: int | str, directory: Path, timeout_s: float | None, env_extr
         spec = env.get("SKIMBERT_STRATEGY", "")
         if spec.startswith(str(directory) + os.sep):  # the submission's own file, now in graded
             env["SKIMBERT_STRATEGY"] = str(graded) + spec[len(str(directory)) :]
-        return _grade_in(key, graded, timeout_s, env)
+        return _grade_in(key, graded, timeout_s, env, kit)
 
 
-def _grade_in(key: int | str, directory: Path, timeout_s: float | None, env_extra=None) -> dict:
+def _grade_in(key, directory: Path, timeout_s: float | None, env_extra=None, kit=HERE) -> dict:
     """Run one assignment's checks in a fresh process on `directory`; its report entry."""
     assignment = checks.find(key)
     timeout_s = timeout_s or assignment.timeout_s
@@ -209,46 +254,112 @@ def _grade_in(key: int | str, directory: Path, timeout_s: float | None, env_extr
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     env.update(env_extra or {})
     start = time.perf_counter()
+    if INTERRUPTED.is_set():
+        return _entry(key, assignment, _failed_all(assignment, "grading was interrupted"), 0.0)
     secret = secrets.token_hex(16)
-    read_end, write_end = os.pipe()
-    command = [sys.executable, str(HERE / "grade.py"), "--worker", str(key), str(directory)]
-    command += ["--result-fd", str(write_end)]
-    try:
-        child = subprocess.Popen(
-            command,
-            cwd=directory,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            pass_fds=(write_end,),
-        )
-    finally:
-        os.close(write_end)  # the child holds its own copy: EOF here when it ends
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        said = reader.submit(_read_all, read_end)
+    command = [sys.executable, str(kit / "grade.py"), "--worker", str(key), str(directory)]
+    if not _instructor_loaded():  # --public here: the worker loads no hidden check either
+        command += ["--public"]
+    records, said = None, b""
+    with tempfile.TemporaryFile() as output:  # its printing, on disk: only the tail is read
+        read_end, write_end = os.pipe()
         try:
-            out, err = child.communicate(secret + "\n", timeout=timeout_s)
-            records = _verdicts(assignment, said.result(), secret)
-            if records is None:  # the process died before its verdict, or sent no valid one
-                lines = (err or out).strip().splitlines()
-                last = lines[-1] if lines else "no output"
-                records = _failed_all(
-                    assignment,
-                    f"the checks crashed (exit status {child.returncode}) or sent no verdict: "
-                    f"{last}",
-                )
+            # A session of its own: whatever it starts is stopped with it (_stop)
+            child = subprocess.Popen(
+                [*command, "--result-fd", str(write_end)], cwd=directory, env=env,
+                stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                pass_fds=(write_end,), start_new_session=True,
+            )  # fmt: skip
+        finally:
+            os.close(write_end)  # the child holds its own copy: EOF here when it ends
+        LIVE.add(child.pid)
+        reader = _Reader(read_end)
+        try:
+            child.communicate((secret + "\n").encode(), timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            said.result()
             records = _failed_all(
                 assignment,
                 f"the checks did not finish within {timeout_s:g} s (an endless loop, or a very "
                 f"slow step?) and were stopped",
             )
+        _stop(child)
+        said = reader.result()
+        if records is None:
+            records = _verdicts(assignment, said, secret) or _failed_all(
+                assignment,
+                f"the checks crashed (exit status {child.returncode}) or sent no verdict: "
+                f"{_last_line(output)}",
+            )
     return _entry(key, assignment, records, time.perf_counter() - start)
+
+
+def _instructor_loaded() -> bool:
+    """Did this grader register the instructor's hidden checks or variants?"""
+    hidden = any(c.hidden for a in checks.ASSIGNMENTS.values() for c in a.checks)
+    return hidden or bool(checks.VARIANTS)
+
+
+LIVE: set[int] = set()  # the workers running now (each the leader of its process group)
+INTERRUPTED = threading.Event()  # set on Ctrl-C or a kill: no worker starts after it
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """End the worker and everything it started (its session's process group), at once."""
+    _kill_group(child.pid)
+    child.wait()
+    LIVE.discard(child.pid)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # all of it ended already
+
+
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C or a kill: the workers, in sessions of their own, hear neither; stop them too."""
+    INTERRUPTED.set()
+    for pid in list(LIVE):
+        _kill_group(pid)
+    raise SystemExit(128 + signum)
+
+
+class _Reader:
+    """Everything written to the result pipe until its last writer closes it (at most 16 MiB), read
+    in a thread. A process that escaped _stop and holds the pipe open (it left the worker's
+    session) is not waited for beyond a few seconds: the verdict is then missing."""
+
+    def __init__(self, fd: int):
+        self.said = b""
+        self.thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
+        self.thread.start()
+
+    def _read(self, fd: int) -> None:
+        chunks, size = [], 0
+        with os.fdopen(fd, "rb") as pipe:
+            while chunk := pipe.read(65536):
+                size += len(chunk)
+                if size > 16 << 20:
+                    return
+                chunks.append(chunk)
+        self.said = b"".join(chunks)
+
+    def result(self) -> bytes:
+        self.thread.join(timeout=5)
+        return b"" if self.thread.is_alive() else self.said
+
+
+def _last_line(output) -> str:
+    """The last line the worker printed (from the last 4 KiB of its output), at most 300 chars."""
+    output.seek(max(0, output.seek(0, os.SEEK_END) - 4096))
+    lines = output.read().decode(errors="replace").strip().splitlines()
+    return _cut(lines[-1] if lines else "no output", 300)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters: a message that quotes pages of anything is cut short."""
+    return text if len(text) <= limit else text[: limit - 12] + " … (cut)"
 
 
 def _entry(key, assignment, records: list[dict], seconds: float) -> dict:
@@ -270,29 +381,27 @@ def _entry(key, assignment, records: list[dict], seconds: float) -> dict:
     }
 
 
-def _read_all(fd: int) -> bytes:
-    """Everything written to the pipe until the last writer closes it (at most 16 MiB)."""
-    chunks, size = [], 0
-    with os.fdopen(fd, "rb") as pipe:
-        while chunk := pipe.read(65536):
-            size += len(chunk)
-            if size > 16 << 20:
-                return b""
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print, env=None) -> dict:
     """Grade `directory` on the given assignments (numbers) or variants (keys such as "4b");
     prints one line each (in order) and returns the report."""
     results = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for r in pool.map(lambda k: grade_one(k, directory, timeout_s, env), keys):
-            points = f"{r['earned']:>3}/{r['possible']}"
-            label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
-            line = f"{label:>6}. {r['title']:<50} {r['status']}  {points:<8}"
-            echo((line + (r["message"] or "")).rstrip())
-            results.append(r)
+    with _private_kit() as (kit, changes):
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for r in pool.map(lambda k: grade_one(k, directory, timeout_s, env, kit), keys):
+                points = f"{r['earned']:>3}/{r['possible']}"
+                label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
+                line = f"{label:>6}. {r['title']:<50} {r['status']}  {points:<8}"
+                echo((line + (r["message"] or "")).rstrip())
+                results.append(r)
+        changed = changes()
+    if changed:  # the graded code wrote into the grader's files: its grade is void
+        message = (
+            f"the graded code changed the grader's files ({', '.join(changed[:3])}), so nothing "
+            f"it earned counts. Grader: restore the kit (`git checkout -- .` in {HERE.parent}, "
+            "say) before you grade another copy"
+        )
+        echo(f"VOID: {message}")
+        results = [_voided(r, message) for r in results]
     return {
         "directory": str(directory),
         "grader": str(HERE),
@@ -300,8 +409,69 @@ def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print
         "possible": sum(r["possible"] for r in results),
         "passed": sum(r["status"] == "PASS" for r in results),
         "graded": len(results),
+        "void": changed,
         "assignments": results,
     }
+
+
+def _voided(entry: dict, message: str) -> dict:
+    """A report entry with every check failed, for `message`."""
+    records = [dict(c, passed=False, message=message) for c in entry["checks"]]
+    assignment = checks.find(entry["variant"] or entry["number"])
+    return _entry(entry["variant"] or entry["number"], assignment, records, entry["seconds"])
+
+
+@contextlib.contextmanager
+def _private_kit():
+    """A copy of this grader's repository (its checks, the instructor's kit, the code assignment 6
+    trains with) for the workers of one graded copy, deleted after: code of theirs that rewrites
+    "the grader's" checks.py finds this copy. Yields (its assignments/ folder, a function that
+    lists the files changed since, here and in the copy). What the check cannot stop, code that
+    finds this grader's own folder, it finds: grade.py then voids the grade (see `grade`)."""
+    root = HERE.parent
+    before = _kit_digest(root)
+    with tempfile.TemporaryDirectory(prefix="skimbert-kit-") as tmp:
+        copy = Path(tmp) / "kit"
+        for path in _kit_paths(root):
+            (copy / path).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path).write_bytes((root / path).read_bytes())
+        copied = _kit_digest(copy)
+
+        def unchanged() -> list[str]:
+            here = _differences(before, _kit_digest(root))
+            there = _differences(copied, _kit_digest(copy))
+            return here + [f"{p} (of the copy it was graded with)" for p in there]
+
+        yield copy / HERE.name, unchanged
+
+
+def _kit_paths(root: Path, code: bool = False) -> list[str]:
+    """The grader's files: the repository's (as a student copy would take them), the instructor's
+    kit, and every .py file where the grader imports from (a planted torch.py would count).
+    code: its code alone, the .py files and Gradescope's scripts: pages and pictures decide no
+    grade, so editing one while grading voids nothing."""
+    paths = set(make_student.repository_files(root)) | set(make_student.instructor_files(root))
+    for folder in ("", "assignments", "assignments/instructor", "tests"):
+        for file in (root / folder).glob("*.py"):
+            paths.add(file.relative_to(root).as_posix())
+    return sorted(p for p in paths if not code or p.endswith(".py") or "/gradescope/" in p)
+
+
+def _kit_digest(root: Path) -> dict[str, str]:
+    """sha256 of each file of the grader's code under `root` ("link" for a symbolic link)."""
+    digest = {}
+    for path in _kit_paths(root, code=True):
+        file = root / path
+        if file.is_symlink() or not file.is_file():
+            digest[path] = "link" if file.is_symlink() else "not a file"
+        else:
+            digest[path] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digest
+
+
+def _differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The paths added, removed or changed between two digests."""
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
 
 
 def gradescope(report: dict) -> dict:
@@ -406,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         _worker(args.worker, directory, args.result_fd)
         return 0
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
     if args.list:
         for a in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.items()]:
             key, a = a if isinstance(a, tuple) else (str(a.number), a)
@@ -446,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         f"total {report['earned']}/{report['possible']}: {report['passed']} of "
         f"{report['graded']} assignments pass. Report: {report_path}"
     )
+    if report["void"]:
+        return 3  # a loop over submissions stops here: the kit must be restored first
     return 0 if report["passed"] == report["graded"] else 1
 
 

@@ -87,6 +87,30 @@ MUTANTS = {
         "dropout",
         "were not dropped",
     ),
+    "attention returning the probabilities after dropout": (
+        "transformer.py",
+        "SelfAttention._eager",
+        """
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)
+        probs = scores.softmax(-1) if key_mask is None else masked_softmax(scores, key_mask)
+        probs = F.dropout(probs, p_drop, self.training)
+        return probs @ v, probs
+        """,
+        "dropout",
+        "before dropout",
+    ),
+    "masked softmax shifted by the largest kept score only": (
+        "transformer.py",
+        "masked_softmax",
+        """
+        m = key_mask.to(scores.dtype)[:, None, None, :]
+        top = scores.masked_fill(m == 0, float("-inf")).amax(-1, keepdim=True).detach()
+        w = m * (scores - top).exp()
+        return w / w.sum(-1, keepdim=True)
+        """,
+        "large scores",
+        "inf × 0",
+    ),
     "masked keys cut from the gradient": (
         "transformer.py",
         "masked_softmax",
@@ -156,7 +180,7 @@ MUTANTS = {
         u = torch.rand(logits.shape, generator=gen).clamp(1e-9, 1 - 1e-9)
         g = -torch.log(-torch.log(u))
         y = ((logits + g) / tau).softmax(-1)[..., 1]
-        return (y > 0.5).float() + y - y.detach()
+        return (y > 0.5).float() + (y - y.detach())
         """,
         "fresh noise",
         "frozen",
@@ -167,7 +191,7 @@ MUTANTS = {
         """
         g = torch.empty_like(logits).exponential_()
         y = ((logits + g) / tau).softmax(-1)[..., 1]
-        return (y > 0.5).to(logits.dtype) + y - y.detach()
+        return (y > 0.5).to(logits.dtype) + (y - y.detach())
         """,
         "keeps each token with probability",
         "exponential noise",
@@ -178,7 +202,7 @@ MUTANTS = {
         """
         g = -torch.log(-torch.log(torch.rand_like(logits)))
         y = ((logits + g) / tau).softmax(-1)[..., 0]
-        return (y > 0.5).to(logits.dtype) + y - y.detach()
+        return (y > 0.5).to(logits.dtype) + (y - y.detach())
         """,
         "keeps each token with probability",
         "P(skip)",
@@ -191,7 +215,7 @@ MUTANTS = {
         g2 = -torch.log(-torch.log(torch.rand_like(logits)))
         y = ((logits + g1) / tau).softmax(-1)[..., 1]
         hard = ((logits + g2).argmax(-1) == 1).to(logits.dtype)
-        return hard + y - y.detach()
+        return hard + (y - y.detach())
         """,
         "size Eq. 5 gives",
         "same noise",
@@ -204,9 +228,36 @@ MUTANTS = {
         return ((logits + g) / tau).softmax(-1)[..., 1]
         """,
         "exact 0s and 1s",
-        "neither 0 nor 1",
+        "not exactly 0 or 1",
     ),
     # --- assignment 3: the skim loss
+    # the straight-through sum taken as hard + soft - soft.detach() rounds: 0.99999994 in place of
+    # 1, which the encoder loop's (alive - keep) > 0 reads as a skimmed token. (The other order,
+    # hard - soft.detach() + soft, torch's own, is exact: 1 - y is exact for y in [0.5, 1].)
+    "Gumbel with a straight-through sum that rounds": (
+        "skim.py",
+        "gumbel_keep",
+        """
+        u = torch.rand_like(logits).clamp(1e-10, 1.0)
+        g = -torch.log(-torch.log(u) + 1e-20)
+        y = torch.softmax((logits + g) / tau, dim=-1)[..., 1]
+        return (y > 0.5).to(y.dtype) + y - y.detach()
+        """,
+        "exact 0s and 1s",
+        "not exactly 0 or 1",
+    ),
+    "Gumbel noise shared across the batch": (
+        "skim.py",
+        "gumbel_keep",
+        """
+        g = -torch.empty_like(logits[0]).exponential_().log()
+        soft = ((logits + g) / tau).softmax(-1)[..., 1]
+        hard = (soft > 0.5).to(logits.dtype)
+        return hard + (soft - soft.detach())
+        """,
+        "fresh noise",
+        "shared across the batch",
+    ),
     "skim loss divided by the padded length": (
         "skim.py",
         "skim_loss",
@@ -560,7 +611,7 @@ RIGHT = {
         u = torch.rand_like(logits).clamp(1e-10, 1.0)
         g = -torch.log(-torch.log(u) + 1e-20)
         y = torch.softmax((logits + g) / tau, dim=-1)[..., 1]
-        return (y > 0.5).to(y.dtype) - y.detach() + y
+        return (y > 0.5).to(y.dtype) + (y - y.detach())
         """,
     ),
     "REINFORCE with a loop over examples": (

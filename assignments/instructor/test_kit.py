@@ -11,9 +11,11 @@ at a time (one per assignment) to keep this file under a minute on two cores.
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,11 @@ checks.load_instructor_checks()  # as grade.py does: the hidden checks count in 
 GRADE = REPO / "assignments" / "grade.py"
 
 
+# Assignment 6 draws its keywords at each grading: here, one draw under which the reference was
+# measured to pass (the instructor guide's table), so that these tests repeat themselves
+ROLES = {"SKIMBERT_WORD_ROLES": "343100,682843,318337"}
+
+
 def grade(directory: Path, report: Path, *args: str) -> tuple[int, dict]:
     """Run grade.py on `directory`; (exit status, {number: report entry})."""
     done = subprocess.run(
@@ -38,6 +45,7 @@ def grade(directory: Path, report: Path, *args: str) -> tuple[int, dict]:
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **ROLES},
     )
     assert report.is_file(), f"grade.py wrote no report:\n{done.stdout}\n{done.stderr}"
     entries = json.loads(report.read_text())["assignments"]
@@ -318,6 +326,93 @@ def test_a_plain_import_of_checks_reaches_nothing_of_the_graders(tmp_path):
     assert status == 1 and "That is half" in results[5]["message"], results[5]
 
 
+POISON = """
+import os as _os
+import sys as _sys
+from pathlib import Path as _Path
+
+# rewrite "the grader's" checks.py: the one beside the worker's grade.py, and the one beside the
+# grading process's own (found through its working folder and its command line)
+_here = _Path(_sys.argv[0]).parent / "checks.py"
+_parent = _Path(f"/proc/{_os.getppid()}/cwd")
+_argv = open(f"/proc/{_os.getppid()}/cmdline").read().split("\\0")
+_there = [_parent / _Path(a).parent / "checks.py" for a in _argv if a.endswith("grade.py")]
+for _file in [_here, *_there]:
+    if _file.is_file():
+        _file.write_text(_file.read_text() + "\\ndef run_check(check):\\n    return 'forged'\\n")
+"""
+
+
+def kit_copy(path: Path) -> Path:
+    """A copy of the grader's kit (the repository with the instructor's folder)."""
+    names = {*make_student.repository_files(REPO), *make_student.instructor_files(REPO)}
+    for name in sorted(names):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes((REPO / name).read_bytes())
+    return path
+
+
+def test_code_that_rewrites_the_graders_files_voids_its_grade_and_stops_a_loop(tmp_path):
+    kit = kit_copy(tmp_path / "kit")
+    copy = solved_copy(tmp_path / "copy")
+    with open(copy / "flops.py", "a") as f:
+        f.write(POISON)
+    before = (kit / "assignments" / "checks.py").read_text()
+    done = subprocess.run(
+        [sys.executable, "kit/assignments/grade.py", "copy", "--only", "5", "--report", "r.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "VOID" in done.stdout and report["earned"] == 0
+    assert "assignments/checks.py" in report["void"]  # the kit's own, found the long way
+    assert any("of the copy it was graded with" in p for p in report["void"])
+    assert (kit / "assignments" / "checks.py").read_text() != before  # what the next run detects
+    # graded again, an honest copy is graded by the kit it finds: restore it first, as told
+    (kit / "assignments" / "checks.py").write_text(before)
+    status, results = grade(solved_copy(tmp_path / "honest"), tmp_path / "g.json", "--only", "5")
+    assert status == 0 and results[5]["status"] == "PASS"
+
+
+def test_a_process_left_behind_neither_stalls_the_grader_nor_outlives_it(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    body = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\n"
+    body += "while True:\n    pass"  # the worker loops; the process it started holds the pipe
+    make_student.replace_body(copy, "flops.py", "layer_flops", body)
+    start = time.monotonic()
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5", "--timeout", "3")
+    assert time.monotonic() - start < 30
+    assert status == 1 and "did not finish within 3 s" in results[5]["message"]
+
+
+def test_rebinding_a_builtin_the_checks_call_is_tampering(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    with open(copy / "rl_policy.py", "a") as f:
+        f.write("\nimport builtins\n\nbuiltins.abs = lambda x: 0 * x\n")
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "4")
+    assert status == 1 and results[4]["earned"] == 0
+    assert "tampered" in results[4]["message"] and "builtins.abs" in results[4]["message"]
+
+
+def test_what_a_students_exception_says_is_cut_short(tmp_path):
+    """A report is not a way to carry the grader's files out: the text of a student's exception
+    reaches it cut to a few hundred characters."""
+    copy = solved_copy(tmp_path / "copy")
+    body = "raise RuntimeError(open(__file__).read() * 20)"
+    make_student.replace_body(copy, "flops.py", "layer_flops", body)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    assert status == 1 and "RuntimeError" in results[5]["message"]
+    assert "(cut)" in results[5]["message"]
+    assert all(len(c["message"] or "") < 700 for c in results[5]["checks"])
+
+
+def test_the_public_grader_gives_the_reference_its_public_points(tmp_path):
+    status, results = grade(REPO, tmp_path / "grade.json", "--only", "3", "--public")
+    public = sum(c.points for c in checks.ASSIGNMENTS[3].checks if not c.hidden)
+    assert status == 0 and results[3]["status"] == "PASS"
+    assert results[3]["earned"] == results[3]["possible"] == public
+
+
 def test_gradescope_results_are_written_in_its_format(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     make_student.replace_body(copy, *mutants.MUTANTS["REINFORCE without a baseline"][:3])
@@ -394,6 +489,74 @@ def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
     assert "does not keep the words that decide the label" in r["message"], r["message"]
     conformance = sum(c["points"] for c in r["checks"] if c["passed"])
     assert conformance == r["possible"] - 20  # a random skim is a well-formed method
+
+
+WORD_TYPES_OWN = '''
+import hashlib
+
+import torch
+
+from skim import SkimStrategy
+
+
+class MyMethod(SkimStrategy):
+    """Learns nothing: keeps a fixed 30% of the word types (a hash of the token id, salt 61). Under
+    the published keywords this set holds most of them, and it passed by luck; drawn anew, the
+    keywords are rarely in it."""
+
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        self.layers = (config.num_hidden_layers - 1,)
+        digest = lambda i: int(hashlib.sha256(f"61:{i}".encode()).hexdigest(), 16)  # noqa: E731
+        kept = [digest(i) % 10**6 / 1e6 < 0.3 for i in range(config.vocab_size)]
+        self.register_buffer("table", torch.tensor(kept))
+
+    def decide(self, i, h, alive, ctx):
+        ids = ctx.batch["input_ids"]
+        if ctx.pruning:  # the surviving tokens' ids, on the packed grid
+            ids = ids.gather(1, ctx.positions.clamp(min=0))
+        keep = self.table[ids] & (alive > 0)
+        keep[:, 0] = alive[:, 0] > 0  # [CLS]
+        return keep if ctx.pruning else keep.to(h.dtype)
+'''
+
+
+def test_a_fixed_set_of_word_types_that_learned_nothing_fails_on_drawn_keywords(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(WORD_TYPES_OWN)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL", r["message"]
+    assert "does not keep the words that decide the label" in r["message"], r["message"]
+
+
+FORGING_OWN = (
+    RANDOM_OWN
+    + """
+
+import sys
+
+import evaluation
+
+if any("my_method" in arg for arg in sys.argv):  # the method's runs, not the control's
+    evaluation._keywords_kept = lambda feats, exits, num_layers: {
+        "keywords_kept_per_layer": [1.0] * num_layers
+    }
+"""
+)
+
+
+def test_an_own_method_that_rebinds_the_measure_earns_nothing_by_it(tmp_path):
+    """The method runs inside the grader's train.py: rebinding the function that counts the
+    keywords it kept is refused there, and the experiment fails."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(FORGING_OWN)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL"
+    experiment = r["checks"][-1]
+    assert not experiment["passed"], experiment
+    assert "rebinds evaluation._keywords_kept" in experiment["message"], experiment["message"]
 
 
 def test_the_untouched_student_copys_own_tests_pass_skipping_by_assignment(tmp_path):
