@@ -92,7 +92,7 @@ class TrainConfig:
             ("eval_batch_size", self.eval_batch_size > 0, "> 0"),
             ("lr", 0 < self.lr < LR_MAX, lr_range),
             ("skim_lr", self.skim_lr is None or 0 < self.skim_lr < LR_MAX, lr_range),
-            ("epochs", self.epochs is None or 0 < self.epochs < inf, "positive and finite"),
+            ("epochs", self.epochs is None or 0 < self.epochs <= 10**4, "positive, at most 10000"),
             ("max_length", self.max_length is None or self.max_length >= 3, "≥ 3"),
             ("weight_decay", 0 <= self.weight_decay < inf, "≥ 0 and finite"),
             ("warmup", 0 <= self.warmup < 1, "a share of the steps in [0, 1)"),

@@ -156,30 +156,46 @@ def fingerprint() -> dict:
     import torch.nn.functional
 
     spaces = [sys.modules[n] for n in GUARDED if n in sys.modules]
-    spaces += [builtins, torch, torch.nn.functional, torch.Tensor]
+    spaces += [builtins, json, np, torch, torch.nn.functional, torch.Tensor]
     return {
-        (space.__name__, name): value
+        (space.__name__, name): (value, *_insides(value))
         for space in spaces
         for name, value in list(vars(space).items())
         if callable(value)
     }
 
 
+def _insides(value) -> tuple:
+    """A Python function's code and defaults: swapping them changes the function in place."""
+    if inspect.isfunction(value):
+        return value.__code__, value.__defaults__, value.__kwdefaults__
+    return ()
+
+
 def rebound(before: dict) -> list[str]:
-    """The names of `before` (a fingerprint) bound now to another object. A wrapper around the
-    same function does not count: torch wraps some as it loads its parts (torch._dynamo wraps
-    torch.manual_seed)."""
+    """The names of `before` (a fingerprint) bound now to another object, or to a function whose
+    code or defaults were swapped. torch's own wrapper around the same function does not count:
+    torch wraps some as it loads its parts (torch._dynamo wraps torch.manual_seed)."""
     now = fingerprint()
     changed = []
     for key, was in before.items():
-        value = now.get(key, was)
+        found = now.get(key, was)
+        if len(found) == len(was) and all(a is b for a, b in zip(found, was)):
+            continue
         try:
-            same = value is was or inspect.unwrap(value) is was
+            wrapped = _from_torch(found[0]) and inspect.unwrap(found[0]) is was[0]
         except Exception:  # a __wrapped__ that loops or raises
-            same = False
-        if not same:
+            wrapped = False
+        if not wrapped:
             changed.append(".".join(key))
     return changed
+
+
+def _from_torch(function) -> bool:
+    """Was `function` written in torch's own files (torch._dynamo's wrappers are)?"""
+    code = getattr(function, "__code__", None)
+    home = str(Path(torch.__file__).parent) + os.sep
+    return code is not None and code.co_filename.startswith(home)
 
 
 def refuse_rebound(spec: str) -> None:
@@ -931,6 +947,9 @@ def build_strategy(name: str, method, model: BertForTask, options, task) -> Skim
     "hidden": 10**12) are refused before any memory is taken."""
     AT_BUILD.clear()
     AT_BUILD.update(fingerprint())  # what train.finish finds again (refuse_rebound)
+    # a method is not told which words decide (the grader of assignment 6 draws them: the method
+    # must learn them): the task it is built with has the published roles
+    task = dataclasses.replace(task, word_roles=0) if getattr(task, "word_roles", 0) else task
     size = method_size(method, model, options, task)
     if size is not None and size > MAX_PARAMETERS:
         raise SystemExit(f"error: {name} with these options holds {size:,} numbers, past what "

@@ -406,8 +406,8 @@ def resumed_state(run: Run) -> TrainState:
 
 def finish(run: Run, started: float, extra: dict, eval_only: bool = False) -> dict:
     """Final evaluation: results.json and the pictures (eval.json alone after --eval-only)."""
-    runs.refuse_rebound(run.cfg.method)  # a method that patched what measures it counts nothing
     res = evaluate(run, run.strategy)
+    runs.refuse_rebound(run.cfg.method)  # a method that patched what measures it counts nothing
     cases = report.case_study_rows(run.dev_feats, res.pop("exit_layers"), run.tokenizer,
                                    res.pop("predictions"))  # fmt: skip
     wall = round(time.time() - started, 1)

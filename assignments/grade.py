@@ -53,6 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent  # the grader's assignments/ folder, with checks.py
 sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True  # the grader writes no .pyc into the kit: any found there is new
 
 import checks  # noqa: E402  (the grader's own checks, found through HERE)
 import make_student  # noqa: E402
@@ -72,20 +73,29 @@ def _worker(key: str, directory: Path, result_fd: int) -> None:
     # every check.
     sys.modules.pop("checks")
     sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != HERE]
+    # What sends the verdict is taken now, and the verdict of tampering written now: code that
+    # rebinds json.dumps or os.write later reaches neither.
+    write, end = os.write, os._exit
+    names = [c.name for c in checks.find(key).checks]
+    tampered = json.JSONEncoder().encode({"secret": secret, "records": [
+        {"name": n, "passed": False, "message": TAMPERED} for n in names]}).encode()  # fmt: skip
     before = _fingerprint()
     records = checks.run_assignment(key, directory)
     changed = _changed(before, _fingerprint())
     if changed:
-        message = (
-            f"the grader's checks, or what they call, were changed while they ran ({changed[0]}):"
-            " the graded code tampered with them"
-        )
-        records = [dict(r, passed=False, message=message) for r in records]
-    message = json.dumps({"secret": secret, "records": records}).encode()
-    with os.fdopen(result_fd, "wb") as pipe:
-        pipe.write(message)
-    sys.stdout.flush(), sys.stderr.flush()
-    os._exit(0)
+        name = changed[0].encode("ascii", "replace").replace(b'"', b"?").replace(b"\\", b"?")
+        said = tampered.replace(b"@NAME@", name)
+    else:  # nothing was rebound: json's encoder is json's own
+        said = json.JSONEncoder().encode({"secret": secret, "records": records}).encode()
+    while said:
+        said = said[write(result_fd, said) :]
+    end(0)
+
+
+TAMPERED = (
+    "the grader's checks, or what they call, were changed while they ran (@NAME@): the graded "
+    "code tampered with them"
+)
 
 
 def _failed_all(assignment, message: str) -> list[dict]:
@@ -108,22 +118,24 @@ def _fingerprint() -> dict:
     every name of Python's builtins, of math and of torch (its functions and Tensor's methods).
     """
     import builtins
+    import json.encoder
 
     import torch
     import torch.nn.functional
 
     ours = [checks, *(m for n, m in list(sys.modules.items()) if n.startswith("skimbert_instr"))]
-    theirs = [builtins, math, torch, torch.nn.functional, torch.Tensor]
+    theirs = [builtins, math, os, json, json.encoder, json.encoder.JSONEncoder, torch,
+              torch.nn.functional]  # fmt: skip
     seen = {}
     for space in [*ours, *theirs]:
         for name, value in list(vars(space).items()):
             if name == "STUDENT_DIR":  # set by run_assignment: the one name meant to change
                 continue
-            if space in ours:
-                code = getattr(value, "__code__", None)
-                seen[(space.__name__, name)] = (value, code, getattr(value, "__defaults__", None))
-            else:
-                seen[(space.__name__, name)] = (value,)
+            code = getattr(value, "__code__", None) if space in ours else None
+            defaults = getattr(value, "__defaults__", None) if space in ours else None
+            seen[(space.__name__, name)] = (value, code, defaults)
+    for name in dir(torch.Tensor):  # what a tensor's attribute finds, inherited ones too
+        seen[("torch.Tensor", name)] = (inspect.getattr_static(torch.Tensor, name),)
     for assignment in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.values()]:
         for c in assignment.checks:
             seen[(assignment.title, c.name)] = (c.run, c.run.__code__, c.points, c.hidden)
@@ -143,13 +155,22 @@ def _changed(before: dict, after: dict) -> list[str]:
 
 
 def _other(was, now) -> bool:
-    """Is `now` another object than `was`, other than a wrapper around it (functools.wraps)?"""
+    """Is `now` another object than `was`, other than torch's own wrapper around it?"""
     if now is was:
         return False
     try:
-        return inspect.unwrap(now) is not was
+        return not (_from_torch(now) and inspect.unwrap(now) is was)
     except Exception:  # a __wrapped__ that loops or raises: not a plain wrapper
         return True
+
+
+def _from_torch(function) -> bool:
+    """Was `function` written in torch's own files (torch._dynamo's wrappers are)?"""
+    import torch
+
+    code = getattr(function, "__code__", None)
+    home = str(Path(torch.__file__).parent) + os.sep
+    return code is not None and code.co_filename.startswith(home)
 
 
 def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
@@ -252,6 +273,7 @@ def _grade_in(key, directory: Path, timeout_s: float | None, env_extra=None, kit
     timeout_s = timeout_s or assignment.timeout_s
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing but DIR's code
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(PYTHONNOUSERSITE="1")  # no .pth file of the user's site runs in the worker
     env.update(env_extra or {})
     start = time.perf_counter()
     if INTERRUPTED.is_set():
@@ -435,37 +457,46 @@ def _private_kit():
         for path in _kit_paths(root):
             (copy / path).parent.mkdir(parents=True, exist_ok=True)
             (copy / path).write_bytes((root / path).read_bytes())
-        copied = _kit_digest(copy)
+        copied = _kit_digest(copy, sites=False)
 
         def unchanged() -> list[str]:
             here = _differences(before, _kit_digest(root))
-            there = _differences(copied, _kit_digest(copy))
+            there = _differences(copied, _kit_digest(copy, sites=False))
             return here + [f"{p} (of the copy it was graded with)" for p in there]
 
         yield copy / HERE.name, unchanged
 
 
-def _kit_paths(root: Path, code: bool = False) -> list[str]:
-    """The grader's files: the repository's (as a student copy would take them), the instructor's
-    kit, and every .py file where the grader imports from (a planted torch.py would count).
-    code: its code alone, the .py files and Gradescope's scripts: pages and pictures decide no
-    grade, so editing one while grading voids nothing."""
+def _kit_paths(root: Path) -> list[str]:
+    """The grader's files: the repository's (as a student copy would take them) and the
+    instructor's kit."""
     paths = set(make_student.repository_files(root)) | set(make_student.instructor_files(root))
-    for folder in ("", "assignments", "assignments/instructor", "tests"):
-        for file in (root / folder).glob("*.py"):
-            paths.add(file.relative_to(root).as_posix())
-    return sorted(p for p in paths if not code or p.endswith(".py") or "/gradescope/" in p)
+    return sorted(paths)
 
 
-def _kit_digest(root: Path) -> dict[str, str]:
-    """sha256 of each file of the grader's code under `root` ("link" for a symbolic link)."""
+CODE = (".py", ".pyc", ".pth", ".so")  # what Python may run: a planted one counts wherever it is
+NOT_KIT = {".git", "runs", ".venv", "venv", ".pytest_cache", ".ruff_cache"}  # not searched
+
+
+def _kit_digest(root: Path, sites: bool = True) -> dict[str, str]:
+    """sha256 of each file Python may run under `root` (__pycache__ and new packages included:
+    a planted checks/__init__.py or .pyc would be imported in place of checks.py), Gradescope's
+    scripts, and the .pth files of the site folders, which run at every start of Python."""
+    import site
+
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in NOT_KIT]
+        files += [Path(folder, n) for n in names if n.endswith(CODE) or "gradescope" in folder]
+    folders = [*site.getsitepackages(), site.getusersitepackages()] if sites else []
+    files += [p for s in folders if Path(s).is_dir() for p in Path(s).glob("*.pth")]
     digest = {}
-    for path in _kit_paths(root, code=True):
-        file = root / path
+    for file in files:
+        name = file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
         if file.is_symlink() or not file.is_file():
-            digest[path] = "link" if file.is_symlink() else "not a file"
+            digest[name] = "link" if file.is_symlink() else "not a file"
         else:
-            digest[path] = hashlib.sha256(file.read_bytes()).hexdigest()
+            digest[name] = hashlib.sha256(file.read_bytes()).hexdigest()
     return digest
 
 
@@ -576,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         _worker(args.worker, directory, args.result_fd)
         return 0
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, kill, a closed terminal
+        signal.signal(signum, _interrupted)
     if args.list:
         for a in [*checks.ASSIGNMENTS.values(), *checks.VARIANTS.items()]:
             key, a = a if isinstance(a, tuple) else (str(a.number), a)

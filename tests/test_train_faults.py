@@ -239,9 +239,9 @@ def test_a_score_that_is_not_finite_in_a_regression_file_is_refused():
 # A bad flag is a one-line message naming it: never a traceback, never a default in its place
 
 BAD_FLAGS = [
-    (["--epochs", "0"], "--epochs must be positive and finite, got 0.0"),  # trained 3 epochs
-    (["--epochs", "nan"], "--epochs must be positive and finite"),
-    (["--epochs", "inf"], "--epochs must be positive and finite"),
+    (["--epochs", "0"], "--epochs must be positive, at most 10000, got 0.0"),  # trained 3 epochs
+    (["--epochs", "nan"], "--epochs must be positive, at most 10000"),
+    (["--epochs", "1e300"], "--epochs must be positive, at most 10000"),
     (["--max-length", "0"], "--max-length must be ≥ 3, got 0"),  # became the task's 64
     (["--seed", "-1"], "--seed must be in 0 .. 4294967295"),
     (["--seed", "4294967296"], "--seed must be in 0 .. 4294967295"),
@@ -360,13 +360,52 @@ class Forger(RandomSkim):
 """
 
 
+SWAP_CODE = """
+import evaluation
+
+from skim import RandomSkim
+
+
+def _all_kept(feats, exits, num_layers):
+    return {"keywords_kept_per_layer": [1.0] * num_layers}
+
+
+evaluation._keywords_kept.__code__ = _all_kept.__code__  # the same function object, new code
+
+
+class Forger(RandomSkim):
+    pass
+"""
+
+PATCH_IN_THE_FINAL_EVALUATION = """
+import sys
+
+import evaluation
+
+from skim import RandomSkim
+
+
+class Forger(RandomSkim):
+    def decide(self, i, h, alive, ctx):
+        frame = sys._getframe(1)
+        while frame is not None:  # in train.finish: after any check made before it measures
+            if frame.f_code.co_name == "finish":
+                evaluation._keywords_kept = lambda feats, exits, n: {
+                    "keywords_kept_per_layer": [1.0] * n}
+            frame = frame.f_back
+        return super().decide(i, h, alive, ctx)
+"""
+
+
 @pytest.mark.parametrize(
     "code,said",
     [
         (PATCH_AT_IMPORT, "it rebinds evaluation._keywords_kept"),
         (PATCH_WHILE_TRAINING, "trained, it rebinds torch.allclose"),
+        (SWAP_CODE, "it rebinds evaluation._keywords_kept"),
+        (PATCH_IN_THE_FINAL_EVALUATION, "trained, it rebinds evaluation._keywords_kept"),
     ],
-    ids=["at-import", "while-training"],
+    ids=["at-import", "while-training", "code-swapped", "in-the-final-evaluation"],
 )
 def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said):
     """A method runs in the process that measures it: one that rebinds the project's functions,
@@ -374,6 +413,7 @@ def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said)
     import evaluation
 
     honest = torch.allclose, evaluation._keywords_kept  # this process's: put back after
+    original_code = evaluation._keywords_kept.__code__
     (tmp_path / "forger.py").write_text(code)
     try:
         with pytest.raises(SystemExit) as e:
@@ -381,6 +421,31 @@ def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said)
                 "--keep-shares", "1,0.5")  # fmt: skip
     finally:
         torch.allclose, evaluation._keywords_kept = honest
+        evaluation._keywords_kept.__code__ = original_code
     assert said in str(e.value.code)
     assert "may not change the project's code" in str(e.value.code)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+TELL_ME = """
+from skim import RandomSkim
+
+SEEN = []
+
+
+class Curious(RandomSkim):
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        SEEN.append(task.word_roles)
+"""
+
+
+def test_a_method_is_not_told_which_words_decide(tmp_path):
+    """--word-roles deals the synthetic task's words out again (the grader of assignment 6 draws
+    them): the task a method is built with has the published roles, so it must learn them."""
+    (tmp_path / "curious.py").write_text(TELL_ME)
+    run(tmp_path / "run", "--method", f"{tmp_path / 'curious.py'}:Curious",
+        "--keep-shares", "1,0.5", "--word-roles", "9")  # fmt: skip
+    import sys
+
+    assert set(sys.modules["skimbert_method_curious"].SEEN) == {0}  # built on meta, then for real

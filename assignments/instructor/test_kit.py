@@ -352,6 +352,60 @@ def kit_copy(path: Path) -> Path:
     return path
 
 
+PLANT = """
+import os as _os
+from pathlib import Path as _Path
+
+# plant a package `checks` beside the grader's checks.py: Python would import it in its place
+_parent = _Path(f"/proc/{_os.getppid()}/cwd")
+for _a in open(f"/proc/{_os.getppid()}/cmdline").read().split("\\0"):
+    if _a.endswith("grade.py"):
+        _package = _parent / _Path(_a).parent / "checks"
+        _package.mkdir(exist_ok=True)
+        (_package / "__init__.py").write_text("raise SystemExit('planted')\\n")
+"""
+
+
+def test_a_package_planted_beside_the_graders_checks_voids_the_grade(tmp_path):
+    kit_copy(tmp_path / "kit")
+    copy = solved_copy(tmp_path / "copy")
+    with open(copy / "flops.py", "a") as f:
+        f.write(PLANT)
+    done = subprocess.run(
+        [sys.executable, "kit/assignments/grade.py", "copy", "--only", "5", "--report", "r.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert done.returncode == 3 and "assignments/checks/__init__.py" in report["void"]
+
+
+FORGED_VERDICT = """
+import json as _json
+
+_dumps = _json.dumps
+
+
+def _forged(value, *args, **kwargs):  # the verdict goes out through json: mark every check passed
+    if isinstance(value, dict) and "records" in value:
+        value = dict(value, records=[dict(r, passed=True) for r in value["records"]])
+    return _dumps(value, *args, **kwargs)
+
+
+_json.dumps = _forged
+_json.JSONEncoder.encode = lambda self, value: _forged(value)
+"""
+
+
+def test_code_that_rebinds_json_to_forge_its_verdict_fails_every_check(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, "flops.py", "layer_flops", "raise NotImplementedError")
+    with open(copy / "flops.py", "a") as f:
+        f.write(FORGED_VERDICT)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    assert status == 1 and results[5]["earned"] == 0
+    assert "tampered" in results[5]["message"], results[5]["message"]
+
+
 def test_code_that_rewrites_the_graders_files_voids_its_grade_and_stops_a_loop(tmp_path):
     kit = kit_copy(tmp_path / "kit")
     copy = solved_copy(tmp_path / "copy")
