@@ -230,7 +230,6 @@ MUTANTS = {
         "exact 0s and 1s",
         "not exactly 0 or 1",
     ),
-    # --- assignment 3: the skim loss
     # the straight-through sum taken as hard + soft - soft.detach() rounds: 0.99999994 in place of
     # 1, which the encoder loop's (alive - keep) > 0 reads as a skimmed token. (The other order,
     # hard - soft.detach() + soft, torch's own, is exact: 1 - y is exact for y in [0.5, 1].)
@@ -258,6 +257,7 @@ MUTANTS = {
         "fresh noise",
         "shared across the batch",
     ),
+    # --- assignment 3: the skim loss
     "skim loss divided by the padded length": (
         "skim.py",
         "skim_loss",

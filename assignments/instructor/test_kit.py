@@ -277,12 +277,18 @@ atexit.register(_forge)
 """
 
 
-def test_student_code_cannot_forge_its_grade(tmp_path):
+def grade_unwritten_flops_with(tmp_path, code: str) -> tuple[int, dict]:
+    """Assignment 5 graded on a copy whose layer_flops is not written and whose flops.py ends
+    with `code` (which runs when the checks import it)."""
     copy = solved_copy(tmp_path / "copy")
     make_student.replace_body(copy, "flops.py", "layer_flops", "raise NotImplementedError")
     with open(copy / "flops.py", "a") as f:
-        f.write(FORGER)
-    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+        f.write(code)
+    return grade(copy, tmp_path / "grade.json", "--only", "5")
+
+
+def test_student_code_cannot_forge_its_grade(tmp_path):
+    status, results = grade_unwritten_flops_with(tmp_path, FORGER)
     assert status == 1
     assert results[5]["status"] == "FAIL" and results[5]["earned"] == 0
     assert results[5]["possible"] == checks.ASSIGNMENTS[5].points
@@ -397,11 +403,7 @@ _json.JSONEncoder.encode = lambda self, value: _forged(value)
 
 
 def test_code_that_rebinds_json_to_forge_its_verdict_fails_every_check(tmp_path):
-    copy = solved_copy(tmp_path / "copy")
-    make_student.replace_body(copy, "flops.py", "layer_flops", "raise NotImplementedError")
-    with open(copy / "flops.py", "a") as f:
-        f.write(FORGED_VERDICT)
-    status, results = grade(copy, tmp_path / "grade.json", "--only", "5")
+    status, results = grade_unwritten_flops_with(tmp_path, FORGED_VERDICT)
     assert status == 1 and results[5]["earned"] == 0
     assert "tampered" in results[5]["message"], results[5]["message"]
 
