@@ -372,17 +372,30 @@ for _a in open(f"/proc/{_os.getppid()}/cmdline").read().split("\\0"):
 """
 
 
-def test_a_package_planted_beside_the_graders_checks_voids_the_grade(tmp_path):
+PLANT_PYC = PLANT.replace(
+    '_package = _parent / _Path(_a).parent / "checks"',
+    '_package = _parent / _Path(_a).parent / "__pycache__"',
+).replace('(_package / "__init__.py")', '(_package / "checks.cpython-311.pyc")')
+
+
+@pytest.mark.parametrize(
+    "code,planted",
+    [(PLANT, "assignments/checks/__init__.py"),
+     (PLANT_PYC, "assignments/__pycache__/checks.cpython-311.pyc")],
+    ids=["package", "pyc"],
+)  # fmt: skip
+def test_a_module_planted_beside_the_graders_checks_voids_the_grade(tmp_path, code, planted):
+    """Python would import a package checks/, or a .pyc in __pycache__, in place of checks.py."""
     kit_copy(tmp_path / "kit")
     copy = solved_copy(tmp_path / "copy")
     with open(copy / "flops.py", "a") as f:
-        f.write(PLANT)
+        f.write(code)
     done = subprocess.run(
         [sys.executable, "kit/assignments/grade.py", "copy", "--only", "5", "--report", "r.json"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     report = json.loads((tmp_path / "r.json").read_text())
-    assert done.returncode == 3 and "assignments/checks/__init__.py" in report["void"]
+    assert done.returncode == 3 and planted in report["void"]
 
 
 FORGED_VERDICT = """
