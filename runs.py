@@ -149,20 +149,24 @@ AT_BUILD: dict = {}  # the fingerprint taken as the last method was built (build
 
 
 def fingerprint() -> dict:
-    """Each function and class of the project's modules, builtins and torch (its functions,
-    torch.nn.functional, Tensor's methods), by name -> the object."""
+    """Each function and class of the project's modules, builtins, json, numpy and torch (its
+    functions, torch.nn.functional, and every attribute a tensor finds, inherited ones too), by
+    name -> the object (and a Python function's code and defaults)."""
     import builtins
 
     import torch.nn.functional
 
     spaces = [sys.modules[n] for n in GUARDED if n in sys.modules]
-    spaces += [builtins, json, np, torch, torch.nn.functional, torch.Tensor]
-    return {
+    spaces += [builtins, json, np, torch, torch.nn.functional]
+    taken = {
         (space.__name__, name): (value, *_insides(value))
         for space in spaces
         for name, value in list(vars(space).items())
         if callable(value)
     }
+    for name in dir(torch.Tensor):  # inherited methods (sum, item, ...) live on its base class
+        taken[("torch.Tensor", name)] = (inspect.getattr_static(torch.Tensor, name),)
+    return taken
 
 
 def _insides(value) -> tuple:

@@ -114,9 +114,12 @@ def _failed_all(assignment, message: str) -> list[dict]:
 
 def _fingerprint() -> dict:
     """What the checks are made of: every name of checks.py and of the instructor's check files
-    with the object it is bound to, and each function's code and defaults; and what they call,
-    every name of Python's builtins, of math and of torch (its functions and Tensor's methods).
-    """
+    with the object it is bound to, and each function's code and defaults; and what they call
+    or what sends their verdict: every name of Python's builtins, of math, os and json (its
+    encoder too), of torch and torch.nn.functional, and every attribute a tensor finds.
+
+    runs.fingerprint does the same for train.py; the grader cannot import it: in the worker,
+    `runs` is the graded copy's module, which the student's code may have written."""
     import builtins
     import json.encoder
 

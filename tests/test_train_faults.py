@@ -397,15 +397,35 @@ class Forger(RandomSkim):
 """
 
 
+PATCH_AN_INHERITED_TENSOR_METHOD = """
+import torch
+
+from skim import RandomSkim
+
+torch.Tensor.sum = lambda self, *args, **kwargs: self.new_zeros(())  # shadows TensorBase's
+
+
+class Forger(RandomSkim):
+    pass
+"""
+
+
 @pytest.mark.parametrize(
     "code,said",
     [
+        (PATCH_AN_INHERITED_TENSOR_METHOD, "it rebinds torch.Tensor.sum"),
         (PATCH_AT_IMPORT, "it rebinds evaluation._keywords_kept"),
         (PATCH_WHILE_TRAINING, "trained, it rebinds torch.allclose"),
         (SWAP_CODE, "it rebinds evaluation._keywords_kept"),
         (PATCH_IN_THE_FINAL_EVALUATION, "trained, it rebinds evaluation._keywords_kept"),
     ],
-    ids=["at-import", "while-training", "code-swapped", "in-the-final-evaluation"],
+    ids=[
+        "tensor-method",
+        "at-import",
+        "while-training",
+        "code-swapped",
+        "in-the-final-evaluation",
+    ],  # fmt: skip
 )
 def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said):
     """A method runs in the process that measures it: one that rebinds the project's functions,
@@ -422,6 +442,8 @@ def test_a_method_that_rebinds_what_measures_it_is_refused(tmp_path, code, said)
     finally:
         torch.allclose, evaluation._keywords_kept = honest
         evaluation._keywords_kept.__code__ = original_code
+        if "sum" in vars(torch.Tensor):  # the shadow: torch.Tensor.sum is TensorBase's again
+            del torch.Tensor.sum
     assert said in str(e.value.code)
     assert "may not change the project's code" in str(e.value.code)
     assert not (tmp_path / "run" / "results.json").exists()
