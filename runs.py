@@ -782,11 +782,29 @@ def check_progress(progress: dict, stages: int, path: Path) -> None:
         history = progress.get("history")
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise ValueError("history is not a list of evaluations")
+        for i, h in enumerate(history):  # what results.json passes on as the run's own record
+            _check_evaluation(h, f"history[{i}]")
         _check_rng(progress.get("rng"), "rng")  # every save records it; resuming sets it
         if progress.get("stage_rng") is not None:  # (absent from older checkpoints)
             _check_rng(progress["stage_rng"], "stage_rng")  # set by a run resumed mid-stage
     except (ValueError, TypeError, RuntimeError, KeyError, IndexError, OverflowError) as e:
         raise SystemExit(f"error: {path} is damaged ({shown(e)}); resume from another copy")
+
+
+def _check_evaluation(entry: dict, where: str) -> None:
+    """One evaluation train.py recorded while training: its stage's name, its step, the share of
+    tokens kept, its metrics and its speedup, numbers finite. Raises ValueError naming it."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    metrics = entry.get("metrics")
+    if not (isinstance(entry.get("stage"), str) and len(entry["stage"]) <= 100
+            and isinstance(entry.get("step"), int) and entry["step"] >= 0
+            and isinstance(metrics, dict) and len(metrics) <= 20
+            and all(isinstance(k, str) and len(k) <= 40 and number(v) for k, v in metrics.items())
+            and number(entry.get("kept")) and number(entry.get("speedup_none"))):  # fmt: skip
+        raise ValueError(f"{where} is {shown(entry):.80}, not an evaluation (stage, step, kept, "
+                         "metrics, speedup_none)")  # fmt: skip
+    if not all(math.isfinite(v) for v in (entry["kept"], entry["speedup_none"], *metrics.values())):
+        raise ValueError(f"{where} holds a number that is not finite")
 
 
 def _check_rng(rng, name: str) -> None:
@@ -831,11 +849,44 @@ def check_optimizer_state(path: Path, saved: dict, opt, sched, scaler, total: in
             step = torch.empty((), dtype=torch.float32, device="meta")
             check_like(moments, {"step": step, "exp_avg": like, "exp_avg_sq": like},
                        f"optimizer state {i}")  # fmt: skip
+            _check_moments(moments, saved["step"], f"optimizer state {i}")
         check_like(saved.get("scheduler"), sched.state_dict(), "scheduler")
+        _check_schedule(saved, state["param_groups"], sched)
         if saved.get("scaler"):
             check_like(saved["scaler"], scaler.state_dict(), "scaler")
     except (ValueError, TypeError, AttributeError) as e:
         raise SystemExit(f"error: {path} is damaged ({e}); resume from another copy") from None
+
+
+def _check_moments(moments: dict, steps: int, where: str) -> None:
+    """Adam's moments of one parameter: its step count 1 to the stage's `steps` (fp16 may skip
+    some), its moments finite, the second one not negative. A step of 0 or below makes the bias
+    correction 1 - beta^t divide by zero or change sign, and a negative second moment makes
+    sqrt NaN: the loss would climb, or the run fail a step later with a misleading message."""
+    if not 1 <= moments["step"].item() <= steps or moments["step"].item() % 1:
+        raise ValueError(f"{where}'s step is {moments['step'].item():g}, not 1 to {steps}")
+    if not (moments["exp_avg"].isfinite().all() and moments["exp_avg_sq"].isfinite().all()):
+        raise ValueError(f"{where} holds a value that is not finite")
+    if (moments["exp_avg_sq"] < 0).any():
+        raise ValueError(f"{where}'s second moment is negative")
+
+
+def _check_schedule(saved: dict, groups: list, sched) -> None:
+    """The saved schedule is the stage's own at the saved step: its base rates are the stage's
+    (fresh: `sched`), its epoch the step, and each group's rate (`groups`: the saved optimiser's,
+    which load_state_dict makes the rate of the next step) the schedule's at that step. Else a
+    forged trainer state could set any learning rate, or move the warm-up and decay."""
+    schedule, step = saved["scheduler"], saved["step"]
+    if schedule["base_lrs"] != sched.base_lrs:
+        raise ValueError(f"scheduler's base_lrs are {shown(schedule['base_lrs']):.60}, not "
+                         f"the stage's {sched.base_lrs}")  # fmt: skip
+    if schedule["last_epoch"] != step or schedule.get("_step_count", step + 1) != step + 1:
+        raise ValueError(f"scheduler is at step {shown(schedule['last_epoch']):.20}, not {step}")
+    want = [base * rate(step) for base, rate in zip(sched.base_lrs, sched.lr_lambdas)]
+    for name, got in (("param_groups' lr", [g["lr"] for g in groups]),
+                      ("scheduler's _last_lr", schedule.get("_last_lr", want))):  # fmt: skip
+        if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-15) for a, b in zip(got, want)):
+            raise ValueError(f"{name} is {shown(got):.60}, not {want}, the schedule's at {step}")
 
 
 def set_rng_state(state: dict) -> None:

@@ -5,6 +5,7 @@ A finished run and a stopped one are trained once (a few seconds) and copied int
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -538,6 +539,39 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
         lambda s: s["optimizer"]["param_groups"][0].update(maximize=True),
         "maximize is True, not False",
     ),  # fmt: skip
+    # found by review: a rate, a schedule or moments forged within their types, an odd history
+    (
+        "a learning rate forged",
+        lambda s: s["optimizer"]["param_groups"][0].update(lr=1e3),
+        r"param_groups' lr is \[1000\.0",
+    ),  # fmt: skip
+    ("the base rates forged", lambda s: s["scheduler"].update(base_lrs=[9.0] * 4), "base_lrs"),
+    ("the schedule moved back", lambda s: s["scheduler"].update(last_epoch=0), "at step 0, not"),
+    ("the last rate forged", lambda s: s["scheduler"].update(_last_lr=[9.0] * 4), "_last_lr"),
+    ("Adam's step zero", lambda s: s["optimizer"]["state"][0]["step"].zero_(), "step is 0, not"),
+    ("Adam's step negative", lambda s: s["optimizer"]["state"][0]["step"].fill_(-3), "is -3"),
+    (
+        "a second moment negative",
+        lambda s: s["optimizer"]["state"][0]["exp_avg_sq"].fill_(-1),
+        "second moment is negative",
+    ),  # fmt: skip
+    (
+        "a moment NaN",
+        lambda s: s["optimizer"]["state"][0]["exp_avg"].fill_(math.nan),
+        "not finite",
+    ),  # fmt: skip
+    (
+        "an evaluation without metrics",
+        lambda s: s["history"].append({"stage": "x", "step": 1}),
+        r"history\[\d+\] is .* not an evaluation",
+    ),  # fmt: skip
+    (
+        "an evaluation of infinite speedup",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 1, "kept": 1, "metrics": {}, "speedup_none": math.inf}
+        ),
+        "not finite",
+    ),
 ]
 
 
