@@ -454,6 +454,68 @@ def test_a_process_left_behind_neither_stalls_the_grader_nor_outlives_it(tmp_pat
     assert status == 1 and "did not finish within 3 s" in results[5]["message"]
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The grading workers grade.py `pid` started (its children running --worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # not a process, or one that just ended
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid and b"--worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stopped_grader_stops_its_workers(tmp_path, signum):
+    """Ctrl-C, a kill, a closed terminal: the workers, in sessions of their own, would not hear
+    it, and would go on running a student's code."""
+    import signal
+
+    copy = solved_copy(tmp_path / "copy")
+    make_student.replace_body(copy, "flops.py", "layer_flops", "while True:\n    pass")
+    grader = subprocess.Popen(
+        [sys.executable, str(GRADE), str(copy), "--only", "5", "--timeout", "120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (workers := _workers_of(grader.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers, "no worker started within 60 s"
+    grader.send_signal(getattr(signal, signum))
+    assert grader.wait(timeout=30) == 128 + getattr(signal, signum)
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, workers)), f"workers {workers} outlived the grader"
+
+
+def test_a_pth_file_planted_in_a_site_folder_is_seen(tmp_path, monkeypatch):
+    """A .pth file in site-packages runs at every start of Python, the grader's workers too."""
+    import site
+
+    import grade as grader
+
+    kit, sites = tmp_path / "kit", tmp_path / "site-packages"
+    (kit / "assignments").mkdir(parents=True), sites.mkdir()
+    (kit / "assignments" / "checks.py").write_text("CHECKS = []\n")
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(sites)])
+    monkeypatch.setattr(site, "getusersitepackages", lambda: str(tmp_path / "user-site"))
+    before = grader._kit_digest(kit)
+    (sites / "zz_forge.pth").write_text("import os; os.environ['FORGED'] = '1'\n")
+    assert grader._differences(before, grader._kit_digest(kit)) == [str(sites / "zz_forge.pth")]
+
+
 def test_rebinding_a_builtin_the_checks_call_is_tampering(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     with open(copy / "rl_policy.py", "a") as f:
