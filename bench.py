@@ -280,7 +280,10 @@ def load_run(run: str, cfg, methods: list[str] = ()):
             "give the run of a method that skims"
         )
     if model.bert.config.to_dict() != cfg.to_dict():
-        raise SystemExit(f"error: {run} holds a model of another shape than --model")
+        shape = lambda c: f"{c.num_hidden_layers} layers of width {c.hidden_size}"  # noqa: E731
+        raise SystemExit(f"error: --checkpoint {run} holds a model of {shape(model.bert.config)}, "
+                         f"--model one of {shape(cfg)} (or another vocabulary or length): time "
+                         f"it beside its own encoder, --model {Path(run) / 'ckpt'}")  # fmt: skip
     return f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})", model, strategy
 
 
@@ -388,7 +391,8 @@ def default_patterns(cfg) -> tuple[list[str], list[str]]:
     to ~2.1x on MiniLM: just past the 2x the speed target asks for, as less pruning leaves the
     fewest small layers at batch 1). Early Transkimmer names every layer: it follows the depth."""
     early = ",".join(["1", "0.35"] + ["1"] * (cfg.num_hidden_layers - 2))
-    return ["0.75", early], ["0.5", "0.4,1"]
+    policies = len(TRBertPolicy(cfg, PolicyConfig()).layers)  # two on MiniLM; fewer if shallower
+    return ["0.75", early], ["0.5", ",".join(["0.4"] + ["1"] * (policies - 1))]
 
 
 def chosen(batches: list, device: torch.device) -> str:

@@ -174,7 +174,7 @@ def add_fields(parser, cls) -> None:
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         kind, flag = kind.split(" |")[0], "--" + f.name.replace("_", "-")
         default = "" if f.default in (None, "", ()) else f" [default: {f.default}]"
-        text = f.metadata["help"] + default
+        text = f.metadata.get("help", f"{cls.__name__}.{f.name}") + default  # skim.option's
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         elif kind.startswith("tuple"):  # comma-separated integers, e.g. layer indices
@@ -193,6 +193,18 @@ def _int_tuple(text: str) -> tuple[int, ...]:
     return values
 
 
+def _held(run_dir: Path) -> str:
+    """What to do about a run already in --out-dir: resume it, unless it stopped before its
+    first checkpoint (a crash at step 1, a method that failed to build): then nothing is left
+    to resume, and the log says why it stopped."""
+    if runs.checkpoint_folder(run_dir / "ckpt") is not None:
+        return (f"{run_dir} already holds a run: choose another --out-dir, continue it with "
+                "--resume, or replace it with --overwrite")  # fmt: skip
+    return (f"{run_dir} holds a run that stopped before its first checkpoint, so there is "
+            f"nothing to resume (why it stopped: the end of {run_dir / 'log.txt'}): start it "
+            "again with --overwrite, or choose another --out-dir")  # fmt: skip
+
+
 def parse_config(argv: list[str] | None = None):
     """Command line -> (TrainConfig, method class, its options), each value from the first of:
     a flag; with --resume or --eval-only, the run's saved config.json (flags that contradict it
@@ -202,6 +214,10 @@ def parse_config(argv: list[str] | None = None):
     first = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     add_fields(first, TrainConfig)
     given = vars(first.parse_known_args(argv)[0])  # the flags given, before the method is known
+    if (given.get("resume") or given.get("eval_only")) and "out_dir" not in given:
+        given["out_dir"] = default_out_dir(given)  # where these flags' new run would be
+        argv = [*argv, "--out-dir", given["out_dir"]]
+        print(f"--out-dir not given: the run of these flags, {given['out_dir']}", file=sys.stderr)
     saved = _saved_run(given)
     spec = given.get("method", TrainConfig.method)
     if saved:  # a built-in from the folder; a file or module only if named here (and the same)
@@ -220,12 +236,21 @@ def parse_config(argv: list[str] | None = None):
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in names})
     if saved is None and cfg.out_dir is None:
-        cfg.out_dir = f"runs/{_known_task(cfg.task).name}-{spec.rpartition(':')[2].lower()}"
-    cfg.method = saved["method"] if saved else runs.method_spec(spec)
+        cfg.out_dir = default_out_dir({**values, "method": spec})
+    # a resumed run keeps its record; an evaluation names the code that ran (a copy of the file)
+    cfg.method = saved["method"] if saved and not cfg.eval_only else runs.method_spec(spec)
     try:
         return cfg, method, runs.make_options(method, values)
     except (AssertionError, ValueError, TypeError) as e:
         raise SystemExit(f"error: {method.__name__} options: {e}") from None
+
+
+def default_out_dir(values: dict) -> str:
+    """A run's folder when --out-dir is not given: runs/<task>-<method's class, lower case>, the
+    task from the flags, else the preset (the method's train_defaults count for a new run)."""
+    task = values.get("task") or PRESETS.get(values.get("preset"), {}).get("task")
+    spec = values.get("method", TrainConfig.method)
+    return f"runs/{_known_task(task or TrainConfig.task).name}-{spec.rpartition(':')[2].lower()}"
 
 
 def _saved_run(given: dict) -> dict | None:
@@ -234,8 +259,6 @@ def _saved_run(given: dict) -> dict | None:
         raise SystemExit("error: --out-dir '' names no folder: give the run's folder")
     if not (given.get("resume") or given.get("eval_only")):
         return None
-    if "out_dir" not in given:
-        raise SystemExit("error: --resume and --eval-only need --out-dir RUN, the run's folder")
     return runs.read_run_config(Path(given["out_dir"]))
 
 
@@ -260,9 +283,12 @@ def _saved_values(saved: dict, given: dict, method) -> dict:
     values = {**train, **(saved.get("options") or {})}
     changed = [k for k, v in given.items() if _differs(values.get(k), v)]
     flags = lambda keys: ", ".join("--" + k.replace("_", "-") for k in keys)  # noqa: E731
-    if [k for k in changed if k not in MAY_CHANGE]:
-        raise SystemExit(f"error: {flags(k for k in changed if k not in MAY_CHANGE)} "
-                         f"contradict the run saved in {given['out_dir']}")  # fmt: skip
+    if fixed := [k for k in changed if k not in MAY_CHANGE]:
+        was = ", ".join(f"--{k.replace('_', '-')} {runs.shown(values.get(k)):.40}" for k in fixed)
+        one = len(fixed) == 1
+        raise SystemExit(f"error: {flags(fixed)} {'contradicts' if one else 'contradict'} the "
+                         f"run saved in {given['out_dir']}, which has {was}: drop "
+                         f"{'it' if one else 'them'}, or start a new run")  # fmt: skip
     numbers = [k for k in changed if k in SAME_NUMBERS]
     if numbers and not given.get("eval_only"):
         was = ", ".join(f"{k.replace('_', '-')} {values.get(k)}" for k in numbers)
@@ -334,6 +360,9 @@ def method_parser(spec: str, method) -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(description=about, argument_default=argparse.SUPPRESS)
     add_fields(parser.add_argument_group("run"), TrainConfig)
+    if method.Options is not None and not dataclasses.is_dataclass(method.Options):
+        raise SystemExit(f"error: {spec}.Options is not a dataclass: write @dataclass above it, "
+                         "with a field per option (skim.option gives each its help)")  # fmt: skip
     if method.Options is not None:
         clash = {f.name for f in dataclasses.fields(method.Options)} & set(vars(TrainConfig()))
         if clash:
@@ -397,8 +426,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
     if cfg.eval_only and runs.checkpoint_folder(run_dir / "ckpt") is None:
         problems.append(f"--eval-only: no checkpoint in {run_dir / 'ckpt'} (did the run finish?)")
     if not (cfg.resume or cfg.eval_only or cfg.overwrite) and runs.holds_a_run(run_dir):
-        problems.append(f"{run_dir} already holds a run: choose another --out-dir, continue it "
-                        "with --resume, or replace it with --overwrite")  # fmt: skip
+        problems.append(_held(run_dir))
     if problems:
         raise SystemExit("error: " + "; ".join(problems))
     return cfg

@@ -256,7 +256,7 @@ def method_of_run(recorded, named: str | None, config: Path) -> str:
         same = x == y and (Path(a).name == Path(b).name if a.endswith(".py") else a == b)
     if not same:
         raise ValueError(
-            f"--method contradict the run saved in {config.parent}: it records "
+            f"--method contradicts the run saved in {config.parent}: it records "
             f"{shown(recorded)}, not {shown(named)}; name that method"
             + (" (or none: it is built in)" if recorded in METHODS else "")
         )
@@ -277,11 +277,13 @@ LOCK = ".lock"  # RUN/.lock: {"pid", "host", "command", "since"} of the process 
 
 
 @contextlib.contextmanager
-def locked(run_dir: Path, command: str):
+def locked(run_dir: Path, command: str, log: Path | None = None):
     """Hold RUN/.lock while this process writes the run folder: created with O_EXCL, so of two
     processes only one gets it; a second writer (a fresh run, --overwrite, --resume, --eval-only)
     is refused with a message naming the holder. A lock whose process is gone (same host, pid
-    no longer running) is stale and taken over. Removed on exit, if still ours.
+    no longer running) is stale and taken over. Removed on exit, if still ours. A command that
+    fails (a traceback, an error, Ctrl-C) after writing to `log` (log.txt) says why there; one
+    refused before it wrote a line leaves the log of the run in the folder alone.
     What it does not catch: two processes that find the same stale lock at the same instant may
     both take it over, and a stale lock whose pid the OS has given to another process is taken
     for a live one (the message says which file to delete)."""
@@ -315,11 +317,35 @@ def locked(run_dir: Path, command: str):
     except OSError as e:  # a full disk: no empty lock left to refuse every later writer
         path.unlink(missing_ok=True)
         raise SystemExit(f"error: cannot write to {run_dir}: {e}") from None
+    start = _size(log)
     try:
         yield
+    except (Exception, SystemExit, KeyboardInterrupt) as e:
+        if _size(log) > start and getattr(e, "code", 1) not in (0, None):  # this command's log
+            _log_ending(log, e)
+        raise
     finally:
         if _lock_holder(path) == mine:
             path.unlink(missing_ok=True)
+
+
+def _size(log: Path | None) -> int:
+    return os.lstat(log).st_size if log is not None and os.path.lexists(log) else 0
+
+
+def _log_ending(log: Path, error: BaseException) -> None:
+    """The end of a failed command, appended to the run's log: the error's message, the whole
+    traceback of a crash (in a method's own code, say), or the Ctrl-C that stopped it."""
+    if isinstance(error, KeyboardInterrupt):
+        text = "stopped by Ctrl-C; continue with --resume"
+    elif isinstance(error, SystemExit):
+        text = str(error.code)
+    else:
+        text = "".join(traceback.format_exception(error)).rstrip()
+    try:
+        append_line(log, text)
+    except OSError:  # the log is a record, not the run: its own failure must not hide the error
+        pass
 
 
 def _lock_holder(path: Path) -> dict | None:
@@ -1024,6 +1050,36 @@ def build_strategy(name: str, method, model: BertForTask, options, task) -> Skim
         raise SystemExit(f"error: {name}.build returned {type(strategy).__name__}, "
                          "not a skim.SkimStrategy")  # fmt: skip
     return strategy
+
+
+def loss_pair(result, strategy) -> tuple[torch.Tensor, dict]:
+    """What a method's `loss` returned, checked before the loop uses it: (loss, logs), a scalar
+    tensor that gradients flow from and a dict of numbers to print. Else one line that says what
+    to return, rather than a traceback from the loop's unpacking or the backward pass."""
+    name = f"{type(strategy).__name__}.loss"
+    number = lambda v: isinstance(v, (int, float)) or (  # noqa: E731
+        isinstance(v, torch.Tensor) and v.numel() == 1)  # fmt: skip
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        got = type(result).__name__ + (" of shape " + str(list(result.shape))
+                                       if isinstance(result, torch.Tensor) else "")  # fmt: skip
+        raise SystemExit(
+            f"error: {name} returned a {got}; it returns a pair (loss, logs): "
+            "the scalar loss and a dict of numbers to log, e.g. `return loss, {}`"
+        )
+    loss, logs = result
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise SystemExit(f"error: {name}'s loss is {shown(loss):.60}, not a tensor of one value "
+                         "(take the mean over the batch)")  # fmt: skip
+    if not loss.requires_grad:
+        raise SystemExit(
+            f"error: {name}'s loss carries no gradient: it depends on nothing "
+            "trained (was it made with .item(), .detach() or torch.no_grad()?)"
+        )
+    if not isinstance(logs, dict) or not all(isinstance(k, str) and number(v)
+                                             for k, v in logs.items()):  # fmt: skip
+        raise SystemExit(f"error: {name}'s logs are {shown(logs):.60}, not a dict of names to "
+                         "numbers (give {} to log nothing)")  # fmt: skip
+    return loss.reshape(()), logs
 
 
 def method_size(method, model: BertForTask, options, task) -> int | None:

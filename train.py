@@ -334,7 +334,7 @@ class _LossModule(torch.nn.Module):
 
     def forward(self, batch, context: StepContext):
         context.teacher = self.teacher[0] if context.stage.teacher else None
-        return self.strategy.loss(self.model, batch, context)
+        return runs.loss_pair(self.strategy.loss(self.model, batch, context), self.strategy)
 
 
 def make_optimizer(run: Run, stage: Stage, total_steps: int):
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
             return train(cfg, method, options)
         with runs.created(Path(cfg.out_dir)) as run_dir:
             command = " ".join(["train.py", *(sys.argv[1:] if argv is None else argv)])
-            with runs.locked(run_dir, command):
+            with runs.locked(run_dir, command, None if cfg.eval_only else run_dir / "log.txt"):
                 return train(cfg, method, options)
     finally:
         torch.set_num_threads(threads)  # --threads is this run's setting, not the caller's

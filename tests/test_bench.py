@@ -96,6 +96,26 @@ def test_a_checkpoint_that_is_not_a_skim_run_is_a_clear_error(tmp_path):
     train.main([*base, "--out-dir", str(tmp_path / "base")])
     with pytest.raises(SystemExit, match="a baseline run makes no skim decisions"):
         load_run(str(tmp_path / "base"), TINY)
+    train.main([*base, "--method", "random", "--keep-shares", "1,0.5", "--out-dir",
+                str(tmp_path / "random")])  # fmt: skip
+    with pytest.raises(SystemExit) as e:  # a smoke run timed beside MiniLM, the default --model
+        load_run(str(tmp_path / "random"), CONFIGS["all-MiniLM-L6-v2"])
+    said = str(e.value.code)
+    assert "2 layers of width 32" in said and "6 layers of width 384" in said, said
+    assert f"--model {tmp_path / 'random' / 'ckpt'}" in said
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_default_patterns_fit_every_model(name):
+    """Found by a student timing a 2-layer smoke run: TR-BERT's early pattern named two policy
+    layers, where a 2-layer model has one."""
+    from bench import default_patterns
+
+    transkimmer, trbert = default_patterns(CONFIGS[name])
+    for pattern in transkimmer:
+        FixedTranskimmer(CONFIGS[name], pattern)
+    for pattern in trbert:
+        FixedTRBert(CONFIGS[name], pattern)
 
 
 def test_evenly_spaced_subset_spans_the_list():

@@ -191,8 +191,6 @@ def check_raw_decisions(make, device="cpu"):
             assert keep.shape == alive.shape, (
                 f"layer {i}: keep {tuple(keep.shape)} != {tuple(alive.shape)}"
             )
-            if pruning:
-                assert keep.dtype == torch.bool, f"layer {i}: keep must be bool when pruning"
             gone = (alive == 0) & (keep.float() != 0)
             if not pruning:
                 pads = gone & (batch["attention_mask"] == 0)
@@ -557,3 +555,19 @@ def test_known_wrong_strategies_fail_the_suite():
         check_decisions_ignore_answers(wrong(RemembersLabels))
     with pytest.raises(AssertionError, match="stage hard: the loss set soft on the strategy"):
         check_loss_sets_no_state(wrong(SetsStateInLoss))
+
+
+class FloatKeep(SkimStrategy):
+    """Right, if unusual: a keep of 0.0 and 1.0 floats when pruning too (the loop casts)."""
+
+    layers = (1, 2)
+
+    def decide(self, i, h, alive, ctx):
+        return ((ctx.positions % (i + 1) == 0) & (alive > 0)).to(h.dtype)
+
+
+def test_a_right_strategy_returning_floats_when_pruning_passes_the_suite():
+    right = lambda model: FloatKeep().eval()  # noqa: E731
+    for check in (check_raw_decisions, check_masked_equals_pruned, check_batch_equals_alone,
+                  check_tokens_per_layer, check_decisions_ignore_answers):  # fmt: skip
+        check(right)

@@ -7,6 +7,7 @@ tests/test_faults.py; the smoke preset's own sizes: tests/test_train.py.)
 """
 
 import dataclasses
+import json
 import math
 import re
 import shutil
@@ -471,3 +472,104 @@ def test_a_method_is_not_told_which_words_decide(tmp_path):
     import sys
 
     assert set(sys.modules["skimbert_method_curious"].SEEN) == {0}  # built on meta, then for real
+
+
+# Found by a student's first hour (a method written outside the repository, from the docs only)
+STUDENT = """
+from dataclasses import dataclass
+
+import torch
+
+from skim import SkimStrategy, skim_forward
+
+
+@dataclass
+class Plain:
+    share: float = 0.5  # a plain field, without skim.option: its flag has no help of its own
+
+
+class Halves(SkimStrategy):
+    layers = (1,)
+    Options = Plain
+
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        self.options = options or Plain()
+
+    def decide(self, i, h, alive, ctx):
+        return (ctx.positions % 2 == 0) & (alive > 0)
+
+
+class ScalarLoss(Halves):
+    def loss(self, model, batch, context):
+        out = skim_forward(model, self, batch, prune=False, stage=context.stage)
+        return context.task_loss(out.logits, batch).mean()  # not (loss, logs)
+
+
+class Detached(Halves):
+    def loss(self, model, batch, context):
+        loss, logs = super().loss(model, batch, context)
+        return loss.detach(), logs
+
+
+class Crashes(Halves):
+    def decide(self, i, h, alive, ctx):
+        raise ZeroDivisionError("a bug at step 1")
+
+
+class NotADataclass(Halves):
+    class Options:
+        share = 0.5
+"""
+
+
+@pytest.fixture
+def student(tmp_path):
+    (tmp_path / "student.py").write_text(STUDENT)
+    return lambda name: f"{tmp_path / 'student.py'}:{name}"
+
+
+@pytest.mark.parametrize(
+    "name,says",
+    [("ScalarLoss", "ScalarLoss.loss returned a Tensor of shape []; it returns a pair (loss,"),
+     ("Detached", "Detached.loss's loss carries no gradient"),
+     ("NotADataclass", "NotADataclass.Options is not a dataclass")],
+)  # fmt: skip
+def test_a_method_that_breaks_the_contract_is_one_line_saying_what_to_return(tmp_path, student,
+                                                                           name, says):  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path / "run", "--method", student(name))
+    assert says in str(e.value.code), e.value.code
+
+
+def test_an_option_without_help_text_is_still_a_flag(tmp_path, student, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--method", student("Halves"), "--help"])
+    assert "--share SHARE" in capsys.readouterr().out
+    assert run(tmp_path / "run", "--method", student("Halves"), "--share", "0.25")["metrics"]
+
+
+def test_a_run_that_crashed_says_why_in_its_log_and_what_to_do_next(tmp_path, student):
+    with pytest.raises(ZeroDivisionError):
+        run(tmp_path / "run", "--method", student("Crashes"))
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "Traceback" in log and "ZeroDivisionError: a bug at step 1" in log
+    with pytest.raises(SystemExit) as e:  # the same command again
+        run(tmp_path / "run", "--method", student("Crashes"))
+    assert "stopped before its first checkpoint, so there is nothing to resume" in e.value.code
+    assert "--overwrite" in e.value.code
+
+
+def test_eval_only_without_out_dir_evaluates_the_run_of_the_same_flags(tmp_path, student,
+                                                                       monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    flags = [*TINY, "--method", student("Halves")]
+    trained = train.main(flags)
+    assert (tmp_path / "runs" / "synthetic-halves" / "results.json").is_file()
+    (tmp_path / "sub").mkdir()  # a copy of the file, elsewhere: the same file name and class
+    shutil.copy(tmp_path / "student.py", tmp_path / "sub" / "student.py")
+    named = f"{tmp_path / 'sub' / 'student.py'}:Halves"
+    again = train.main([*TINY, "--method", named, "--eval-only"])
+    assert again["metrics"] == trained["metrics"]
+    recorded = json.loads((tmp_path / "runs" / "synthetic-halves" / "eval.json").read_text())
+    assert recorded["method"] == named  # the code that ran, not the one the run recorded
