@@ -259,8 +259,8 @@ def train_stage(run: Run, s: int, stage: Stage, state: TrainState, teacher) -> b
             step, state.steps_done = step + 1, state.steps_done + 1
             bar.update()
             if step % cfg.log_every == 0 and run.rank == 0:
-                bar.write(f"step {step} | loss {loss.item():.4f}"
-                          + "".join(f" | {k} {v:.3f}" for k, v in logs.items()))  # fmt: skip
+                run.log(f"step {step} | loss {loss.item():.4f}"  # printed above the bar too
+                        + "".join(f" | {k} {v:.3f}" for k, v in logs.items()))  # fmt: skip
             end_of_epoch = step % per_epoch == 0 or step == total
             if step == total or (step % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch):
                 res = evaluate(run, run.strategy if stage.skim else None)

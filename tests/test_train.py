@@ -71,10 +71,11 @@ def test_help_names_the_built_in_methods(capsys):
     assert stop.value.code == 0 and all(name in shown for name in runs.METHODS), shown
 
 
-def test_the_log_counts_a_tiny_model_s_parameters(tmp_path):
-    run(tmp_path, "--method", "baseline", "--epochs", "1")
+def test_the_log_counts_a_tiny_model_s_parameters_and_holds_the_progress_lines(tmp_path):
+    run(tmp_path, "--method", "baseline", "--epochs", "1", "--log-every", "1")
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "model 20,076 parameters" in log and "0.0M" not in log
+    assert "\nstep 1 | loss " in log  # the loss curve stays with the run, not only on screen
 
 
 OLD_TEACHER = """
