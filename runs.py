@@ -1057,8 +1057,9 @@ def loss_pair(result, strategy) -> tuple[torch.Tensor, dict]:
     tensor that gradients flow from and a dict of numbers to print. Else one line that says what
     to return, rather than a traceback from the loop's unpacking or the backward pass."""
     name = f"{type(strategy).__name__}.loss"
+    # what "{v:.3f}" prints: a Python number, or a tensor of no dimensions
     number = lambda v: isinstance(v, (int, float)) or (  # noqa: E731
-        isinstance(v, torch.Tensor) and v.numel() == 1)  # fmt: skip
+        isinstance(v, torch.Tensor) and v.ndim == 0)  # fmt: skip
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
         got = type(result).__name__ + (" of shape " + str(list(result.shape))
                                        if isinstance(result, torch.Tensor) else "")  # fmt: skip

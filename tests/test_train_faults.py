@@ -512,6 +512,12 @@ class Detached(Halves):
         return loss.detach(), logs
 
 
+class OddLogs(Halves):
+    def loss(self, model, batch, context):
+        loss, logs = super().loss(model, batch, context)
+        return loss, {"kept": loss.detach().reshape(1)}  # a 1-element vector: no "{v:.3f}"
+
+
 class Crashes(Halves):
     def decide(self, i, h, alive, ctx):
         raise ZeroDivisionError("a bug at step 1")
@@ -533,7 +539,8 @@ def student(tmp_path):
     "name,says",
     [("ScalarLoss", "ScalarLoss.loss returned a Tensor of shape []; it returns a pair (loss,"),
      ("Detached", "Detached.loss's loss carries no gradient"),
-     ("NotADataclass", "NotADataclass.Options is not a dataclass")],
+     ("NotADataclass", "NotADataclass.Options is not a dataclass"),
+     ("OddLogs", "OddLogs.loss's logs are")],
 )  # fmt: skip
 def test_a_method_that_breaks_the_contract_is_one_line_saying_what_to_return(tmp_path, student,
                                                                            name, says):  # fmt: skip
