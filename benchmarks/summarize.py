@@ -322,11 +322,18 @@ def check(readme: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        stale = check(Path(sys.argv[2])) + check_pareto(Path(sys.argv[2]))
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        raise SystemExit(0 if len(sys.argv) > 1 else 2)
+    if sys.argv[1] == "--check":  # one page or several
+        if len(sys.argv) < 3:
+            raise SystemExit("error: --check PAGE...: name the pages to check (docs/results.md)")
+        stale = sum(check(Path(page)) + check_pareto(Path(page)) for page in sys.argv[2:])
         raise SystemExit(1 if stale else 0)
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
+    known = ("--pareto", "--glue", "--seeds")
+    if sys.argv[1].startswith("-") and sys.argv[1] not in known:
+        raise SystemExit(f"error: no option {sys.argv[1]}; the options: {', '.join(known)}, "
+                         "--check (--help says what each does)")  # fmt: skip
     if sys.argv[1] == "--pareto":
         pareto(sys.argv[2:])
         raise SystemExit(0)

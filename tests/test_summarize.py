@@ -143,3 +143,18 @@ def test_nothing_from_a_run_forges_markdown(tmp_path, name, change):
         assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr)
         assert "forged" not in out.stdout and "<" not in out.stdout and "](" not in out.stdout
         assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
+
+
+def test_help_an_unknown_option_and_check_of_several_pages(tmp_path):
+    assert summarize(tmp_path, "--help").returncode == 0
+    assert "--pareto" in summarize(tmp_path, "-h").stdout
+    out = summarize(tmp_path, "--bogus")  # not taken for a run folder to skip
+    assert out.returncode == 1 and "no option --bogus" in out.stderr
+    fake_run(tmp_path / "runs" / "sst2-minilm-baseline", 0.8647, 1.0)
+    row = "| baseline | {} | 1.00× | `bash benchmarks/sst2_minilm.sh baseline` |\n"
+    head = "| method | dev acc. | speedup, no padding | command |\n|---|---|---|---|\n"
+    (tmp_path / "a.md").write_text(head + row.format("86.47"))
+    (tmp_path / "b.md").write_text(head + row.format("12.00"))
+    assert summarize(tmp_path, "--check", "a.md").returncode == 0
+    out = summarize(tmp_path, "--check", "a.md", "b.md")  # the second page's row is stale
+    assert out.returncode == 1 and "stale: baseline" in out.stdout
