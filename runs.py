@@ -338,8 +338,8 @@ def _log_ending(log: Path, error: BaseException) -> None:
     traceback of a crash (in a method's own code, say), or the Ctrl-C that stopped it."""
     if isinstance(error, KeyboardInterrupt):
         text = "stopped by Ctrl-C; continue with --resume"
-    elif isinstance(error, SystemExit):
-        text = str(error.code)
+    elif isinstance(error, SystemExit):  # a message, or an exit status from a method's code
+        text = error.code if isinstance(error.code, str) else f"exited with status {error.code}"
     else:
         text = "".join(traceback.format_exception(error)).rstrip()
     try:

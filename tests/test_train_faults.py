@@ -523,6 +523,11 @@ class Crashes(Halves):
         raise ZeroDivisionError("a bug at step 1")
 
 
+class Exits(Halves):
+    def decide(self, i, h, alive, ctx):
+        raise SystemExit(3)
+
+
 class NotADataclass(Halves):
     class Options:
         share = 0.5
@@ -565,6 +570,9 @@ def test_a_run_that_crashed_says_why_in_its_log_and_what_to_do_next(tmp_path, st
         run(tmp_path / "run", "--method", student("Crashes"))
     assert "stopped before its first checkpoint, so there is nothing to resume" in e.value.code
     assert "--overwrite" in e.value.code
+    with pytest.raises(SystemExit):  # a status, not a message: the log says which
+        run(tmp_path / "exits", "--method", student("Exits"))
+    assert (tmp_path / "exits" / "log.txt").read_text().endswith("exited with status 3\n")
 
 
 def test_eval_only_without_out_dir_evaluates_the_run_of_the_same_flags(tmp_path, student,
