@@ -500,8 +500,10 @@ def collate(
     rectangle), but means FLOPs are to be counted at `lengths`, the real token counts.
     Returns input_ids, attention_mask (1 = real token), token_type_ids: long (B, T); lengths,
     example_index, feature_index: long (B,); labels (B,): long, float for regression; for SQuAD
-    start_positions, end_positions (B,) long (0 = [CLS] = no answer); for the synthetic tasks
-    keyword_mask (B, T), 1 = a word that decides the label.
+    start_positions, end_positions (B,) long (0 = [CLS] = no answer). A synthetic task's
+    keyword_mask stays on its features, out of every batch: it is an oracle no real task has, and
+    a method's loss, which sees the batch, must learn the deciding words, not read them
+    (evaluation counts the keywords kept from the features).
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
@@ -526,10 +528,6 @@ def collate(
     if features[0].offsets is not None:
         batch["start_positions"] = [f.start_position for f in features]
         batch["end_positions"] = [f.end_position for f in features]
-    if features[0].keyword_mask is not None:
-        batch["keyword_mask"] = np.zeros_like(ids)
-        for b, f in enumerate(features):
-            batch["keyword_mask"][b, : len(f)] = f.keyword_mask
     return {k: torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
 
 

@@ -56,7 +56,8 @@ def option(default, help: str):
 
 
 # The keys of a batch that hold the answer: a decision may never read them (a method's `loss`
-# may). keyword_mask marks the words that decide a synthetic task's label: an oracle, too.
+# may). keyword_mask, a synthetic task's oracle of the deciding words, is in no batch at all
+# (data.collate), so that a loss cannot train on it either.
 ANSWER_KEYS = ("labels", "start_positions", "end_positions", "keyword_mask")
 # The keys of a batch that hold the question: what data.collate and train.py give a model, and
 # all that `decide` sees of the batch. Anything else a loss wants decide to see goes through

@@ -447,4 +447,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    runs.exit_now(main)  # main(), then no exit hook of a method's may rewrite what it wrote

@@ -460,7 +460,10 @@ def _attention_large_scores():
 
     # Query 1 scores 300, 299 and (masked) 400: the masked key leads the kept ones by 100, and
     # exp(100) overflows float32 too; masked, it must change nothing: the same out as query 0.
-    q, k, v = _table_qkv([[300.0, 299.0, 250.0], [300.0, 299.0, 400.0], [0.0] * 3], VALUES, 1)
+    # Query 2: a lead of 1000, where exp overflows float64 as well (computing in float64 is no
+    # way out), and where e^−1000 of the kept keys, shifted by the masked one, is 0 in any dtype.
+    scores = [[300.0, 299.0, 250.0], [300.0, 299.0, 400.0], [300.0, 299.0, 1300.0]]
+    q, k, v = _table_qkv(scores, VALUES, 1)
     out = _run_eager(q, k, v, torch.tensor([[1.0, 1.0, 0.0]]), 0.0)
     got, expected = out[0, 0, 0, 0].item(), (4 + 8 / math.e) / (1 + 1 / math.e)
     expect(
@@ -469,15 +472,17 @@ def _attention_large_scores():
         f"{expected:.6g}. exp(300) overflows float32: subtract each row's largest kept score "
         f"before exp (the softmax does not change).",
     )
-    got = out[0, 0, 1, 0].item()
-    expect(
-        math.isfinite(got) and abs(got - expected) < 1e-3,
-        f"with scores 300, 299, 400 (the last key masked, 100 above the kept ones) query 1 gave "
-        f"{got:.6g}, expected {expected:.6g} as for query 0. Shifted by the best kept score, "
-        f"the masked key's exponent overflows (inf × 0 is NaN); shifted by the masked key's, the "
-        f"kept weights underflow: a masked key's weight must stay finite however high it "
-        f"scores, and the kept ones exact (01_attention.md, 'It must not overflow').",
-    )
+    for query, lead in ((1, 100), (2, 1000)):
+        got = out[0, 0, query, 0].item()
+        expect(
+            math.isfinite(got) and abs(got - expected) < 1e-3,
+            f"with scores 300, 299, {300 + lead} (the last key masked, {lead} above the kept "
+            f"ones) query {query} gave {got:.6g}, expected {expected:.6g} as for query 0. "
+            f"Shifted by the best kept score, the masked key's exponent overflows (inf × 0 is "
+            f"NaN); shifted by the masked key's, the kept weights underflow: a masked key's "
+            f"weight must stay finite however high it scores, and the kept ones exact "
+            f"(01_attention.md, 'It must not overflow').",
+        )
 
 
 @ATTENTION.check("in training, dropout acts on the attention probabilities", points=2)

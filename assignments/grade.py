@@ -204,20 +204,23 @@ def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
 
 def assemble(directory: Path, into: Path) -> None:
     """The folder assignment 6 is graded in: this grader's own repository, with the student's
-    code put in — the bodies between their assignment markers, and the .py files at the top of
-    their copy that the repository does not have (an own method and its helpers). The training
-    loop, the random control and what they measure are then the grader's, whatever the copy's
-    train.py or skim.py say. Raises make_student.MarkerError when a marker is damaged."""
-    make_student.make_student(into, only=set(), root=HERE.parent)  # the reference, everywhere
-    for path, regions in make_student.plan(HERE.parent).items():
+    code put in — the bodies between their assignment-6 markers, and the .py files at the top of
+    their copy that the repository does not have (an own method and its helpers). Everything else
+    is the reference: the training loop, the random control and what they measure, whatever the
+    copy's train.py or skim.py say, and the functions of assignments 1-5 (a mistake there costs
+    points there, not here). An assignment-6 body the copy lacks stays a stub that raises, so a
+    file left out earns nothing. Raises make_student.MarkerError when a marker is damaged."""
+    make_student.make_student(into, only={6}, root=HERE.parent)  # 1-5 answered, 6 stubbed
+    for path, regions in make_student.plan(HERE.parent, only={6}).items():
         theirs = directory / path
         if not theirs.is_file():
-            continue  # a file not handed in keeps its reference bodies... and earns nothing
+            continue  # not handed in: its assignment-6 bodies stay stubs
         text = theirs.read_text()
         lines = text.splitlines()
         bodies = {
             (r.number, r.function): lines[r.begin + 1 : r.end]
             for r in make_student.find_regions(text, path)
+            if r.number == 6
         }
         mine = (into / path).read_text()
         (into / path).write_text(make_student.replace_bodies(mine, path, bodies))

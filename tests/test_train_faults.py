@@ -531,6 +531,26 @@ class Exits(Halves):
 class NotADataclass(Halves):
     class Options:
         share = 0.5
+
+
+class Unwritten(Halves):  # what a student copy's stubs raise
+    def decide(self, i, h, alive, ctx):
+        raise NotImplementedError("Assignment 6: write decide, see assignments/06_strategy.md")
+
+
+class RewritesAtExit(Halves):  # the results rewritten after train.py wrote them
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        import atexit, json, sys  # noqa: E401
+
+        out = sys.argv[sys.argv.index("--out-dir") + 1] + "/results.json"
+
+        def forge():
+            record = json.load(open(out))
+            record["keywords_kept_per_layer"] = [1.0, 1.0]
+            json.dump(record, open(out, "w"))
+
+        atexit.register(forge)
 """
 
 
@@ -588,3 +608,23 @@ def test_eval_only_without_out_dir_evaluates_the_run_of_the_same_flags(tmp_path,
     assert again["metrics"] == trained["metrics"]
     recorded = json.loads((tmp_path / "runs" / "synthetic-halves" / "eval.json").read_text())
     assert recorded["method"] == named  # the code that ran, not the one the run recorded
+
+
+def test_an_unwritten_assignment_is_one_line_naming_it(tmp_path, student):
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path / "run", "--method", student("Unwritten"))
+    assert e.value.code.startswith("error: Assignment 6: write decide, see assignments/06_str")
+    assert "--overwrite" in e.value.code
+    assert "NotImplementedError" in (tmp_path / "run" / "log.txt").read_text()  # the traceback
+
+
+def test_a_methods_exit_hook_cannot_rewrite_the_results(tmp_path, student):
+    """train.py ends its process when the run is written: an atexit function of a method's
+    (which a grader reading results.json would believe) never runs."""
+    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--method", student("RewritesAtExit"),
+           "--out-dir", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("final | accuracy")  # flushed
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["keywords_kept_per_layer"] != [1.0, 1.0]

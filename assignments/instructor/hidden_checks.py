@@ -27,11 +27,29 @@ def _hidden(number: int, name: str, points: int = 3):
 # 1: attention with a key mask
 
 
-@_hidden(1, "hidden: float64 in, float64 out, and a row with one kept key copies its value")
+@_hidden(
+    1,
+    "hidden: float64 in, float64 out, a row with one kept key copies its value, and "
+    "masked_softmax itself is the softmax over the kept keys",
+)
 def _attention_float64_one_key():
     import torch
 
+    # masked_softmax is one of the two functions the handout asks for: graded on its own too
+    # (an _eager that inlines a formula of its own must not leave it unwritten)
     transformer = student("transformer")
+    scores = torch.tensor([[[[0.0, math.log(3.0), 9.0], [2.0, 2.0, 1002.0]]]])  # (1, 1, 2, 3)
+    probs = _tensor(transformer.masked_softmax(scores, torch.tensor([[1.0, 1.0, 0.0]])),
+                    "masked_softmax's result")  # fmt: skip
+    want = torch.tensor([[[[0.25, 0.75, 0.0], [0.5, 0.5, 0.0]]]])
+    expect(tuple(probs.shape) == (1, 1, 2, 3), f"masked_softmax gave shape {tuple(probs.shape)}")
+    err = (probs.double() - want.double()).abs().max().item()
+    expect(
+        err < 1e-6,
+        f"masked_softmax over kept keys with logits 0, ln 3 (and a masked key leading by 9 or "
+        f"1000) is off by {err:.3g} from (1/4, 3/4, 0), (1/2, 1/2, 0)",
+    )
+
     cfg = transformer.BertConfig(vocab_size=10, hidden_size=6, num_hidden_layers=1,
                                  num_attention_heads=3, intermediate_size=6,
                                  max_position_embeddings=9, attn_impl="eager")  # fmt: skip

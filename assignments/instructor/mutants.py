@@ -44,6 +44,22 @@ MUTANTS = {
         "float mask weights the keys",
         "does not depend differentiably",
     ),
+    "attention inlined in float64, shifted by the row's largest score": (
+        "transformer.py",
+        "SelfAttention._eager",
+        """
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.hs)
+        if key_mask is None:
+            probs = scores.softmax(-1)
+        else:  # float64 holds e^±100 but not e^−1000: a masked key leading by 1000 gives 0/0
+            s, m = scores.double(), key_mask.double()[:, None, None, :]
+            w = m * (s - s.amax(-1, keepdim=True)).exp()
+            probs = (w / w.sum(-1, keepdim=True)).to(scores.dtype)
+        return F.dropout(probs, p_drop, self.training) @ v, probs
+        """,
+        "large scores",
+        "1000 above the kept ones",
+    ),
     "attention without the 1/sqrt(hs) scaling": (
         "transformer.py",
         "SelfAttention._eager",

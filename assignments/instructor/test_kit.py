@@ -101,9 +101,8 @@ def test_student_copy_keeps_signatures_runs_and_scores_zero(tmp_path):
         assert r["status"] == "FAIL" and r["earned"] == 0, number
         # the stub's own message: the module imported, and only the stubbed function raised
         assert "not written yet" in r["message"]
-        # assignment 6 runs LTP, which reads attention: the stub of assignment 1 stops it first
-        handout = "assignments/01_attention.md" if number == 6 else r["handout"]
-        assert handout in r["message"], (number, r["message"])
+        # assignment 6 too stops at its own stub: it is graded on the reference of 1-5
+        assert r["handout"] in r["message"], (number, r["message"])
 
 
 def test_make_student_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
@@ -606,9 +605,25 @@ def test_a_new_file_that_would_stand_in_for_a_library_is_refused(tmp_path):
     assert "tqdm.py has the name of the module tqdm" in r["message"], r["message"]
 
 
+def test_a_copy_that_leaves_out_its_assignment_6_file_earns_nothing_on_it(tmp_path):
+    """Assignment 6 is graded in the grader's own repository: a file the copy lacks must not
+    bring the reference's answers in with it (ltp.py left out once earned 40 of 40)."""
+    copy = solved_copy(tmp_path / "copy")
+    for name in ("ltp.py", "transformer.py", "flops.py", "skim.py"):
+        (copy / name).unlink()
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["earned"] == 0, r
+    assert "Assignment 6: write" in json.dumps(r["checks"]), r["checks"]
+
+
 def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     (copy / "my_method.py").write_text(RANDOM_OWN)  # the submission layout: picked up by itself
+    # assignments 3 and 5 unwritten: assignment 6 is graded on their reference, so its
+    # conformance points below stay whole (a mistake costs points once, where it is made)
+    for path, function in (("skim.py", "skim_loss"), ("flops.py", "layer_flops")):
+        make_student.replace_body(copy, path, function, 'raise NotImplementedError("later")')
     # and the copy's train.py forges the measurement: assignment 6 runs the grader's own
     # train.py, with only the student's marked bodies and new files put in, so it changes nothing
     text = (copy / "train.py").read_text()
