@@ -1398,14 +1398,14 @@ def _word_roles() -> list[int]:
     return [int(r) for r in roles]
 
 
-def _smoke(method: str, out: Path, seed: int, *extra: str) -> dict:
-    """train.py of the graded folder on the smoke preset at `seed`; its results.json."""
+def _smoke(root: Path, method: str, out: Path, seed: int, *extra: str) -> dict:
+    """train.py of the folder `root` on the smoke preset at `seed`; its results.json."""
     import json
     import subprocess
 
     command = [sys.executable, "train.py", "--method", method, "--preset", "smoke", "--seed",
                str(seed), "--eval-subset", "500", "--out-dir", str(out), *extra]  # fmt: skip
-    done = subprocess.run(command, cwd=STUDENT_DIR, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     said = (done.stderr or done.stdout).strip().splitlines()
     expect(done.returncode == 0, f"`{' '.join(command[1:])}` failed: {said[-1] if said else ''}")
     return json.loads((out / "results.json").read_text())
@@ -1427,6 +1427,18 @@ def _control(folder: Path, stages: list[dict]) -> str:
     return f"{path}:Control"
 
 
+def _roots(seed: int) -> tuple[Path, Path]:
+    """Where the method and its control train at `seed`: each in a folder of its own that
+    grade.py made before the student's code ran (SKIMBERT_TRAINING_COPIES; grade._training_copies
+    says why), else both in the graded folder."""
+    import os
+
+    copies = os.environ.get("SKIMBERT_TRAINING_COPIES")
+    if not copies:
+        return STUDENT_DIR, STUDENT_DIR
+    return Path(copies) / f"method-s{seed}", Path(copies) / f"control-s{seed}"
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / len(values)
     var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
@@ -1441,8 +1453,12 @@ def _experiment() -> list[dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     def one_seed(seed: int, roles: int) -> dict:
+        ours_root, control_root = _roots(seed)
+        spec = _spec()
+        if spec.startswith(str(STUDENT_DIR) + os.sep):  # the method's file, in its own copy
+            spec = str(ours_root) + spec[len(str(STUDENT_DIR)) :]
         run = Path(tmp) / f"ours-s{seed}"
-        ours = _smoke(_spec(), run, seed, "--word-roles", str(roles))
+        ours = _smoke(ours_root, spec, run, seed, "--word-roles", str(roles))
         stages = ours.get("stages") or []
         epochs = sum(float(stage["epochs"]) for stage in stages)
         expect(
@@ -1452,7 +1468,7 @@ def _experiment() -> list[dict]:
         )
         folder = Path(tmp) / f"control-code-s{seed}"
         folder.mkdir()
-        twin = _smoke(_control(folder, stages), Path(tmp) / f"control-s{seed}", seed,
+        twin = _smoke(control_root, _control(folder, stages), Path(tmp) / f"control-s{seed}", seed,
                       "--keep-shares-from", str(run), "--random-seed", str(seed),
                       "--word-roles", str(roles))  # fmt: skip
         return {

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def _verdicts(assignment, said: bytes, secret: str) -> list[dict] | None:
             "hidden": c.hidden,
             "passed": r.get("passed") is True,
             "message": None if r.get("passed") is True else _cut(str(r.get("message")), 1200),
-            "note": str(r["note"])[:2000] if r.get("note") else None,
+            "note": _cut(str(r["note"]), 2000, keep="\n") if r.get("note") else None,
             "seconds": r.get("seconds") if isinstance(r.get("seconds"), (int, float)) else None,
         }
         for c, r in zip(assignment.checks, records)
@@ -257,6 +258,7 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
         graded = Path(tmp) / "graded"
         try:
             assemble(directory, graded)
+            copies = _training_copies(graded)
         except (
             make_student.MarkerError,
             OSError,
@@ -264,13 +266,29 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
             UnicodeDecodeError,
             ValueError,
         ) as e:
-            records = _failed_all(assignment, f"the copy could not be assembled for grading: {e}")
+            said = _cut(f"the copy could not be assembled for grading: {e}", 1200)
+            records = _failed_all(assignment, said)
             return _entry(key, assignment, records, 0.0)
-        env = dict(env_extra or {})
+        env = dict(env_extra or {}, SKIMBERT_TRAINING_COPIES=str(copies))
         spec = env.get("SKIMBERT_STRATEGY", "")
         if spec.startswith(str(directory) + os.sep):  # the submission's own file, now in graded
             env["SKIMBERT_STRATEGY"] = str(graded) + spec[len(str(directory)) :]
         return _grade_in(key, graded, timeout_s, env, kit)
+
+
+def _training_copies(graded: Path) -> Path:
+    """A folder of its own for each training of assignment 6's experiment, made before any of the
+    student's code runs: method-sN, a copy of `graded`, and control-sN, the grader's repository
+    without a file of the student's. So a method that rewrites the files it runs beside (say
+    evaluation.py, which the next process would import) changes no other training, and no
+    module of the student's (one named as a package torch looks for) runs in a control."""
+    copies = graded.parent / "copies"
+    assemble(graded.parent / "nothing", graded.parent / "reference")  # no submission: stubs for 6
+    for seed in checks.SEEDS:
+        shutil.copytree(graded, copies / f"method-s{seed}", symlinks=True)
+        shutil.copytree(graded.parent / "reference", copies / f"control-s{seed}", symlinks=True)
+    shutil.rmtree(graded.parent / "reference")
+    return copies
 
 
 def _grade_in(key, directory: Path, timeout_s: float | None, env_extra=None, kit=HERE) -> dict:
@@ -385,8 +403,12 @@ def _last_line(output) -> str:
     return _cut(lines[-1] if lines else "no output", 300)
 
 
-def _cut(text: str, limit: int) -> str:
-    """`text`, cut to `limit` characters: a message that quotes pages of anything is cut short."""
+def _cut(text: str, limit: int, keep: str = "") -> str:
+    """`text` as one printable line (or lines, where `keep` is "\n"), cut to `limit` characters:
+    a message that quotes pages of anything is cut short, and a newline, carriage return or
+    terminal escape in a student's exception text is shown escaped (\n, \x1b), so that it
+    cannot print a line of the report of its own ("  3. skim loss  PASS") or hide the real one."""
+    text = "".join(c if c.isprintable() or c in keep else ascii(c)[1:-1] for c in text)
     return text if len(text) <= limit else text[: limit - 12] + " … (cut)"
 
 

@@ -139,12 +139,17 @@ def _reinforce_other_numbers():
     import torch
 
     rl_policy = student("rl_policy")
-    # reward: task loss 0.2, 1.0; selected (1, 3) and (2, 2) of lengths 4 and 8; λ = 0.4:
-    # −0.2 − 0.4·(1/4 + 3/4)/2 = −0.4 and −1.0 − 0.4·(2/8 + 2/8)/2 = −1.1
-    r = rl_policy.reward(torch.tensor([0.2, 1.0]), torch.tensor([[1, 3], [2, 2]]),
-                         torch.tensor([4, 8]), 0.4)  # fmt: skip
+    # reward: task loss 0.2, 1.0, 0.5; selected (1, 3), (2, 2), (4, 0) of lengths 4, 8, 4; λ = 0.4:
+    # −0.2 − 0.4·(1/4 + 3/4)/2 = −0.4, −1.0 − 0.4·(2/8 + 2/8)/2 = −1.1, −0.5 − 0.4·(1 + 0)/2 = −0.7.
+    # Three examples and two modules: a mean over the batch's size (3) is not one over M (2).
+    r = rl_policy.reward(torch.tensor([0.2, 1.0, 0.5]), torch.tensor([[1, 3], [2, 2], [4, 0]]),
+                         torch.tensor([4, 8, 4]), 0.4)  # fmt: skip
     got = _tensor(r, "reward's result").tolist()
-    expect(_close(got, [-0.4, -1.1], 1e-6), f"reward gave {_fmt(got)}; expected [-0.4, -1.1]")
+    expect(
+        _close(got, [-0.4, -1.1, -0.7], 1e-6),
+        f"3 examples, 2 modules: reward gave {_fmt(got)}; expected [-0.4, -1.1, -0.7] (the "
+        f"penalty averages the fractions over the M modules, not over the batch)",
+    )
     # S = 1: each sample is its own baseline, so no action is better than another: loss 0
     loss = rl_policy.reinforce_loss(torch.tensor([-0.3, -2.0]), torch.tensor([5.0, -1.0]), 1)
     expect(

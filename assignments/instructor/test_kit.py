@@ -251,6 +251,22 @@ def test_a_module_that_does_not_import_fails_only_the_assignments_that_need_it(t
     assert "SyntaxError" in results[4]["message"]
 
 
+def test_a_message_cannot_print_a_line_of_the_report_of_its_own(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    forged = "\\r\\x1b[2K  3. skim loss   PASS   18/18\\ntotal 18/18: 1 of 1 pass\\x1b[8m"
+    make_student.replace_body(copy, "skim.py", "skim_loss", f'raise ValueError("{forged}")')
+    done = subprocess.run(
+        [sys.executable, str(GRADE), str(copy), "--only", "3", "--report", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "\x1b" not in done.stdout and "\r" not in done.stdout, done.stdout
+    lines = done.stdout.splitlines()
+    rows = [line for line in lines if line.lstrip().startswith("3.")]
+    assert len(rows) == 1 and " FAIL " in rows[0] and lines[-1].startswith("total 0/"), lines
+    assert "\\x1b[2K" in done.stdout  # shown, escaped
+
+
 def test_an_endless_loop_is_stopped_by_the_timeout(tmp_path):
     copy = solved_copy(tmp_path / "copy")
     make_student.replace_body(copy, "flops.py", "layer_flops", "while True:\n    pass")
@@ -690,6 +706,35 @@ if any("my_method" in arg for arg in sys.argv):  # the method's runs, not the co
     }
 """
 )
+
+
+REWRITING_OWN = (
+    RANDOM_OWN
+    + """
+
+import sys
+from pathlib import Path
+
+# rewrites, on disk, the measure the next train.py beside it imports: the control's keywords 0
+OLD = 'return {"keywords_kept_per_layer": [round(k, 4) for k in kept]}'
+NEW = 'kept = [0.0] * len(kept) if "--keep-shares-from" in sys.argv else kept\\n    ' + OLD
+if "--keep-shares-from" not in sys.argv and OLD in Path("evaluation.py").read_text():
+    text = Path("evaluation.py").read_text().replace(OLD, NEW)
+    Path("evaluation.py").write_text(text.replace("import numpy", "import sys\\nimport numpy", 1))
+"""
+)
+
+
+def test_an_own_method_that_rewrites_the_files_beside_it_changes_no_other_training(tmp_path):
+    """Each training of the experiment runs in a copy of its own, the control's without a file of
+    the student's: a method that rewrites evaluation.py on disk (for the control, which imports
+    it afresh) measured a random skim as +0.36 keywords over its control, 40 of 40."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(REWRITING_OWN)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL", r["message"]
+    assert "does not keep the words that decide the label" in r["message"], r["message"]
 
 
 def test_an_own_method_that_rebinds_the_measure_earns_nothing_by_it(tmp_path):
