@@ -613,29 +613,27 @@ def _check_budget(path: Path, header: dict, parameters: int) -> int:
 
 def load_checkpoint(folder: Path, model, strategy) -> dict | None:
     """Load a checkpoint folder into model (and strategy); returns its trainer state, if any.
-    The file's header is compared with the model first: a tensor of another shape, or a file
-    bigger than the model, is refused before the tensors are read."""
+    The file's header is compared with the model first (_check_header): a tensor of another
+    shape or type, one of no part of the model, or a file bigger than the model, is refused
+    before the tensors are read."""
     found = checkpoint_folder(folder)
     if found is None:
         raise SystemExit(f"error: no checkpoint in {folder} (config.json and model.safetensors)")
     path = found / "model.safetensors"
     try:
         read_config(found)  # a symbolic link or a crafted config.json: refused like the weights
+        check_record(found)  # the run's config.json names the method these weights are of
         header = read_safetensors_header(path)
         expected = {f"bert.{released_name(k)}": v for k, v in model.bert.state_dict().items()}
         expected.update({f"{_head(model)}.{k}": v for k, v in model.head.state_dict().items()})
         if strategy is not None:
             prefix = strategy.checkpoint_prefix
             expected.update({f"{prefix}.{k}": v for k, v in strategy.state_dict().items()})
-        for name, t in expected.items():
-            if name in header and list(header[name][1]) != list(t.shape):
-                raise CheckpointError(
-                    f"{path}: tensor {name} has shape {header[name][1]} but this model expects "
-                    f"{list(t.shape)}; the checkpoint belongs to a model of another size"
-                )
+        parts = ["bert", _head(model)] + ([strategy.checkpoint_prefix] if strategy else [])
+        _check_header(path, header, expected, ", ".join(f"{p}.*" for p in parts))
         size = _check_budget(path, header, sum(t.numel() for t in expected.values()))
         tensors = read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES)
-        _check_finite(path, tensors, ("bert.", _head(model) + "."))
+        _check_finite(path, tensors)
         bert = {k: v for k, v in tensors.items() if k.startswith("bert.")}
         load_encoder_weights(model.bert, bert, str(found), run_folder=True)
         model.head.load_state_dict(_under(tensors, _head(model)))
@@ -648,14 +646,37 @@ def load_checkpoint(folder: Path, model, strategy) -> dict | None:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: {e}") from None
 
 
-def _check_finite(path: Path, tensors: dict, prefixes: tuple[str, ...]) -> None:
-    """The model's weights (the tensors under `prefixes`) hold no NaN or infinity: train.py stops
-    a run whose loss or gradients stop being finite before it saves, so such weights are damage,
-    and evaluating them would only say the outputs are not finite. Raises CheckpointError."""
-    for name, t in tensors.items():
-        if name.startswith(prefixes) and t.is_floating_point() and not t.isfinite().all():
+def _check_header(path: Path, header: dict, expected: dict, parts: str) -> None:
+    """Each tensor of the file's header is one the model (and method) holds, of its shape and
+    type: a tensor of no part of them is another method's (a config.json edited to name another
+    method would ignore it, silently), and one relabelled (F32 stored as I32) would be converted
+    into other numbers. `parts`: the prefixes expected, for the message. Raises CheckpointError."""
+    for name, (dtype, shape) in header.items():
+        if name not in expected:
             raise CheckpointError(
-                f"{path}: tensor {name} holds NaN or infinity; the checkpoint is damaged "
+                f"{path}: tensor {shown(name)} is no part of this model ({parts}): the "
+                "checkpoint is another method's (check the method in the run's config.json)"
+            )
+        t = expected[name]
+        if list(shape) != list(t.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {shape} but this model expects "
+                f"{list(t.shape)}; the checkpoint belongs to a model of another size"
+            )
+        if dtype != t.dtype:
+            raise CheckpointError(f"{path}: tensor {name} is stored as {dtype}, not "
+                                  f"{t.dtype}; the file was altered (copy it again)")  # fmt: skip
+
+
+def _check_finite(path: Path, tensors: dict) -> None:
+    """Every floating tensor (the encoder's, the head's, the method's) holds no NaN or infinity:
+    train.py stops a run whose loss or gradients stop being finite before it saves, so such
+    weights are damage, and evaluating them would change the numbers or only say the outputs are
+    not finite. Raises CheckpointError."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not t.isfinite().all():
+            raise CheckpointError(
+                f"{path}: tensor {shown(name)} holds NaN or infinity; the checkpoint is damaged "
                 "(copy it again, or resume from another copy)"
             )
 
@@ -1156,3 +1177,30 @@ def read_run_config(run_dir: Path) -> dict:
     if not isinstance(task, str):
         raise SystemExit(f"error: {path}: train.task is {shown(task):.60}, not a task name")
     return saved
+
+
+def check_record(folder: Path) -> None:
+    """The checkpoint in `folder` is the run's: the record save_checkpoint wrote into its
+    config.json ("skimbert") names the method, options and task that the run's config.json, in
+    the folder above, does. Else a config.json edited to another method, or a ckpt/ of another
+    run, would be evaluated as what config.json says, its own tensors ignored. A checkpoint
+    outside a run folder (no config.json above it: tests) passes."""
+    run_dir, path = Path(folder).parent, Path(folder) / "config.json"
+    if not os.path.lexists(run_dir / "config.json"):
+        return
+    saved, record = read_run_config(run_dir), read_json(path)
+    record = record.get("skimbert") if isinstance(record, dict) else None
+    train = record.get("train") if isinstance(record, dict) else None
+    if not isinstance(train, dict):
+        raise CheckpointError(f'{path} holds no "skimbert" record of its run (method, options, '
+                              "train): train.py did not write it; copy the run's own ckpt/ "
+                              "again")  # fmt: skip
+    ours = (saved["method"], saved["options"], saved["train"]["task"])
+    theirs = (record.get("method"), record.get("options"), train.get("task"))
+    for what, a, b in zip(("method", "options", "task"), ours, theirs):
+        if a != b:
+            raise CheckpointError(
+                f"{run_dir / 'config.json'} records the {what} {shown(a):.80}, but {path} "
+                f"records {shown(b):.80}: one was edited or comes from another run (put back "
+                "the run's own config.json, or copy the whole run again)"
+            )

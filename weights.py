@@ -398,17 +398,35 @@ def read_file(path: Path, limit: int | None = None, links: bool = False) -> byte
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES, links: bool = False):
     """A JSON file as Python values: a regular file of at most `limit` bytes, UTF-8, and JSON
-    throughout; any fault is one CheckpointError naming the file. What the values mean (and whether
-    a NaN, which Python's json reads and writes, may stand there) is the caller's to check."""
+    throughout, each object naming a key once; any fault is one CheckpointError naming the file.
+    What the values mean (and whether a NaN, which Python's json reads and writes, may stand
+    there) is the caller's to check."""
 
     text = read_file(path, limit, links)
     try:
-        return json.loads(text.decode("utf-8"))
+        return json.loads(text.decode("utf-8"), object_pairs_hook=_one_of_each)
+    except _TwiceError as e:
+        raise CheckpointError(f"{path}: {e}; the file was edited or crafted (keep one)") from None
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except (ValueError, RecursionError) as e:  # RecursionError: [[[[... nested past the stack
         reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise CheckpointError(f"{path}: not valid JSON ({reason})") from None
+
+
+class _TwiceError(ValueError):
+    """A JSON object that names a key twice."""
+
+
+def _one_of_each(pairs: list) -> dict:
+    """A JSON object as a dict, if it names each key once: plain json.loads keeps the last of
+    two, so {"method": "a", "method": "b"} would read as whichever a reader looks at last."""
+    values = dict(pairs)
+    if len(values) != len(pairs):
+        names = [k for k, _ in pairs]
+        twice = next(k for k in names if names.count(k) > 1)
+        raise _TwiceError(f"the key {twice!r:.60} appears twice in one object")
+    return values
 
 
 def atomic_write(path: Path, data: bytes) -> None:

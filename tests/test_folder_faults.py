@@ -741,6 +741,7 @@ def test_a_random_control_keeps_its_shares_whatever_becomes_of_the_run_they_came
     assert runs.load_run(control)[1].shares == [float(s) for s in source]  # bench's reader
     # a control saved before its shares were recorded reads them there, and says if it is gone
     edit(control / "config.json", _set("options", "keep_shares", ""))
+    edit(control / "ckpt" / "config.json", _set("skimbert", "options", "keep_shares", ""))
     shutil.rmtree(finished)
     message = error_of(eval_only, control)
     assert f"no {finished / 'results.json'}" in message and "put that run back" in message
@@ -765,3 +766,69 @@ def test_the_gpu_summary_reads_what_a_step_left_as_data(tmp_path, within_seconds
     assert saved["train"] == {} and saved["bench"] == {} and len(saved["steps"]) == 1
     assert len(saved["unreadable"]) == 3
     assert "unreadable (not what its step writes)" in (tmp_path / "out" / "results.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Found by the second review: a checkpoint tied to its run, every tensor checked
+
+
+def _tensors(run: Path, change) -> None:
+    """Rewrite ckpt/model.safetensors with change(tensors) applied."""
+    from weights import read_safetensors, write_safetensors
+
+    path = run / "ckpt" / "model.safetensors"
+    tensors = read_safetensors(path)
+    change(tensors)
+    write_safetensors(tensors, path)
+
+
+@pytest.mark.parametrize("name", ["skim.predictors.0.fc.weight", "skim.predictors.1.out.bias"])
+def test_nan_in_a_method_s_own_tensors_is_damage_too(finished, name):
+    import bench
+
+    _tensors(finished, lambda t: t[name].view(-1)[0].fill_(math.nan))
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        assert f"{name} holds NaN or infinity" in error_of(call, *args)
+
+
+def test_a_tensor_relabelled_as_integers_is_refused(finished):
+    path = finished / "ckpt" / "model.safetensors"
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["bert.pooler.dense.bias"]["dtype"] = "I32"  # the same bytes, read as integers
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + raw[8 + n :])
+    assert "bert.pooler.dense.bias is stored as torch.int32, not torch.float32" in error_of(
+        eval_only, finished
+    )
+
+
+@pytest.mark.parametrize("method", ["baseline", "cls-attention"])
+def test_a_config_json_naming_another_method_than_its_checkpoint_is_refused(finished, method):
+    import bench
+
+    edit(finished / "config.json", lambda c: c.update(method=method, options=None))
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)
+        assert f"records the method {method}, but {finished / 'ckpt' / 'config.json'}" in message
+    # both records edited alike: the method's tensors are still there, and belong to no part
+    edit(finished / "ckpt" / "config.json", _set("skimbert", "method", method))
+    edit(finished / "ckpt" / "config.json", _set("skimbert", "options", None))
+    message = error_of(eval_only, finished)
+    assert "tensor skim.predictors.0.ln_in.weight is no part of this model" in message
+
+
+def test_options_or_task_other_than_the_checkpoint_s_are_refused(finished):
+    edit(finished / "config.json", _set("options", "tau", 0.5))
+    assert "records the options" in error_of(eval_only, finished)
+    edit(finished / "config.json", _set("options", "tau", 1.0))
+    edit(finished / "config.json", _set("train", "task", "synthetic-hard"))
+    assert "records the task synthetic-hard" in error_of(runs.load_run, finished)  # bench's
+
+
+def test_a_json_key_given_twice_is_refused(finished):
+    path = finished / "config.json"
+    twice = '"method": "transkimmer", "method": "baseline"'
+    path.write_text(path.read_text().replace('"method": "transkimmer"', twice))
+    assert "the key 'method' appears twice" in error_of(eval_only, finished)
