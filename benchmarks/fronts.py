@@ -345,7 +345,8 @@ def _panel(x0, y0, title: str, pts: list[dict], key: str, base, paper, depth=20)
                          f'y2="{y0 + H - bottom}" stroke="#eee"/>'
                          f'<text x="{X(t):.1f}" y="{y0 + H - bottom + 16}" '
                          f'text-anchor="middle">{t:g}×</text>')  # fmt: skip
-    ystep = next(s for s in (1, 2, 5, 10, 20) if (yhi - ylo) / s <= 8)
+    # at most 8 grid lines; scores span at most 202 points (percent in [-100, 100], ±1)
+    ystep = next((s for s in (1, 2, 5, 10, 20, 50) if (yhi - ylo) / s <= 8), 100)
     for t in range(int(ylo) + 1, int(yhi) + 1):
         if t % ystep == 0:
             parts.append(f'<line x1="{X(xlo):.1f}" x2="{X(xhi):.1f}" y1="{Y(t):.1f}" '

@@ -186,16 +186,20 @@ def pareto(args: list[str]) -> None:
     records = pareto_records([a for a in args if a != "--short"])
     short = "--short" in args  # the README's form: the best accuracies, no table of points
     pts = fronts.points(records)
-    texts = {page: read_capped(page).decode("utf-8") for page in map(Path, pages)}  # all, first
-    write_atomically(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    write_atomically(fronts.FIGURE, fronts.figure(pts))
-    print(fronts.markdown(pts, every_point=not short), end="")
-    print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+    # everything is built before anything is written: a failure leaves every file as it was
+    texts = {page: read_capped(page).decode("utf-8") for page in map(Path, pages)}
+    figure = fronts.figure(pts)
+    tables = {every: fronts.markdown(pts, every_point=every) for every in (True, False)}
     for page, text in texts.items():
         for marker, every in (("<!-- pareto -->", True), ("<!-- pareto short -->", False)):
-            tables = fronts.markdown(pts, every_point=every)
             pattern = re.escape(marker) + r"\n.*?(?=<!-- /pareto -->)"
-            text = re.sub(pattern, lambda m: f"{marker}\n{tables}", text, flags=re.S)
+            text = re.sub(pattern, lambda m: f"{marker}\n{tables[every]}", text, flags=re.S)
+        texts[page] = text
+    write_atomically(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    write_atomically(fronts.FIGURE, figure)
+    print(tables[not short], end="")
+    print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+    for page, text in texts.items():
         write_atomically(page, text)
         print(f"wrote the fronts into {page}", file=sys.stderr)
 

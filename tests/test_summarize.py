@@ -158,3 +158,21 @@ def test_help_an_unknown_option_and_check_of_several_pages(tmp_path):
     assert summarize(tmp_path, "--check", "a.md").returncode == 0
     out = summarize(tmp_path, "--check", "a.md", "b.md")  # the second page's row is stale
     assert out.returncode == 1 and "stale: baseline" in out.stdout
+
+
+def test_pareto_draws_scores_that_span_the_whole_range_and_writes_all_or_nothing(tmp_path):
+    """Found by review: a correlation of -0.95 beside 0.95 (190 points) found no grid step, and
+    the figure failed after the records were written, so every later --pareto read them back."""
+    for name, score, knob in (("pareto-lo", -0.95, 0.1), ("pareto-hi", 0.95, 0.2)):
+        fake_run(tmp_path / "runs" / name, score, 1.2, task="cola")
+        forge(
+            tmp_path / "runs" / name,
+            lambda r: r.update(
+                metrics={"mcc": score, "main": score}, config={"options": {"skim_weight": knob}}
+            ),
+        )
+    out = summarize(tmp_path, "--pareto", "runs/pareto-lo", "runs/pareto-hi")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "docs" / "figures" / "pareto.svg").read_text().startswith("<svg")
+    records = json.loads((tmp_path / "benchmarks" / "results" / "pareto.json").read_text())
+    assert sorted(r["accuracy"] for r in records) == [-95.0, 95.0]
