@@ -76,6 +76,7 @@ from weights import (
     read_safetensors_header,
     released_name,
     resolve_model_dir,
+    tensor_budget,
     write_safetensors,
 )
 
@@ -602,7 +603,7 @@ def _check_budget(path: Path, header: dict, parameters: int) -> int:
     """The bytes `header` promises, if no more than twice a model of `parameters` in fp32 plus
     64 MB (what a task head and a method's own tensors could add): else CheckpointError."""
     size = sum(math.prod(shape) * dtype.itemsize for dtype, shape in header.values())
-    budget = 2 * 4 * parameters + (64 << 20)
+    budget = tensor_budget(parameters)
     if size > budget:
         raise CheckpointError(
             f"{path}: its tensors take {size:,} bytes, more than a model of {parameters:,} "

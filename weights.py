@@ -185,12 +185,14 @@ def read_safetensors(
 MAX_HEADER_BYTES = 100 << 20
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[torch.dtype, list[int]]]:
+def read_safetensors_header(
+    path: Path, links: bool = False
+) -> dict[str, tuple[torch.dtype, list[int]]]:
     """{name: (dtype, shape)} of a safetensors file, checked as read_safetensors checks it, from
     its header alone: what a caller compares with the model it expects before reading (or
-    building) any tensor."""
+    building) any tensor. `links`: as read_safetensors."""
     path = Path(path)
-    with os.fdopen(open_regular(path), "rb") as f:
+    with os.fdopen(open_regular(path, links), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
@@ -505,21 +507,57 @@ def encoder_parameters(c: BertConfig) -> int:
     return embeddings + c.num_hidden_layers * layer + H * H + H  # + the pooler
 
 
+def tensor_budget(parameters: int) -> int:
+    """The most bytes the weights of a model of `parameters` may take: twice the model in fp32,
+    plus 64 MB (what a task head and a method's own tensors could add)."""
+    return 2 * 4 * parameters + (64 << 20)
+
+
 def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a model folder's model.safetensors, or else its pytorch_model.bin (links
-    followed, as the Hugging Face cache needs; run folders are read by runs.load_checkpoint)."""
+    """All tensors of a model folder's model.safetensors, or else its pytorch_model.bin, once
+    the file is no bigger than its config.json's model can need (tensor_budget): the header is
+    read and checked first, and no more bytes than it promises. A train.py run folder holds
+    regular files only (as runs.check_folder asks) and never a pickle; a released model's
+    folder may be links (the Hugging Face cache), followed to regular files only."""
     folder = Path(folder)
-    if (folder / "model.safetensors").is_file():
-        return read_safetensors(folder / "model.safetensors", links=True)
-    if (folder / "pytorch_model.bin").is_file():
+    run = is_run_folder(folder)
+    budget = tensor_budget(encoder_parameters(read_config(folder, links=not run)))
+    path = folder / "model.safetensors"
+    if os.path.lexists(path):  # a link or FIFO there is refused, never passed over
+        header = read_safetensors_header(path, links=not run)
+        size = sum(math.prod(shape) * dtype.itemsize for dtype, shape in header.values())
+        if size > budget:
+            raise CheckpointError(
+                f"{path}: its tensors take {size:,} bytes, more than the model of its "
+                f"config.json can need ({budget:,}); the two files are not of one model"
+            )
+        return read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES, links=not run)
+    if os.path.lexists(folder / "pytorch_model.bin") and not run:
+        return _read_pickled(folder / "pytorch_model.bin", budget + (1 << 20))
+    what = "model.safetensors" if run else "model.safetensors or pytorch_model.bin"
+    raise CheckpointError(f"{folder}: no {what}")
+
+
+def _read_pickled(path: Path, limit: int) -> dict[str, torch.Tensor]:
+    """A released pytorch_model.bin (a pickle), at most `limit` bytes, through torch.load with
+    weights_only=True: tensors and plain containers only; any other object is refused, never
+    built (so its code never runs). The one file of the project read so."""
+    with os.fdopen(open_regular(path, links=True), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise CheckpointError(f"{path} is {size:,} bytes, more than the model of its "
+                                  f"config.json can need ({limit:,})")  # fmt: skip
         try:
-            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            state = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad pickle or zip
             raise CheckpointError(
-                f"{folder / 'pytorch_model.bin'}: cannot be read as a PyTorch "
-                f"checkpoint ({type(e).__name__}: {e})"
+                f"{path}: not a PyTorch checkpoint of tensors alone ({type(e).__name__}); a "
+                "pickle of other objects may run code, so it is never loaded: give the folder a "
+                "model.safetensors instead"
             ) from None
-    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CheckpointError(f"{path}: not a dict of tensors; give a model.safetensors instead")
+    return state
 
 
 def is_run_folder(folder: Path) -> bool:
