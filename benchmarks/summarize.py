@@ -79,7 +79,8 @@ def read_results(folder: Path) -> dict:
 def _problem(r) -> str | None:
     """What is wrong with a results.json for the tables, or None: the fields they print are
     there, then report.results_problem, the check report.py and the fronts share: names fit for
-    Markdown, shares in [0, 1], scores in [-1, 1], speedups finite and possible."""
+    Markdown, shares in [0, 1], scores fractions in [0, 1] (correlations in [-1, 1]), speedups
+    finite and possible (at least 0.5)."""
     if not isinstance(r, dict):
         return "not a JSON object"
     metrics, f = r.get("metrics"), r.get("flops")
