@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import report
 from skim import SkimStrategy
 from transformer import CONFIGS, BertConfig, BertForTask, BertModel
 from weights import (
@@ -66,6 +67,7 @@ from weights import (
     CheckpointError,
     append_line,
     atomic_write,
+    file_sha256,
     is_run_folder,
     load_encoder_weights,
     read_checkpoint,
@@ -509,8 +511,9 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, tokenizer, state=
         atomic_write(tmp / "config.json", json.dumps(config, indent=2).encode())
         for name, data in tokenizer.items():  # the folder feeds load_tokenizer too
             atomic_write(tmp / name, data)
-        if state is not None:
-            write_trainer_state(tmp, state)
+        if state is not None:  # tied to the weights beside it (load_checkpoint, check_progress)
+            digest = file_sha256(tmp / "model.safetensors")
+            write_trainer_state(tmp, {**state, "weights_sha256": digest})
     except OSError as e:
         remove(tmp)  # a full disk must not leave a half-written .tmp
         raise SystemExit(f"error: cannot write the checkpoint {final}: {e}") from None
@@ -640,7 +643,9 @@ def load_checkpoint(folder: Path, model, strategy) -> dict | None:
         model.head.load_state_dict(_under(tensors, _head(model)))
         if strategy is not None:
             strategy.load_state_dict(_under(tensors, strategy.checkpoint_prefix))
-        return read_trainer_state(found, limit=2 * size + (16 << 20))
+        state = read_trainer_state(found, limit=2 * size + (16 << 20))
+        _check_digest(found, state)
+        return state
     except FileNotFoundError as e:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: no {e.filename}") from None
     except (CheckpointError, RuntimeError, KeyError, ValueError) as e:
@@ -667,6 +672,20 @@ def _check_header(path: Path, header: dict, expected: dict, parts: str) -> None:
         if dtype != t.dtype:
             raise CheckpointError(f"{path}: tensor {name} is stored as {dtype}, not "
                                   f"{t.dtype}; the file was altered (copy it again)")  # fmt: skip
+
+
+def _check_digest(folder: Path, state: dict | None) -> None:
+    """A trainer state that records the digest of the weights it was saved beside (sha256 of
+    model.safetensors) is found beside those weights: another run's trainer_state.* copied into
+    a folder would resume its step, schedule and moments on weights they are not of. (A state
+    without one is refused where it would be used, check_progress.) Raises CheckpointError."""
+    digest = state.get("weights_sha256") if isinstance(state, dict) else None
+    if digest is not None and digest != file_sha256(folder / "model.safetensors"):
+        raise CheckpointError(
+            f"{folder / 'trainer_state.json'} was saved beside other weights than "
+            f"{folder / 'model.safetensors'} (their sha256 differ): the two files are not of one "
+            "checkpoint (copy the whole ckpt/ again)"
+        )
 
 
 def _check_finite(path: Path, tensors: dict) -> None:
@@ -717,7 +736,7 @@ def read_trainer_state(folder: Path, limit: int | None = None) -> dict | None:
         why = str(e).removeprefix(str(path)).strip(" :")
         raise CheckpointError(f"{path} is damaged ({why}); resume from another copy") from None
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError,
-            RecursionError, FileNotFoundError) as e:  # fmt: skip
+            RecursionError, FileNotFoundError, MemoryError) as e:  # fmt: skip
         raise CheckpointError(
             f"{path} is damaged ({type(e).__name__}: {shown(e)}); resume from another copy"
         ) from None
@@ -794,8 +813,13 @@ def _decode(tree, tensors: dict):
         return tree
     if "tensor" in tree:
         return tensors[tree["tensor"]].reshape(tree["shape"])
-    if "ndarray" in tree:
-        return tensors[tree["ndarray"]].numpy().astype(tree["dtype"])
+    if "ndarray" in tree:  # numpy's generator key, the one array rng_state records
+        if tree.get("dtype") != "uint32":  # "U100000000" would take 232 GiB
+            raise ValueError(f"an array of dtype {shown(tree.get('dtype')):.40}, not uint32")
+        key = tensors[tree["ndarray"]]
+        if key.dtype != torch.int64 or ((key < 0) | (key >= 2**32)).any():
+            raise ValueError("numpy's generator key holds a number past uint32")
+        return key.numpy().astype(np.uint32)
     if "tuple" in tree:
         return tuple(_decode(v, tensors) for v in tree["tuple"])
     return {k: _decode(v, tensors) for k, v in tree["dict"]}
@@ -821,17 +845,28 @@ def check_progress(progress: dict, stages: int, path: Path) -> None:
     def count(v):
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
+    digest = progress.get("weights_sha256")  # load_checkpoint compared it with the weights
+    if not (isinstance(digest, str) and len(digest) == 64):
+        raise SystemExit(f"error: {path} records no digest of the weights beside it (written "
+                         "before skimbert recorded one), so it cannot be tied to them: start "
+                         "the run again with --overwrite")  # fmt: skip
     try:
         for key in ("stage", "step", "steps_done"):
             if not count(progress.get(key)):
                 raise ValueError(f"{key} is {shown(progress.get(key)):.40}, not a count")
         if progress["stage"] > stages:
             raise ValueError(f"stage {progress['stage']} of a method with {stages} stages")
+        if progress["steps_done"] < progress["step"]:  # the stage's steps are among the run's
+            raise ValueError(f"steps_done {progress['steps_done']} is below the stage's step "
+                             f"{progress['step']}")  # fmt: skip
         history = progress.get("history")
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise ValueError("history is not a list of evaluations")
         for i, h in enumerate(history):  # what results.json passes on as the run's own record
             _check_evaluation(h, f"history[{i}]")
+            if h["step"] > progress["steps_done"]:
+                raise ValueError(f"history[{i}] is at step {h['step']}, past the run's "
+                                 f"{progress['steps_done']} steps")  # fmt: skip
         _check_rng(progress.get("rng"), "rng")  # every save records it; resuming sets it
         if progress.get("stage_rng") is not None:  # (absent from older checkpoints)
             _check_rng(progress["stage_rng"], "stage_rng")  # set by a run resumed mid-stage
@@ -853,6 +888,13 @@ def _check_evaluation(entry: dict, where: str) -> None:
                          "metrics, speedup_none)")  # fmt: skip
     if not all(math.isfinite(v) for v in (entry["kept"], entry["speedup_none"], *metrics.values())):
         raise ValueError(f"{where} holds a number that is not finite")
+    # what report.py holds a results.json to: results.json passes this history on
+    low, high = report.MIN_SPEEDUP, report.MAX_SPEEDUP
+    problem = report.scores_problem(metrics)
+    problem = problem or report.number_problem("kept", entry["kept"], 0, 1)
+    problem = problem or report.number_problem("speedup_none", entry["speedup_none"], low, high)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
 
 
 def _check_rng(rng, name: str) -> None:

@@ -15,6 +15,7 @@ tests/test_weights.py.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -396,6 +397,15 @@ def read_file(path: Path, limit: int | None = None, links: bool = False) -> byte
     if limit is not None and len(data) > limit:
         raise CheckpointError(f"{path} grew past {limit:,} bytes while being read")
     return data
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a regular file (open_regular), as hex, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path, limit: int = MAX_JSON_BYTES, links: bool = False):

@@ -533,7 +533,11 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
     # found by review: the stage's own random states, a step past the stage, a flag that climbs
     ("stage_rng empty", lambda s: s.update(stage_rng={}), "stage_rng lacks"),
     ("stage_rng of the wrong kind", lambda s: s["stage_rng"].update(torch=5), "ByteTensor"),
-    ("step past the stage's end", lambda s: s.update(step=10**6), "step 1000000 of a stage of"),
+    (
+        "step past the stage's end",
+        lambda s: s.update(step=10**6, steps_done=10**6),
+        "step 1000000 of a stage of",
+    ),
     (
         "an optimiser that maximises",
         lambda s: s["optimizer"]["param_groups"][0].update(maximize=True),
@@ -565,6 +569,42 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
         lambda s: s["history"].append({"stage": "x", "step": 1}),
         r"history\[\d+\] is .* not an evaluation",
     ),  # fmt: skip
+    # found by the second review: counters and history out of what a run can record
+    ("steps_done below the step", lambda s: s.update(steps_done=1), "steps_done 1 is below the"),
+    (
+        "an evaluation keeping -5 of the tokens",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 1, "kept": -5.0, "metrics": {}, "speedup_none": 1.0}
+        ),
+        r"history\[\d+\]: kept is -5, outside \[0, 1\]",
+    ),
+    (
+        "an evaluation 10^300 times faster",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 1, "kept": 0.5, "metrics": {}, "speedup_none": 1e300}
+        ),
+        "speedup_none is 1e.300, outside",
+    ),
+    (
+        "an evaluation of accuracy 77",
+        lambda s: s["history"].append(
+            {
+                "stage": "x",
+                "step": 1,
+                "kept": 0.5,
+                "metrics": {"accuracy": 77.0, "main": 77.0},
+                "speedup_none": 1.0,
+            }  # fmt: skip
+        ),
+        "metrics.accuracy is 77, outside",
+    ),
+    (
+        "an evaluation past the run's steps",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 99, "kept": 0.5, "metrics": {}, "speedup_none": 1.0}
+        ),
+        "at step 99, past the run's 3 steps",
+    ),
     (
         "an evaluation of infinite speedup",
         lambda s: s["history"].append(
@@ -832,3 +872,37 @@ def test_a_json_key_given_twice_is_refused(finished):
     twice = '"method": "transkimmer", "method": "baseline"'
     path.write_text(path.read_text().replace('"method": "transkimmer"', twice))
     assert "the key 'method' appears twice" in error_of(eval_only, finished)
+
+
+def test_a_trainer_state_is_tied_to_the_weights_beside_it(stopped, made):
+    # another run's trainer state copied in: it was saved beside other weights
+    for name in ("trainer_state.json", "trainer_state.safetensors"):
+        shutil.copy(made["finished"] / "ckpt" / name, stopped / "ckpt" / name)
+    message = error_of(resume, stopped)
+    assert "trainer_state.json was saved beside other weights than" in message, message
+    assert "their sha256 differ" in message
+
+
+def test_a_trainer_state_without_the_digest_of_its_weights_is_refused(stopped):
+    _state(stopped, lambda s: s.pop("weights_sha256"))
+    message = error_of(resume, stopped)
+    assert "records no digest of the weights beside it" in message and "--overwrite" in message
+
+
+@pytest.mark.parametrize("dtype", ["U100000000", "V100000000000", "object", "int64"])
+def test_an_array_type_the_trainer_state_never_writes_is_refused(stopped, dtype):
+    path = stopped / "ckpt" / "trainer_state.json"
+
+    def forge(node):  # the one array rng_state records: numpy's generator key, uint32
+        if isinstance(node, dict):
+            if "ndarray" in node:
+                node["dtype"] = dtype
+            for v in node.values():
+                forge(v)
+        elif isinstance(node, list):
+            for v in node:
+                forge(v)
+
+    edit(path, forge)
+    message = error_of(resume, stopped)
+    assert "trainer_state.json is damaged" in message and "not uint32" in message, message
