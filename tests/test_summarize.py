@@ -176,3 +176,30 @@ def test_pareto_draws_scores_that_span_the_whole_range_and_writes_all_or_nothing
     assert (tmp_path / "docs" / "figures" / "pareto.svg").read_text().startswith("<svg")
     records = json.loads((tmp_path / "benchmarks" / "results" / "pareto.json").read_text())
     assert sorted(r["accuracy"] for r in records) == [-95.0, 95.0]
+
+
+@pytest.mark.parametrize(
+    "change,says",
+    [
+        (lambda r: r.update(task="mrpc"), "its task is mrpc, not sst2"),
+        (lambda r: r.update(method="ltp"), "its method is ltp, not transkimmer"),
+        (lambda r: r.update(kept_per_layer=[1.0, 0.5, 0.1, 0.1]), "number of layers is 4, not 2"),
+    ],
+)
+def test_seeds_of_another_task_method_or_depth_are_not_averaged(tmp_path, change, says):
+    fake_run(tmp_path / "runs" / "grp-s1", 0.9, 1.2)
+    fake_run(tmp_path / "runs" / "grp-s2", 0.8, 1.2)
+    forge(tmp_path / "runs" / "grp-s2", change)
+    out = summarize(tmp_path, "--seeds", "runs/grp-s1", "runs/grp-s2")
+    assert (
+        out.returncode == 1 and out.stderr.startswith("error: runs/grp-s2: ") and says in out.stderr
+    )
+    assert "not seeds of one run" in out.stderr and "|" not in out.stdout.replace("| runs |", "")
+
+
+def test_pareto_refuses_two_runs_of_one_name(tmp_path):
+    for where in ("a", "b"):
+        fake_run(tmp_path / where / "pareto-t", 0.9, 1.2)
+    out = summarize(tmp_path, "--pareto", "a/pareto-t", "b/pareto-t")
+    assert out.returncode == 1 and "a/pareto-t and b/pareto-t have one name" in out.stderr
+    assert not (tmp_path / "benchmarks").exists()
