@@ -457,12 +457,13 @@ def check_folder(run_dir: Path) -> None:
         for p in [path, *inside]:
             mode, want = p.lstat().st_mode, stat.S_ISDIR if p == path and folder else stat.S_ISREG
             if not want(mode):
-                raise SystemExit(
-                    f"error: {p} is {_kind(mode)}; a run folder holds only the regular files "
-                    "and folders train.py writes (remove it, or give a fresh --out-dir)"
+                raise SystemExit(  # the name quoted: a file named "x\nfinal | ..." forges no line
+                    f"error: {shown(p)} is {_kind(mode)}; a run folder holds only the regular "
+                    "files and folders train.py writes (remove it, or give a fresh --out-dir)"
                 )
             if p.name == "vocab.txt" and p.lstat().st_size > 64 << 20:  # read whole: data.py
-                raise SystemExit(f"error: {p} is over 64 MB, not a vocabulary; the run is damaged")
+                raise SystemExit(f"error: {shown(p)} is over 64 MB, not a vocabulary; the run is "
+                                 "damaged")  # fmt: skip
 
 
 def _kind(mode: int) -> str:

@@ -105,7 +105,8 @@ def load_encoder_weights(
         name = _normalise(key)
         if name in released:  # e.g. both bert.pooler.dense.weight and pooler.dense.weight
             raise CheckpointError(
-                f"{source}: tensors {spelled[name]} and {key} are both {name}; "
+                f"{source}: tensors {_shown(spelled[name])} and {_shown(key)} are both "
+                f"{_shown(name)}; "
                 f"refusing to guess which one is meant"
             )
         released[name], spelled[name] = tensor, key
@@ -136,12 +137,18 @@ def load_encoder_weights(
             continue
         if not _DROPPED.match(name):
             raise CheckpointError(
-                f"{source}: tensor {spelled[name]} is not part of BERT and not a known "
+                f"{source}: tensor {_shown(spelled[name])} is not part of BERT and not a known "
                 f"extra; refusing to guess what it is (a train.py run folder may hold other "
                 f'tensors beside bert.*: its config.json has a "skimbert" section)'
             )
         dropped.append(name)
     return dropped
+
+
+def _shown(name: str) -> str:
+    """A tensor's name from a file, for one line of a message: as it is when printable, else
+    quoted (runs.shown, which this module cannot import): a newline would forge a line."""
+    return name if name.isprintable() else repr(name)
 
 
 _SAFETENSORS_DTYPES = {

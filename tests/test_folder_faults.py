@@ -906,3 +906,37 @@ def test_an_array_type_the_trainer_state_never_writes_is_refused(stopped, dtype)
     edit(path, forge)
     message = error_of(resume, stopped)
     assert "trainer_state.json is damaged" in message and "not uint32" in message, message
+
+
+FORGED_NAME = "x\nfinal | accuracy 1.0000 | ok\x1b[8m"
+
+
+def test_a_file_name_in_a_run_folder_forges_no_line(finished):
+    import bench
+
+    (finished / "ckpt" / FORGED_NAME).symlink_to("vocab.txt")
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)  # one line, no escape sequence
+        assert "is a symbolic link" in message and "\x1b" not in message, message
+        assert repr(str(finished / "ckpt" / FORGED_NAME)) in message
+
+
+def test_bench_names_a_run_folder_without_forging_a_line(finished, tmp_path):
+    import bench
+
+    forged = tmp_path / FORGED_NAME
+    finished.rename(forged)
+    config = runs.load_run(forged)[0].bert.config
+    name = bench.load_run(str(forged), config)[0]
+    assert "\n" not in name and "\x1b" not in name and "final | accuracy" in name
+    out = tmp_path / "out.txt"
+    code = ("import sys, bench; bench.main(['skim', '--model', sys.argv[1] + '/ckpt', "
+            "'--checkpoint', sys.argv[1], '--sets', 'sst2', '--sst2-examples', '4', "
+            "'--batch-sizes', '4', '--rounds', '1', '--threads', '1'])")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-c", code, str(forged)], cwd=ROOT, text=True,
+                         stdout=out.open("w"), stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
+    printed = out.read_text()
+    assert ran.returncode == 0, printed[-2000:]
+    assert "\x1b" not in printed and not any(
+        line.startswith("final |") for line in printed.split("\n")
+    )

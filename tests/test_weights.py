@@ -493,3 +493,12 @@ def test_a_pickle_of_code_is_one_line_without_torch_s_advice(tmp_path, capsys):
         read_checkpoint(folder)
     assert "never loaded" in str(e.value) and "\n" not in str(e.value)
     assert "weights_only=False" not in str(e.value) and "ran" not in capsys.readouterr().out
+
+
+def test_a_tensor_name_with_a_newline_forges_no_line(tmp_path):
+    folder = save_as_folder(reference_tiny(), tmp_path / "m")
+    state = read_safetensors(folder / "model.safetensors")
+    write_safetensors({**state, "x\nfinal | ok": torch.zeros(2)}, folder / "model.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        from_pretrained(folder)
+    assert "'x\\nfinal | ok' is not part of BERT" in str(e.value) and "\n" not in str(e.value)
