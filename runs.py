@@ -332,6 +332,17 @@ def locked(run_dir: Path, command: str, log: Path | None = None):
             path.unlink(missing_ok=True)
 
 
+def writer_of(run_dir: Path) -> str | None:
+    """Who holds RUN/.lock, if another live process on this host does (else None): its pid and
+    command. (This process holds it when it writes RUN itself.)"""
+    holder = _lock_holder(Path(run_dir) / LOCK)
+    if holder is None or holder["host"] != socket.gethostname() or not _running(holder["pid"]):
+        return None
+    if holder["pid"] == os.getpid():
+        return None
+    return f"pid {holder['pid']} ({shown(holder['command']):.200})"
+
+
 def _size(log: Path | None) -> int:
     return os.lstat(log).st_size if log is not None and os.path.lexists(log) else 0
 

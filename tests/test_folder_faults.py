@@ -356,8 +356,9 @@ def test_a_lock_file_that_is_not_ours_is_refused(stopped):
 def test_overwrite_never_deletes_what_the_command_reads(made, tmp_path, flag, relation):
     base = tmp_path / "base"
     train.main([*FAST, "--method", "baseline", "--out-dir", str(base)])
+    shutil.copytree(base, tmp_path / "copy")  # a finished baseline, as --finetuned needs
     (base / "inner").mkdir()
-    shutil.copytree(made["finished"], base / "inner" / "run")
+    (tmp_path / "copy").rename(base / "inner" / "run")
     out = {"same": base, "child": base / "inner", "parent": tmp_path}[relation]
     read = base if relation != "parent" else base / "inner" / "run"
     before = snapshot(tmp_path)
@@ -446,6 +447,8 @@ RUN_CONFIG = [  # (what is changed, how, what the message says) in RUN/config.js
     ("a tau of 401 digits", _set("options", "tau", 10**400), "tau is 1000"),
     ("an int past 64 bits", _set("train", "log_every", 10**30), "past 64 bits"),
     ("threads past any machine", _set("train", "threads", 2**40), "--threads must be at most"),
+    # found by the second review: '¹'.isdigit() is True, and int('¹') fails
+    ("a device of a superscript", _set("train", "device", "cuda:¹"), "--device must be auto, cpu"),
 ]
 CKPT_CONFIG = [  # in RUN/ckpt/config.json
     ("hidden size a string", _set("hidden_size", "big"), "hidden_size must be a positive"),
@@ -940,3 +943,37 @@ def test_bench_names_a_run_folder_without_forging_a_line(finished, tmp_path):
     assert "\x1b" not in printed and not any(
         line.startswith("final |") for line in printed.split("\n")
     )
+
+
+def test_threads_past_the_cpus_saved_in_config_json_names_the_file_not_a_flag(finished):
+    edit(finished / "config.json", _set("train", "threads", 1000))
+    message = error_of(eval_only, finished)
+    assert (
+        f"{finished / 'config.json'} asks for 1000 threads" in message
+        and "--threads 1000" not in message
+    )
+    assert "evaluate it with --threads" in message
+
+
+def test_finetuned_is_a_finished_baseline_no_process_writes(finished, stopped, tmp_path):
+    args = lambda run: [*FAST, "--method", "transkimmer", "--finetuned", str(run),  # noqa: E731
+                        "--out-dir", str(tmp_path / "ft")]  # fmt: skip
+    assert "is a transkimmer run, not a baseline" in error_of(train.main, args(finished))
+    assert "has not finished (no results.json)" in error_of(train.main, args(stopped))
+    code = ("import sys, time, runs; from pathlib import Path\n"
+            "with runs.locked(Path(sys.argv[1]), 'the-writer'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")  # fmt: skip
+    base = tmp_path / "base"
+    train.main([*FAST, "--method", "baseline", "--out-dir", str(base)])
+    assert "ft" in train.main(args(base))["config"]["train"]["out_dir"]  # a baseline: taken
+    shutil.rmtree(tmp_path / "ft")
+    writer = subprocess.Popen([sys.executable, "-c", code, base], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        message = error_of(train.main, args(base))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert f"is still being written by pid {writer.pid} (the-writer)" in message, message
+    assert not (tmp_path / "ft").exists()
