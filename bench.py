@@ -276,15 +276,17 @@ def load_run(run: str, cfg, methods: list[str] = ()):
     model, strategy, saved = runs.load_run(Path(run), mine[0] if mine else None)
     if not strategy.layers:
         raise SystemExit(
-            f"error: --checkpoint {run}: a {saved['method']} run makes no skim decisions to time; "
-            "give the run of a method that skims"
+            f"error: --checkpoint {runs.shown(run)}: a {runs.shown(saved['method'])} run makes no "
+            "skim decisions to time; give the run of a method that skims"
         )
     if model.bert.config.to_dict() != cfg.to_dict():
         shape = lambda c: f"{c.num_hidden_layers} layers of width {c.hidden_size}"  # noqa: E731
-        raise SystemExit(f"error: --checkpoint {run} holds a model of {shape(model.bert.config)}, "
-                         f"--model one of {shape(cfg)} (or another vocabulary or length): time "
-                         f"it beside its own encoder, --model {Path(run) / 'ckpt'}")  # fmt: skip
-    return f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})", model, strategy
+        raise SystemExit(f"error: --checkpoint {runs.shown(run)} holds a model of "
+                         f"{shape(model.bert.config)}, --model one of {shape(cfg)} (or another "
+                         "vocabulary or length): time it beside its own encoder, --model "
+                         f"{runs.shown(Path(run) / 'ckpt')}")  # fmt: skip
+    name = f"{saved['method'].rpartition('/')[2]}, trained ({Path(run).name})"
+    return runs.shown(name), model, strategy  # quoted if a folder's name would forge a line
 
 
 def _names(method: str, recorded, run: Path) -> bool:
@@ -316,6 +318,8 @@ def bench_skim(args) -> None:
             load_encoder_weights(model.bert, state, str(folder), run_folder=is_run_folder(folder))
         except CheckpointError as e:
             raise SystemExit(f"error: --model {args.model}: {e}") from None
+        # its report of the keys it leaves (a run's skim.*) would print the folder's name raw
+        transformers.logging.set_verbosity_error()
         theirs = transformers.BertModel.from_pretrained(str(folder)).eval()
     model, theirs = model.to(device), theirs.to(device)
     strategies = {}  # name -> (model, strategy)
@@ -744,7 +748,8 @@ def main(argv: list[str] | None = None) -> None:
     args.rounds = args.rounds or (5 if args.bench == "encoder" else 3)
     if args.device.type == "cpu":  # on a GPU the CPU only launches work: torch's default
         torch.set_num_threads(args.threads)
-    command = "python bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    # each argument quoted where it would forge a line (a run folder's name, from a glob)
+    command = "python bench.py " + " ".join(map(runs.shown, sys.argv[1:] if argv is None else argv))
     print(command)
     print(f"torch {torch.__version__}, {where(args.device)}, {args.dtype}, eval, no_grad")
     TABLES.clear()

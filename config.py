@@ -109,7 +109,7 @@ class TrainConfig:
             ("case_study", self.case_study >= 0, "≥ 0"),
             ("padding", self.padding in ("batch", "sequence"), "batch or sequence"),
             ("precision", self.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
-            ("device", device in ("auto", "cpu", "cuda") or device.isdigit(), "auto, cpu, cuda:N"),
+            ("device", device in ("auto", "cpu", "cuda") or _index(device), "auto, cpu, cuda:N"),
             ("preset", self.preset in (None, *PRESETS), "one of " + ", ".join(PRESETS)),
             ("model", named(self.model), "a hub name, a folder or random-<shape>, not empty"),
             ("out_dir", named(self.out_dir), "a folder, not empty (or leave the flag out)"),
@@ -125,6 +125,12 @@ class TrainConfig:
                 found.append(f"--weight-decay × {flag} must be < 1 (each step scales the weights "
                              f"by 1 − lr·wd), got {self.weight_decay} × {lr}")  # fmt: skip
         return found
+
+
+def _index(text: str) -> bool:
+    """Whether `text` is a GPU's index, digits 0-9 only: '¹'.isdigit() and '٣'.isdigit() are
+    True too, and int() then fails on the first (or reads the second as 3)."""
+    return text.isascii() and text.isdigit()
 
 
 # the most CPU threads a run may ask for, a resumed one too (a run keeps its --threads wherever
@@ -385,6 +391,36 @@ def _known_task(name: str) -> data.Task:
         raise SystemExit(f"error: --task: {e.args[0]}") from None
 
 
+def _finetuned_problems(run: Path) -> list[str]:
+    """--finetuned RUN is a finished baseline run: not one a live process still writes (its
+    checkpoint would change under this run), nor one stopped before its end (no results.json),
+    nor a run of another method (its own tensors are no part of the model started from)."""
+    writer = runs.writer_of(run)
+    if writer:
+        return [f"--finetuned {runs.shown(run)} is still being written by {writer}: wait for it "
+                "to finish"]  # fmt: skip
+    if not os.path.lexists(run / "results.json"):
+        return [f"--finetuned {runs.shown(run)} has not finished (no results.json): finish it "
+                "with --resume first"]  # fmt: skip
+    method = runs.read_run_config(run)["method"]
+    if method != "baseline":
+        return [f"--finetuned {runs.shown(run)} is a {runs.shown(method)} run, not a baseline: "
+                "give the folder of a finished --method baseline run"]  # fmt: skip
+    return []
+
+
+def _too_many_threads(cfg: TrainConfig, cpus: int) -> str:
+    """What to say of --threads past the CPUs here: of the flag, or (--eval-only without the
+    flag) of the run's config.json, which the user never typed."""
+    path = Path(cfg.out_dir) / "config.json"
+    saved = runs.read_run_config(path.parent)["train"] if cfg.eval_only else {}
+    if saved.get("threads") == cfg.threads:
+        return (f"{path} asks for {cfg.threads} threads, more than the {cpus} CPUs here: "
+                f"evaluate it with --threads {cpus} (or 0 for torch's default)")  # fmt: skip
+    return (f"--threads {cfg.threads} exceeds the {cpus} CPUs here: give at most {cpus}, or 0 "
+            "for torch's default")  # fmt: skip
+
+
 def check(cfg: TrainConfig) -> TrainConfig:
     """The task's defaults filled in, and every problem with the settings, before work starts."""
     task = _known_task(cfg.task)
@@ -404,10 +440,9 @@ def check(cfg: TrainConfig) -> TrainConfig:
                         f"{task.name}: drop it, or use --task synthetic")  # fmt: skip
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cfg.threads > cpus and not cfg.resume:  # (a resumed run keeps its own: slower, no crash)
-        problems.append(f"--threads {cfg.threads} exceeds the {cpus} CPUs here: give at most "
-                        f"{cpus}, or 0 for torch's default")  # fmt: skip
+        problems.append(_too_many_threads(cfg, cpus))
     index = cfg.device.removeprefix("cuda:")
-    if cuda and index.isdigit() and int(index) >= torch.cuda.device_count():
+    if cuda and _index(index) and int(index) >= torch.cuda.device_count():
         problems.append(f"--device {cfg.device}: this machine has GPUs cuda:0 .. "
                         f"cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
     on_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and cuda)
@@ -421,6 +456,8 @@ def check(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"--data-dir {cfg.data_dir} is not a folder")
     if cfg.finetuned and runs.checkpoint_folder(Path(cfg.finetuned) / "ckpt") is None:
         problems.append(f"--finetuned {cfg.finetuned}: no ckpt/ there (give a baseline run)")
+    elif cfg.finetuned:
+        problems += _finetuned_problems(Path(cfg.finetuned))
     if cfg.resume and runs.checkpoint_folder(run_dir / "ckpt") is None:
         problems.append(f"--resume: no checkpoint in {run_dir / 'ckpt'}")
     if cfg.eval_only and runs.checkpoint_folder(run_dir / "ckpt") is None:

@@ -239,6 +239,13 @@ def write(run_dir: Path, results: dict, out: Path | None = None) -> None:
 
 MARKDOWN = set("|<>[]`")  # a table cell's end, HTML, a link, code: never in a name we print
 MAX_SPEEDUP = 1000.0  # sequence padding of short sentences gives 10-20×; 1000× is no measurement
+# speedup = baseline FLOPs / method FLOPs (flops.py): below 1 only by what deciding costs, a few
+# percent for every method here; at 0.5 the decider would cost as much as the whole encoder
+MIN_SPEEDUP = 0.5
+MAX_LAYERS = 256  # weights.MAX_LAYERS (not imported: this file needs no torch), the deepest model
+# the scores that are correlations, in [-1, 1]; every other (accuracy, F1, exact match) is a
+# fraction in [0, 1], and "main" is one of the task's (metrics.compute_metrics)
+CORRELATIONS = {"matthews", "mcc", "pearson", "spearman"}
 # How far a speedup without padding may exceed the 1 / (mean share) its shares suggest: see
 # speedup_problem; real runs lie within 15% of it
 SLACK = 4.0
@@ -314,6 +321,9 @@ def results_problem(r) -> str | None:
     kept = r.get("kept_per_layer")
     if not isinstance(kept, list) or not kept or not all(map(share, kept)):
         return "kept_per_layer is not a list of shares in [0, 1]"
+    if len(kept) > MAX_LAYERS:  # one share per layer: a million would draw a 160 MB picture
+        return f"kept_per_layer has {len(kept):,} shares, one per layer of a model of at most " \
+            f"{MAX_LAYERS} layers"  # fmt: skip
     keywords = r.get("keywords_kept_per_layer")
     if keywords is not None and not (isinstance(keywords, list) and len(keywords) == len(kept)
                                      and all(map(share, keywords))):  # fmt: skip
@@ -321,25 +331,39 @@ def results_problem(r) -> str | None:
     return _scores_problem(r) or _case_study_problem(r, len(kept))
 
 
-def _scores_problem(r: dict) -> str | None:
-    """The metrics, each a fraction or a correlation in [-1, 1] under a printable name, and the
-    FLOPs speedups, each in [1/1000, 1000]; the one without padding also within what the shares
-    allow (speedup_problem)."""
-    metrics = r.get("metrics", {})
+def scores_problem(metrics) -> str | None:
+    """What is wrong with a run's metrics, or None: printable names, each score finite, a
+    correlation (CORRELATIONS) in [-1, 1], any other a fraction in [0, 1], and "main" one of
+    the others (where there are others)."""
     if not isinstance(metrics, dict):
         return "metrics is not an object of scores"
     if not all(map(plain, metrics)):
         return f"a metric's name in metrics is {NOT_PLAIN}"
     for name, v in metrics.items():
-        problem = number_problem(f"metrics.{name}", v, -1, 1)
+        low = -1 if name in CORRELATIONS or name == "main" else 0
+        problem = number_problem(f"metrics.{name}", v, low, 1)
         if problem:
-            return problem
+            return problem + ("" if low else " (a fraction; only a correlation may be negative)")
+    others = [v for k, v in metrics.items() if k != "main"]
+    if "main" in metrics and others and metrics["main"] not in others:
+        return f"metrics.main is {metrics['main']:g}, none of the metrics beside it"
+    return None
+
+
+def _scores_problem(r: dict) -> str | None:
+    """The metrics (scores_problem) and the FLOPs speedups, each in [MIN_SPEEDUP, MAX_SPEEDUP];
+    the one without padding also within what the shares allow (speedup_problem)."""
+    problem = scores_problem(r.get("metrics", {}))
+    if problem:
+        return problem
     flops = r.get("flops") if isinstance(r.get("flops"), dict) else {}
     for padding in ("none", "batch", "sequence"):
         f = flops.get(padding)
         if isinstance(f, dict) and "speedup" in f:
             name = f"flops.{padding}.speedup"
-            problem = number_problem(name, f["speedup"], 1 / MAX_SPEEDUP, MAX_SPEEDUP)
+            problem = number_problem(name, f["speedup"], MIN_SPEEDUP, MAX_SPEEDUP)
+            if problem and finite(f["speedup"]) and f["speedup"] < MIN_SPEEDUP:
+                problem += " (a method costing twice the encoder it skims: not a measurement)"
             if padding == "none" and not problem:
                 problem = speedup_problem(f["speedup"], r["kept_per_layer"])
             if problem:

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import report
 from skim import SkimStrategy
 from transformer import CONFIGS, BertConfig, BertForTask, BertModel
 from weights import (
@@ -66,6 +67,7 @@ from weights import (
     CheckpointError,
     append_line,
     atomic_write,
+    file_sha256,
     is_run_folder,
     load_encoder_weights,
     read_checkpoint,
@@ -76,6 +78,7 @@ from weights import (
     read_safetensors_header,
     released_name,
     resolve_model_dir,
+    tensor_budget,
     write_safetensors,
 )
 
@@ -339,6 +342,17 @@ def _unwritten(error: BaseException, run_dir: Path) -> None:
         ) from None
 
 
+def writer_of(run_dir: Path) -> str | None:
+    """Who holds RUN/.lock, if another live process on this host does (else None): its pid and
+    command. (This process holds it when it writes RUN itself.)"""
+    holder = _lock_holder(Path(run_dir) / LOCK)
+    if holder is None or holder["host"] != socket.gethostname() or not _running(holder["pid"]):
+        return None
+    if holder["pid"] == os.getpid():
+        return None
+    return f"pid {holder['pid']} ({shown(holder['command']):.200})"
+
+
 def _size(log: Path | None) -> int:
     return os.lstat(log).st_size if log is not None and os.path.lexists(log) else 0
 
@@ -464,12 +478,13 @@ def check_folder(run_dir: Path) -> None:
         for p in [path, *inside]:
             mode, want = p.lstat().st_mode, stat.S_ISDIR if p == path and folder else stat.S_ISREG
             if not want(mode):
-                raise SystemExit(
-                    f"error: {p} is {_kind(mode)}; a run folder holds only the regular files "
-                    "and folders train.py writes (remove it, or give a fresh --out-dir)"
+                raise SystemExit(  # the name quoted: a file named "x\nfinal | ..." forges no line
+                    f"error: {shown(p)} is {_kind(mode)}; a run folder holds only the regular "
+                    "files and folders train.py writes (remove it, or give a fresh --out-dir)"
                 )
             if p.name == "vocab.txt" and p.lstat().st_size > 64 << 20:  # read whole: data.py
-                raise SystemExit(f"error: {p} is over 64 MB, not a vocabulary; the run is damaged")
+                raise SystemExit(f"error: {shown(p)} is over 64 MB, not a vocabulary; the run is "
+                                 "damaged")  # fmt: skip
 
 
 def _kind(mode: int) -> str:
@@ -518,8 +533,9 @@ def save_checkpoint(folder: Path, model, strategy, meta: dict, tokenizer, state=
         atomic_write(tmp / "config.json", json.dumps(config, indent=2).encode())
         for name, data in tokenizer.items():  # the folder feeds load_tokenizer too
             atomic_write(tmp / name, data)
-        if state is not None:
-            write_trainer_state(tmp, state)
+        if state is not None:  # tied to the weights beside it (load_checkpoint, check_progress)
+            digest = file_sha256(tmp / "model.safetensors")
+            write_trainer_state(tmp, {**state, "weights_sha256": digest})
     except OSError as e:
         remove(tmp)  # a full disk must not leave a half-written .tmp
         raise SystemExit(f"error: cannot write the checkpoint {final}: {e}") from None
@@ -612,7 +628,7 @@ def _check_budget(path: Path, header: dict, parameters: int) -> int:
     """The bytes `header` promises, if no more than twice a model of `parameters` in fp32 plus
     64 MB (what a task head and a method's own tensors could add): else CheckpointError."""
     size = sum(math.prod(shape) * dtype.itemsize for dtype, shape in header.values())
-    budget = 2 * 4 * parameters + (64 << 20)
+    budget = tensor_budget(parameters)
     if size > budget:
         raise CheckpointError(
             f"{path}: its tensors take {size:,} bytes, more than a model of {parameters:,} "
@@ -623,49 +639,86 @@ def _check_budget(path: Path, header: dict, parameters: int) -> int:
 
 def load_checkpoint(folder: Path, model, strategy) -> dict | None:
     """Load a checkpoint folder into model (and strategy); returns its trainer state, if any.
-    The file's header is compared with the model first: a tensor of another shape, or a file
-    bigger than the model, is refused before the tensors are read."""
+    The file's header is compared with the model first (_check_header): a tensor of another
+    shape or type, one of no part of the model, or a file bigger than the model, is refused
+    before the tensors are read."""
     found = checkpoint_folder(folder)
     if found is None:
         raise SystemExit(f"error: no checkpoint in {folder} (config.json and model.safetensors)")
     path = found / "model.safetensors"
     try:
         read_config(found)  # a symbolic link or a crafted config.json: refused like the weights
+        check_record(found)  # the run's config.json names the method these weights are of
         header = read_safetensors_header(path)
         expected = {f"bert.{released_name(k)}": v for k, v in model.bert.state_dict().items()}
         expected.update({f"{_head(model)}.{k}": v for k, v in model.head.state_dict().items()})
         if strategy is not None:
             prefix = strategy.checkpoint_prefix
             expected.update({f"{prefix}.{k}": v for k, v in strategy.state_dict().items()})
-        for name, t in expected.items():
-            if name in header and list(header[name][1]) != list(t.shape):
-                raise CheckpointError(
-                    f"{path}: tensor {name} has shape {header[name][1]} but this model expects "
-                    f"{list(t.shape)}; the checkpoint belongs to a model of another size"
-                )
+        parts = ["bert", _head(model)] + ([strategy.checkpoint_prefix] if strategy else [])
+        _check_header(path, header, expected, ", ".join(f"{p}.*" for p in parts))
         size = _check_budget(path, header, sum(t.numel() for t in expected.values()))
         tensors = read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES)
-        _check_finite(path, tensors, ("bert.", _head(model) + "."))
+        _check_finite(path, tensors)
         bert = {k: v for k, v in tensors.items() if k.startswith("bert.")}
         load_encoder_weights(model.bert, bert, str(found), run_folder=True)
         model.head.load_state_dict(_under(tensors, _head(model)))
         if strategy is not None:
             strategy.load_state_dict(_under(tensors, strategy.checkpoint_prefix))
-        return read_trainer_state(found, limit=2 * size + (16 << 20))
+        state = read_trainer_state(found, limit=2 * size + (16 << 20))
+        _check_digest(found, state)
+        return state
     except FileNotFoundError as e:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: no {e.filename}") from None
     except (CheckpointError, RuntimeError, KeyError, ValueError) as e:
         raise SystemExit(f"error: cannot load the checkpoint in {found}: {e}") from None
 
 
-def _check_finite(path: Path, tensors: dict, prefixes: tuple[str, ...]) -> None:
-    """The model's weights (the tensors under `prefixes`) hold no NaN or infinity: train.py stops
-    a run whose loss or gradients stop being finite before it saves, so such weights are damage,
-    and evaluating them would only say the outputs are not finite. Raises CheckpointError."""
-    for name, t in tensors.items():
-        if name.startswith(prefixes) and t.is_floating_point() and not t.isfinite().all():
+def _check_header(path: Path, header: dict, expected: dict, parts: str) -> None:
+    """Each tensor of the file's header is one the model (and method) holds, of its shape and
+    type: a tensor of no part of them is another method's (a config.json edited to name another
+    method would ignore it, silently), and one relabelled (F32 stored as I32) would be converted
+    into other numbers. `parts`: the prefixes expected, for the message. Raises CheckpointError."""
+    for name, (dtype, shape) in header.items():
+        if name not in expected:
             raise CheckpointError(
-                f"{path}: tensor {name} holds NaN or infinity; the checkpoint is damaged "
+                f"{path}: tensor {shown(name)} is no part of this model ({parts}): the "
+                "checkpoint is another method's (check the method in the run's config.json)"
+            )
+        t = expected[name]
+        if list(shape) != list(t.shape):
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {shape} but this model expects "
+                f"{list(t.shape)}; the checkpoint belongs to a model of another size"
+            )
+        if dtype != t.dtype:
+            raise CheckpointError(f"{path}: tensor {name} is stored as {dtype}, not "
+                                  f"{t.dtype}; the file was altered (copy it again)")  # fmt: skip
+
+
+def _check_digest(folder: Path, state: dict | None) -> None:
+    """A trainer state that records the digest of the weights it was saved beside (sha256 of
+    model.safetensors) is found beside those weights: another run's trainer_state.* copied into
+    a folder would resume its step, schedule and moments on weights they are not of. (A state
+    without one is refused where it would be used, check_progress.) Raises CheckpointError."""
+    digest = state.get("weights_sha256") if isinstance(state, dict) else None
+    if digest is not None and digest != file_sha256(folder / "model.safetensors"):
+        raise CheckpointError(
+            f"{folder / 'trainer_state.json'} was saved beside other weights than "
+            f"{folder / 'model.safetensors'} (their sha256 differ): the two files are not of one "
+            "checkpoint (copy the whole ckpt/ again)"
+        )
+
+
+def _check_finite(path: Path, tensors: dict) -> None:
+    """Every floating tensor (the encoder's, the head's, the method's) holds no NaN or infinity:
+    train.py stops a run whose loss or gradients stop being finite before it saves, so such
+    weights are damage, and evaluating them would change the numbers or only say the outputs are
+    not finite. Raises CheckpointError."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not t.isfinite().all():
+            raise CheckpointError(
+                f"{path}: tensor {shown(name)} holds NaN or infinity; the checkpoint is damaged "
                 "(copy it again, or resume from another copy)"
             )
 
@@ -705,7 +758,7 @@ def read_trainer_state(folder: Path, limit: int | None = None) -> dict | None:
         why = str(e).removeprefix(str(path)).strip(" :")
         raise CheckpointError(f"{path} is damaged ({why}); resume from another copy") from None
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError,
-            RecursionError, FileNotFoundError) as e:  # fmt: skip
+            RecursionError, FileNotFoundError, MemoryError) as e:  # fmt: skip
         raise CheckpointError(
             f"{path} is damaged ({type(e).__name__}: {shown(e)}); resume from another copy"
         ) from None
@@ -782,8 +835,13 @@ def _decode(tree, tensors: dict):
         return tree
     if "tensor" in tree:
         return tensors[tree["tensor"]].reshape(tree["shape"])
-    if "ndarray" in tree:
-        return tensors[tree["ndarray"]].numpy().astype(tree["dtype"])
+    if "ndarray" in tree:  # numpy's generator key, the one array rng_state records
+        if tree.get("dtype") != "uint32":  # "U100000000" would take 232 GiB
+            raise ValueError(f"an array of dtype {shown(tree.get('dtype')):.40}, not uint32")
+        key = tensors[tree["ndarray"]]
+        if key.dtype != torch.int64 or ((key < 0) | (key >= 2**32)).any():
+            raise ValueError("numpy's generator key holds a number past uint32")
+        return key.numpy().astype(np.uint32)
     if "tuple" in tree:
         return tuple(_decode(v, tensors) for v in tree["tuple"])
     return {k: _decode(v, tensors) for k, v in tree["dict"]}
@@ -809,17 +867,28 @@ def check_progress(progress: dict, stages: int, path: Path) -> None:
     def count(v):
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
+    digest = progress.get("weights_sha256")  # load_checkpoint compared it with the weights
+    if not (isinstance(digest, str) and len(digest) == 64):
+        raise SystemExit(f"error: {path} records no digest of the weights beside it (written "
+                         "before skimbert recorded one), so it cannot be tied to them: start "
+                         "the run again with --overwrite")  # fmt: skip
     try:
         for key in ("stage", "step", "steps_done"):
             if not count(progress.get(key)):
                 raise ValueError(f"{key} is {shown(progress.get(key)):.40}, not a count")
         if progress["stage"] > stages:
             raise ValueError(f"stage {progress['stage']} of a method with {stages} stages")
+        if progress["steps_done"] < progress["step"]:  # the stage's steps are among the run's
+            raise ValueError(f"steps_done {progress['steps_done']} is below the stage's step "
+                             f"{progress['step']}")  # fmt: skip
         history = progress.get("history")
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise ValueError("history is not a list of evaluations")
         for i, h in enumerate(history):  # what results.json passes on as the run's own record
             _check_evaluation(h, f"history[{i}]")
+            if h["step"] > progress["steps_done"]:
+                raise ValueError(f"history[{i}] is at step {h['step']}, past the run's "
+                                 f"{progress['steps_done']} steps")  # fmt: skip
         _check_rng(progress.get("rng"), "rng")  # every save records it; resuming sets it
         if progress.get("stage_rng") is not None:  # (absent from older checkpoints)
             _check_rng(progress["stage_rng"], "stage_rng")  # set by a run resumed mid-stage
@@ -841,6 +910,13 @@ def _check_evaluation(entry: dict, where: str) -> None:
                          "metrics, speedup_none)")  # fmt: skip
     if not all(math.isfinite(v) for v in (entry["kept"], entry["speedup_none"], *metrics.values())):
         raise ValueError(f"{where} holds a number that is not finite")
+    # what report.py holds a results.json to: results.json passes this history on
+    low, high = report.MIN_SPEEDUP, report.MAX_SPEEDUP
+    problem = report.scores_problem(metrics)
+    problem = problem or report.number_problem("kept", entry["kept"], 0, 1)
+    problem = problem or report.number_problem("speedup_none", entry["speedup_none"], low, high)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
 
 
 def _check_rng(rng, name: str) -> None:
@@ -1176,3 +1252,30 @@ def read_run_config(run_dir: Path) -> dict:
     if not isinstance(task, str):
         raise SystemExit(f"error: {path}: train.task is {shown(task):.60}, not a task name")
     return saved
+
+
+def check_record(folder: Path) -> None:
+    """The checkpoint in `folder` is the run's: the record save_checkpoint wrote into its
+    config.json ("skimbert") names the method, options and task that the run's config.json, in
+    the folder above, does. Else a config.json edited to another method, or a ckpt/ of another
+    run, would be evaluated as what config.json says, its own tensors ignored. A checkpoint
+    outside a run folder (no config.json above it: tests) passes."""
+    run_dir, path = Path(folder).parent, Path(folder) / "config.json"
+    if not os.path.lexists(run_dir / "config.json"):
+        return
+    saved, record = read_run_config(run_dir), read_json(path)
+    record = record.get("skimbert") if isinstance(record, dict) else None
+    train = record.get("train") if isinstance(record, dict) else None
+    if not isinstance(train, dict):
+        raise CheckpointError(f'{path} holds no "skimbert" record of its run (method, options, '
+                              "train): train.py did not write it; copy the run's own ckpt/ "
+                              "again")  # fmt: skip
+    ours = (saved["method"], saved["options"], saved["train"]["task"])
+    theirs = (record.get("method"), record.get("options"), train.get("task"))
+    for what, a, b in zip(("method", "options", "task"), ours, theirs):
+        if a != b:
+            raise CheckpointError(
+                f"{run_dir / 'config.json'} records the {what} {shown(a):.80}, but {path} "
+                f"records {shown(b):.80}: one was edited or comes from another run (put back "
+                "the run's own config.json, or copy the whole run again)"
+            )

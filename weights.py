@@ -15,6 +15,7 @@ tests/test_weights.py.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -104,7 +105,8 @@ def load_encoder_weights(
         name = _normalise(key)
         if name in released:  # e.g. both bert.pooler.dense.weight and pooler.dense.weight
             raise CheckpointError(
-                f"{source}: tensors {spelled[name]} and {key} are both {name}; "
+                f"{source}: tensors {_shown(spelled[name])} and {_shown(key)} are both "
+                f"{_shown(name)}; "
                 f"refusing to guess which one is meant"
             )
         released[name], spelled[name] = tensor, key
@@ -135,12 +137,18 @@ def load_encoder_weights(
             continue
         if not _DROPPED.match(name):
             raise CheckpointError(
-                f"{source}: tensor {spelled[name]} is not part of BERT and not a known "
+                f"{source}: tensor {_shown(spelled[name])} is not part of BERT and not a known "
                 f"extra; refusing to guess what it is (a train.py run folder may hold other "
                 f'tensors beside bert.*: its config.json has a "skimbert" section)'
             )
         dropped.append(name)
     return dropped
+
+
+def _shown(name: str) -> str:
+    """A tensor's name from a file, for one line of a message: as it is when printable, else
+    quoted (runs.shown, which this module cannot import): a newline would forge a line."""
+    return name if name.isprintable() else repr(name)
 
 
 _SAFETENSORS_DTYPES = {
@@ -185,12 +193,14 @@ def read_safetensors(
 MAX_HEADER_BYTES = 100 << 20
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[torch.dtype, list[int]]]:
+def read_safetensors_header(
+    path: Path, links: bool = False
+) -> dict[str, tuple[torch.dtype, list[int]]]:
     """{name: (dtype, shape)} of a safetensors file, checked as read_safetensors checks it, from
     its header alone: what a caller compares with the model it expects before reading (or
-    building) any tensor."""
+    building) any tensor. `links`: as read_safetensors."""
     path = Path(path)
-    with os.fdopen(open_regular(path), "rb") as f:
+    with os.fdopen(open_regular(path, links), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         if len(head) < 8:
@@ -396,19 +406,46 @@ def read_file(path: Path, limit: int | None = None, links: bool = False) -> byte
     return data
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a regular file (open_regular), as hex, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_json(path: Path, limit: int = MAX_JSON_BYTES, links: bool = False):
     """A JSON file as Python values: a regular file of at most `limit` bytes, UTF-8, and JSON
-    throughout; any fault is one CheckpointError naming the file. What the values mean (and whether
-    a NaN, which Python's json reads and writes, may stand there) is the caller's to check."""
+    throughout, each object naming a key once; any fault is one CheckpointError naming the file.
+    What the values mean (and whether a NaN, which Python's json reads and writes, may stand
+    there) is the caller's to check."""
 
     text = read_file(path, limit, links)
     try:
-        return json.loads(text.decode("utf-8"))
+        return json.loads(text.decode("utf-8"), object_pairs_hook=_one_of_each)
+    except _TwiceError as e:
+        raise CheckpointError(f"{path}: {e}; the file was edited or crafted (keep one)") from None
     except UnicodeDecodeError as e:
         raise CheckpointError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except (ValueError, RecursionError) as e:  # RecursionError: [[[[... nested past the stack
         reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise CheckpointError(f"{path}: not valid JSON ({reason})") from None
+
+
+class _TwiceError(ValueError):
+    """A JSON object that names a key twice."""
+
+
+def _one_of_each(pairs: list) -> dict:
+    """A JSON object as a dict, if it names each key once: plain json.loads keeps the last of
+    two, so {"method": "a", "method": "b"} would read as whichever a reader looks at last."""
+    values = dict(pairs)
+    if len(values) != len(pairs):
+        names = [k for k, _ in pairs]
+        twice = next(k for k in names if names.count(k) > 1)
+        raise _TwiceError(f"the key {twice!r:.60} appears twice in one object")
+    return values
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -487,21 +524,57 @@ def encoder_parameters(c: BertConfig) -> int:
     return embeddings + c.num_hidden_layers * layer + H * H + H  # + the pooler
 
 
+def tensor_budget(parameters: int) -> int:
+    """The most bytes the weights of a model of `parameters` may take: twice the model in fp32,
+    plus 64 MB (what a task head and a method's own tensors could add)."""
+    return 2 * 4 * parameters + (64 << 20)
+
+
 def read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a model folder's model.safetensors, or else its pytorch_model.bin (links
-    followed, as the Hugging Face cache needs; run folders are read by runs.load_checkpoint)."""
+    """All tensors of a model folder's model.safetensors, or else its pytorch_model.bin, once
+    the file is no bigger than its config.json's model can need (tensor_budget): the header is
+    read and checked first, and no more bytes than it promises. A train.py run folder holds
+    regular files only (as runs.check_folder asks) and never a pickle; a released model's
+    folder may be links (the Hugging Face cache), followed to regular files only."""
     folder = Path(folder)
-    if (folder / "model.safetensors").is_file():
-        return read_safetensors(folder / "model.safetensors", links=True)
-    if (folder / "pytorch_model.bin").is_file():
+    run = is_run_folder(folder)
+    budget = tensor_budget(encoder_parameters(read_config(folder, links=not run)))
+    path = folder / "model.safetensors"
+    if os.path.lexists(path):  # a link or FIFO there is refused, never passed over
+        header = read_safetensors_header(path, links=not run)
+        size = sum(math.prod(shape) * dtype.itemsize for dtype, shape in header.values())
+        if size > budget:
+            raise CheckpointError(
+                f"{path}: its tensors take {size:,} bytes, more than the model of its "
+                f"config.json can need ({budget:,}); the two files are not of one model"
+            )
+        return read_safetensors(path, limit=size + 8 + MAX_HEADER_BYTES, links=not run)
+    if os.path.lexists(folder / "pytorch_model.bin") and not run:
+        return _read_pickled(folder / "pytorch_model.bin", budget + (1 << 20))
+    what = "model.safetensors" if run else "model.safetensors or pytorch_model.bin"
+    raise CheckpointError(f"{folder}: no {what}")
+
+
+def _read_pickled(path: Path, limit: int) -> dict[str, torch.Tensor]:
+    """A released pytorch_model.bin (a pickle), at most `limit` bytes, through torch.load with
+    weights_only=True: tensors and plain containers only; any other object is refused, never
+    built (so its code never runs). The one file of the project read so."""
+    with os.fdopen(open_regular(path, links=True), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise CheckpointError(f"{path} is {size:,} bytes, more than the model of its "
+                                  f"config.json can need ({limit:,})")  # fmt: skip
         try:
-            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            state = torch.load(f, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad pickle or zip
             raise CheckpointError(
-                f"{folder / 'pytorch_model.bin'}: cannot be read as a PyTorch "
-                f"checkpoint ({type(e).__name__}: {e})"
+                f"{path}: not a PyTorch checkpoint of tensors alone ({type(e).__name__}); a "
+                "pickle of other objects may run code, so it is never loaded: give the folder a "
+                "model.safetensors instead"
             ) from None
-    raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CheckpointError(f"{path}: not a dict of tensors; give a model.safetensors instead")
+    return state
 
 
 def is_run_folder(folder: Path) -> bool:

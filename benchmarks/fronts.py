@@ -34,7 +34,15 @@ from pathlib import Path
 
 # the one check of a run's names and numbers (report.py, at the repository's root), which
 # summarize.py and the tests put on the path
-from report import MAX_SPEEDUP, NOT_PLAIN, number_problem, plain, share, speedup_problem
+from report import (
+    MAX_SPEEDUP,
+    MIN_SPEEDUP,
+    NOT_PLAIN,
+    number_problem,
+    plain,
+    share,
+    speedup_problem,
+)
 
 # from the repository's root, as the run folders are (runs/...)
 FIGURE = Path("docs/figures/pareto.svg")
@@ -99,7 +107,7 @@ def record_problem(d) -> str | None:
     """What is wrong with one record, or None: the one check of a record, which parse_records
     applies to each record it reads and record() to each before --pareto writes it. Names and
     numbers are held to report.py's rules for a results.json: names printable without Markdown's
-    | < > [ ] `, accuracy in [-100, 100] (percent), speedups in [1/1000, 1000] and within what the
+    | < > [ ] `, accuracy in [-100, 100] (percent), speedups in [0.5, 1000] and within what the
     shares allow, shares in [0, 1]; the knob ≥ 0 and the seed in [0, 2^32), as train.py takes
     them, or null. A bool is no number here (Python's True is the int 1)."""
     if not isinstance(d, dict):
@@ -107,8 +115,8 @@ def record_problem(d) -> str | None:
     for key in ("run", "task", "family", "control_of"):  # control_of: a name, or null
         if not plain(d.get(key)) and not (key == "control_of" and d.get(key) is None):
             return f"its {key} is {NOT_PLAIN}"
-    checks = [("accuracy", -100, 100), ("speedup", 1 / MAX_SPEEDUP, MAX_SPEEDUP),
-              ("speedup_sequence", 1 / MAX_SPEEDUP, MAX_SPEEDUP)]  # fmt: skip
+    checks = [("accuracy", -100, 100), ("speedup", MIN_SPEEDUP, MAX_SPEEDUP),
+              ("speedup_sequence", MIN_SPEEDUP, MAX_SPEEDUP)]  # fmt: skip
     if d.get("knob") is not None:
         checks.append(("knob", 0, math.inf))
     for key, low, high in checks:
@@ -345,7 +353,8 @@ def _panel(x0, y0, title: str, pts: list[dict], key: str, base, paper, depth=20)
                          f'y2="{y0 + H - bottom}" stroke="#eee"/>'
                          f'<text x="{X(t):.1f}" y="{y0 + H - bottom + 16}" '
                          f'text-anchor="middle">{t:g}×</text>')  # fmt: skip
-    ystep = next(s for s in (1, 2, 5, 10, 20) if (yhi - ylo) / s <= 8)
+    # at most 8 grid lines; scores span at most 202 points (percent in [-100, 100], ±1)
+    ystep = next((s for s in (1, 2, 5, 10, 20, 50) if (yhi - ylo) / s <= 8), 100)
     for t in range(int(ylo) + 1, int(yhi) + 1):
         if t % ystep == 0:
             parts.append(f'<line x1="{X(xlo):.1f}" x2="{X(xhi):.1f}" y1="{Y(t):.1f}" '

@@ -3,6 +3,7 @@
 python benchmarks/summarize.py runs/sst2-minilm-*
 python benchmarks/summarize.py --seeds runs/hard-*     one row per method: mean ± standard
                                                        deviation over runs named <name>-s<seed>
+                                                       (of one task, method and depth)
 python benchmarks/summarize.py --glue runs/glue-minilm-*
                                                        one row per run: the task's metric and the
                                                        FLOPs speedup under all three paddings
@@ -11,7 +12,9 @@ python benchmarks/summarize.py --pareto runs/pareto-*  the accuracy-against-spee
                                                        records (benchmarks/fronts.py); the runs'
                                                        records are merged into those already in
                                                        benchmarks/results/pareto.json, whose
-                                                       other runs keep theirs; --short: the
+                                                       other runs keep theirs (a record is
+                                                       named by its folder: two of one name
+                                                       are refused); --short: the
                                                        README's form; --write PAGE...: into the
                                                        pages' <!-- pareto --> blocks too
 python benchmarks/summarize.py --check docs/results.md which table rows no longer match their
@@ -79,7 +82,8 @@ def read_results(folder: Path) -> dict:
 def _problem(r) -> str | None:
     """What is wrong with a results.json for the tables, or None: the fields they print are
     there, then report.results_problem, the check report.py and the fronts share: names fit for
-    Markdown, shares in [0, 1], scores in [-1, 1], speedups finite and possible."""
+    Markdown, shares in [0, 1], scores fractions in [0, 1] (correlations in [-1, 1]), speedups
+    finite and possible (at least 0.5)."""
     if not isinstance(r, dict):
         return "not a JSON object"
     metrics, f = r.get("metrics"), r.get("flops")
@@ -140,6 +144,7 @@ def seed_rows(folders: list[Path]) -> None:
     for folder in folders:
         name = folder.parent / re.sub(r"-s\d+$", "", folder.name)
         groups[name].append(read_results(folder))
+        _same_kind(groups[name], folder, name)
     print("| runs | seeds | dev (mean ± sd) | speedup, no padding | share of tokens per layer |")
     print("|---|---:|---:|---:|---|")
     for name, rs in groups.items():
@@ -148,6 +153,19 @@ def seed_rows(folders: list[Path]) -> None:
         layers = zip(*(r["kept_per_layer"] for r in rs))
         kept = " / ".join(f"{statistics.mean(k):.2f}" for k in layers)
         print(f"| `{_cell(str(name))}-s*` | {len(rs)} | {dev} | {speed} | {kept} |")
+
+
+def _same_kind(rs: list[dict], folder: Path, name: Path) -> None:
+    """The runs of one seed group (rs, `folder` the last) are seeds of one run: the same task,
+    method and number of layers. Else their mean is of nothing (and zip would drop the layers
+    one run lacks)."""
+    first, last = rs[0], rs[-1]
+    for what, of in (("task", lambda r: r["task"]), ("method", lambda r: r["method"]),
+                     ("number of layers", lambda r: len(r["kept_per_layer"]))):  # fmt: skip
+        if of(first) != of(last):
+            raise SystemExit(f"error: {_shown(folder)}: its {what} is {of(last)}, not "
+                             f"{of(first)} as the group's first: the runs {_shown(name)}-s* are "
+                             "not seeds of one run (rename one)")  # fmt: skip
 
 
 def glue_rows(folders: list[Path]) -> None:
@@ -186,16 +204,20 @@ def pareto(args: list[str]) -> None:
     records = pareto_records([a for a in args if a != "--short"])
     short = "--short" in args  # the README's form: the best accuracies, no table of points
     pts = fronts.points(records)
-    texts = {page: read_capped(page).decode("utf-8") for page in map(Path, pages)}  # all, first
-    write_atomically(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    write_atomically(fronts.FIGURE, fronts.figure(pts))
-    print(fronts.markdown(pts, every_point=not short), end="")
-    print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+    # everything is built before anything is written: a failure leaves every file as it was
+    texts = {page: read_capped(page).decode("utf-8") for page in map(Path, pages)}
+    figure = fronts.figure(pts)
+    tables = {every: fronts.markdown(pts, every_point=every) for every in (True, False)}
     for page, text in texts.items():
         for marker, every in (("<!-- pareto -->", True), ("<!-- pareto short -->", False)):
-            tables = fronts.markdown(pts, every_point=every)
             pattern = re.escape(marker) + r"\n.*?(?=<!-- /pareto -->)"
-            text = re.sub(pattern, lambda m: f"{marker}\n{tables}", text, flags=re.S)
+            text = re.sub(pattern, lambda m: f"{marker}\n{tables[every]}", text, flags=re.S)
+        texts[page] = text
+    write_atomically(fronts.RECORDS, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    write_atomically(fronts.FIGURE, figure)
+    print(tables[not short], end="")
+    print(f"wrote {fronts.FIGURE} and {fronts.RECORDS} ({len(records)} runs)", file=sys.stderr)
+    for page, text in texts.items():
         write_atomically(page, text)
         print(f"wrote the fronts into {page}", file=sys.stderr)
 
@@ -211,8 +233,14 @@ def pareto_records(args: list[str]) -> list[dict]:
 
     kept = records_of(fronts.RECORDS) if os.path.lexists(fronts.RECORDS) else {}
     given = {}
+    where = {}  # a record is named by its run's folder: two folders of one name would be one
     for arg in map(Path, args):
         if _has_results(arg):
+            if arg.name in where:
+                raise SystemExit(f"error: {_shown(where[arg.name])} and {_shown(arg)} have one "
+                                 "name, which names a run's record: give one, or rename "
+                                 "it")  # fmt: skip
+            where[arg.name] = arg
             given[arg.name] = fronts.record(arg.name, read_results(arg))
         elif arg.suffix == ".json" and not arg.is_dir():
             given = {**records_of(arg), **given}  # a run folder, or an earlier file, wins

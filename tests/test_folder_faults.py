@@ -356,8 +356,9 @@ def test_a_lock_file_that_is_not_ours_is_refused(stopped):
 def test_overwrite_never_deletes_what_the_command_reads(made, tmp_path, flag, relation):
     base = tmp_path / "base"
     train.main([*FAST, "--method", "baseline", "--out-dir", str(base)])
+    shutil.copytree(base, tmp_path / "copy")  # a finished baseline, as --finetuned needs
     (base / "inner").mkdir()
-    shutil.copytree(made["finished"], base / "inner" / "run")
+    (tmp_path / "copy").rename(base / "inner" / "run")
     out = {"same": base, "child": base / "inner", "parent": tmp_path}[relation]
     read = base if relation != "parent" else base / "inner" / "run"
     before = snapshot(tmp_path)
@@ -446,6 +447,8 @@ RUN_CONFIG = [  # (what is changed, how, what the message says) in RUN/config.js
     ("a tau of 401 digits", _set("options", "tau", 10**400), "tau is 1000"),
     ("an int past 64 bits", _set("train", "log_every", 10**30), "past 64 bits"),
     ("threads past any machine", _set("train", "threads", 2**40), "--threads must be at most"),
+    # found by the second review: '¹'.isdigit() is True, and int('¹') fails
+    ("a device of a superscript", _set("train", "device", "cuda:¹"), "--device must be auto, cpu"),
 ]
 CKPT_CONFIG = [  # in RUN/ckpt/config.json
     ("hidden size a string", _set("hidden_size", "big"), "hidden_size must be a positive"),
@@ -533,7 +536,11 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
     # found by review: the stage's own random states, a step past the stage, a flag that climbs
     ("stage_rng empty", lambda s: s.update(stage_rng={}), "stage_rng lacks"),
     ("stage_rng of the wrong kind", lambda s: s["stage_rng"].update(torch=5), "ByteTensor"),
-    ("step past the stage's end", lambda s: s.update(step=10**6), "step 1000000 of a stage of"),
+    (
+        "step past the stage's end",
+        lambda s: s.update(step=10**6, steps_done=10**6),
+        "step 1000000 of a stage of",
+    ),
     (
         "an optimiser that maximises",
         lambda s: s["optimizer"]["param_groups"][0].update(maximize=True),
@@ -565,6 +572,42 @@ TRAINER_STATE = [  # (what, change of the decoded state, what the message says)
         lambda s: s["history"].append({"stage": "x", "step": 1}),
         r"history\[\d+\] is .* not an evaluation",
     ),  # fmt: skip
+    # found by the second review: counters and history out of what a run can record
+    ("steps_done below the step", lambda s: s.update(steps_done=1), "steps_done 1 is below the"),
+    (
+        "an evaluation keeping -5 of the tokens",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 1, "kept": -5.0, "metrics": {}, "speedup_none": 1.0}
+        ),
+        r"history\[\d+\]: kept is -5, outside \[0, 1\]",
+    ),
+    (
+        "an evaluation 10^300 times faster",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 1, "kept": 0.5, "metrics": {}, "speedup_none": 1e300}
+        ),
+        "speedup_none is 1e.300, outside",
+    ),
+    (
+        "an evaluation of accuracy 77",
+        lambda s: s["history"].append(
+            {
+                "stage": "x",
+                "step": 1,
+                "kept": 0.5,
+                "metrics": {"accuracy": 77.0, "main": 77.0},
+                "speedup_none": 1.0,
+            }  # fmt: skip
+        ),
+        "metrics.accuracy is 77, outside",
+    ),
+    (
+        "an evaluation past the run's steps",
+        lambda s: s["history"].append(
+            {"stage": "x", "step": 99, "kept": 0.5, "metrics": {}, "speedup_none": 1.0}
+        ),
+        "at step 99, past the run's 3 steps",
+    ),
     (
         "an evaluation of infinite speedup",
         lambda s: s["history"].append(
@@ -741,6 +784,7 @@ def test_a_random_control_keeps_its_shares_whatever_becomes_of_the_run_they_came
     assert runs.load_run(control)[1].shares == [float(s) for s in source]  # bench's reader
     # a control saved before its shares were recorded reads them there, and says if it is gone
     edit(control / "config.json", _set("options", "keep_shares", ""))
+    edit(control / "ckpt" / "config.json", _set("skimbert", "options", "keep_shares", ""))
     shutil.rmtree(finished)
     message = error_of(eval_only, control)
     assert f"no {finished / 'results.json'}" in message and "put that run back" in message
@@ -765,3 +809,171 @@ def test_the_gpu_summary_reads_what_a_step_left_as_data(tmp_path, within_seconds
     assert saved["train"] == {} and saved["bench"] == {} and len(saved["steps"]) == 1
     assert len(saved["unreadable"]) == 3
     assert "unreadable (not what its step writes)" in (tmp_path / "out" / "results.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Found by the second review: a checkpoint tied to its run, every tensor checked
+
+
+def _tensors(run: Path, change) -> None:
+    """Rewrite ckpt/model.safetensors with change(tensors) applied."""
+    from weights import read_safetensors, write_safetensors
+
+    path = run / "ckpt" / "model.safetensors"
+    tensors = read_safetensors(path)
+    change(tensors)
+    write_safetensors(tensors, path)
+
+
+@pytest.mark.parametrize("name", ["skim.predictors.0.fc.weight", "skim.predictors.1.out.bias"])
+def test_nan_in_a_method_s_own_tensors_is_damage_too(finished, name):
+    import bench
+
+    _tensors(finished, lambda t: t[name].view(-1)[0].fill_(math.nan))
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        assert f"{name} holds NaN or infinity" in error_of(call, *args)
+
+
+def test_a_tensor_relabelled_as_integers_is_refused(finished):
+    path = finished / "ckpt" / "model.safetensors"
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    header["bert.pooler.dense.bias"]["dtype"] = "I32"  # the same bytes, read as integers
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + raw[8 + n :])
+    assert "bert.pooler.dense.bias is stored as torch.int32, not torch.float32" in error_of(
+        eval_only, finished
+    )
+
+
+@pytest.mark.parametrize("method", ["baseline", "cls-attention"])
+def test_a_config_json_naming_another_method_than_its_checkpoint_is_refused(finished, method):
+    import bench
+
+    edit(finished / "config.json", lambda c: c.update(method=method, options=None))
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)
+        assert f"records the method {method}, but {finished / 'ckpt' / 'config.json'}" in message
+    # both records edited alike: the method's tensors are still there, and belong to no part
+    edit(finished / "ckpt" / "config.json", _set("skimbert", "method", method))
+    edit(finished / "ckpt" / "config.json", _set("skimbert", "options", None))
+    message = error_of(eval_only, finished)
+    assert "tensor skim.predictors.0.ln_in.weight is no part of this model" in message
+
+
+def test_options_or_task_other_than_the_checkpoint_s_are_refused(finished):
+    edit(finished / "config.json", _set("options", "tau", 0.5))
+    assert "records the options" in error_of(eval_only, finished)
+    edit(finished / "config.json", _set("options", "tau", 1.0))
+    edit(finished / "config.json", _set("train", "task", "synthetic-hard"))
+    assert "records the task synthetic-hard" in error_of(runs.load_run, finished)  # bench's
+
+
+def test_a_json_key_given_twice_is_refused(finished):
+    path = finished / "config.json"
+    twice = '"method": "transkimmer", "method": "baseline"'
+    path.write_text(path.read_text().replace('"method": "transkimmer"', twice))
+    assert "the key 'method' appears twice" in error_of(eval_only, finished)
+
+
+def test_a_trainer_state_is_tied_to_the_weights_beside_it(stopped, made):
+    # another run's trainer state copied in: it was saved beside other weights
+    for name in ("trainer_state.json", "trainer_state.safetensors"):
+        shutil.copy(made["finished"] / "ckpt" / name, stopped / "ckpt" / name)
+    message = error_of(resume, stopped)
+    assert "trainer_state.json was saved beside other weights than" in message, message
+    assert "their sha256 differ" in message
+
+
+def test_a_trainer_state_without_the_digest_of_its_weights_is_refused(stopped):
+    _state(stopped, lambda s: s.pop("weights_sha256"))
+    message = error_of(resume, stopped)
+    assert "records no digest of the weights beside it" in message and "--overwrite" in message
+
+
+@pytest.mark.parametrize("dtype", ["U100000000", "V100000000000", "object", "int64"])
+def test_an_array_type_the_trainer_state_never_writes_is_refused(stopped, dtype):
+    path = stopped / "ckpt" / "trainer_state.json"
+
+    def forge(node):  # the one array rng_state records: numpy's generator key, uint32
+        if isinstance(node, dict):
+            if "ndarray" in node:
+                node["dtype"] = dtype
+            for v in node.values():
+                forge(v)
+        elif isinstance(node, list):
+            for v in node:
+                forge(v)
+
+    edit(path, forge)
+    message = error_of(resume, stopped)
+    assert "trainer_state.json is damaged" in message and "not uint32" in message, message
+
+
+FORGED_NAME = "x\nfinal | accuracy 1.0000 | ok\x1b[8m"
+
+
+def test_a_file_name_in_a_run_folder_forges_no_line(finished):
+    import bench
+
+    (finished / "ckpt" / FORGED_NAME).symlink_to("vocab.txt")
+    for call, args in ((eval_only, [finished]), (bench.load_run, [str(finished), None])):
+        message = error_of(call, *args)  # one line, no escape sequence
+        assert "is a symbolic link" in message and "\x1b" not in message, message
+        assert repr(str(finished / "ckpt" / FORGED_NAME)) in message
+
+
+def test_bench_names_a_run_folder_without_forging_a_line(finished, tmp_path):
+    import bench
+
+    forged = tmp_path / FORGED_NAME
+    finished.rename(forged)
+    config = runs.load_run(forged)[0].bert.config
+    name = bench.load_run(str(forged), config)[0]
+    assert "\n" not in name and "\x1b" not in name and "final | accuracy" in name
+    out = tmp_path / "out.txt"
+    code = ("import sys, bench; bench.main(['skim', '--model', sys.argv[1] + '/ckpt', "
+            "'--checkpoint', sys.argv[1], '--sets', 'sst2', '--sst2-examples', '4', "
+            "'--batch-sizes', '4', '--rounds', '1', '--threads', '1'])")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-c", code, str(forged)], cwd=ROOT, text=True,
+                         stdout=out.open("w"), stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
+    printed = out.read_text()
+    assert ran.returncode == 0, printed[-2000:]
+    assert "\x1b" not in printed and not any(
+        line.startswith("final |") for line in printed.split("\n")
+    )
+
+
+def test_threads_past_the_cpus_saved_in_config_json_names_the_file_not_a_flag(finished):
+    edit(finished / "config.json", _set("train", "threads", 1000))
+    message = error_of(eval_only, finished)
+    assert (
+        f"{finished / 'config.json'} asks for 1000 threads" in message
+        and "--threads 1000" not in message
+    )
+    assert "evaluate it with --threads" in message
+
+
+def test_finetuned_is_a_finished_baseline_no_process_writes(finished, stopped, tmp_path):
+    args = lambda run: [*FAST, "--method", "transkimmer", "--finetuned", str(run),  # noqa: E731
+                        "--out-dir", str(tmp_path / "ft")]  # fmt: skip
+    assert "is a transkimmer run, not a baseline" in error_of(train.main, args(finished))
+    assert "has not finished (no results.json)" in error_of(train.main, args(stopped))
+    code = ("import sys, time, runs; from pathlib import Path\n"
+            "with runs.locked(Path(sys.argv[1]), 'the-writer'):\n"
+            "    print('locked', flush=True); time.sleep(60)\n")  # fmt: skip
+    base = tmp_path / "base"
+    train.main([*FAST, "--method", "baseline", "--out-dir", str(base)])
+    assert "ft" in train.main(args(base))["config"]["train"]["out_dir"]  # a baseline: taken
+    shutil.rmtree(tmp_path / "ft")
+    writer = subprocess.Popen([sys.executable, "-c", code, base], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        message = error_of(train.main, args(base))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert f"is still being written by pid {writer.pid} (the-writer)" in message, message
+    assert not (tmp_path / "ft").exists()

@@ -113,7 +113,15 @@ def _forge(r: dict, path: str, value) -> dict:
         ("metrics.main", 37.0, "metrics.main is 37, outside [-1, 1]"),  # a percent, not a fraction
         ("metrics.accuracy", True, "metrics.accuracy is not a finite number"),  # a bool
         ("flops.none.speedup", float("inf"), "flops.none.speedup is not a finite number"),
-        ("flops.none.speedup", -2, "flops.none.speedup is -2, outside [0.001, 1000]"),
+        ("flops.none.speedup", -2, "flops.none.speedup is -2, outside [0.5, 1000]"),
+        # found by the second review: fractions out of [0, 1], a method costing 1000 encoders,
+        # a "main" that is none of the scores, a share for each of a million layers
+        ("metrics.accuracy", -1.0, "metrics.accuracy is -1, outside [0, 1] (a fraction"),
+        ("metrics.accuracy", 5, "metrics.accuracy is 5, outside [0, 1]"),
+        ("flops.none.speedup", 0.001, "is 0.001, outside [0.5, 1000] (a method costing twice"),
+        ("flops.sequence.speedup", 0.001, "flops.sequence.speedup is 0.001, outside [0.5"),
+        ("metrics.main", 0.5, "metrics.main is 0.5, none of the metrics beside it"),
+        ("kept_per_layer", [0.5] * 10**6, "kept_per_layer has 1,000,000 shares, one per layer"),
         ("flops.none.speedup", 50.0, "is 50.00×, yet every layer kept every token"),
         ("kept_per_layer", [1.0, 0.1], "8.00×, is more than 4 times the 1.82×"),  # kept 0.55
         ("kept_per_layer", [-3, 7], "kept_per_layer is not a list of shares in [0, 1]"),
@@ -144,3 +152,9 @@ def test_the_check_takes_what_train_py_writes():
     assert report.results_problem(r) is None
     assert report.finite(1) and not report.finite(True) and not report.finite(10**400)
     assert report.plain("sst2") and not report.plain("a|b") and not report.plain("a\nb")
+
+
+def test_the_deepest_model_is_the_weights_reader_s():
+    import weights
+
+    assert report.MAX_LAYERS == weights.MAX_LAYERS  # report.py cannot import it (no torch there)

@@ -436,3 +436,69 @@ def test_interrupted_download_never_looks_complete(hub, tmp_path):
 def test_hub_without_the_model_says_so(hub):
     with pytest.raises(CheckpointError, match="no config.json"):
         resolve_model_dir("org/not-there")
+
+
+# ----------------------------------------------------------------------------------------------
+# Found by the second review: --model DIR reads the header first, within a budget, no link
+
+
+def _header_with(path: Path, name: str, numbers: int) -> None:
+    """Add a float32 tensor of `numbers` to a safetensors file's header, its bytes a hole (a
+    sparse file: no disk, and no memory unless read)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header, body = json.loads(raw[8 : 8 + n]), raw[8 + n :]
+    header[name] = {"dtype": "F32", "shape": [numbers],
+                    "data_offsets": [len(body), len(body) + 4 * numbers]}  # fmt: skip
+    head = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + body)
+        f.truncate(8 + len(head) + len(body) + 4 * numbers)
+
+
+def test_model_weights_past_what_the_config_needs_are_refused_before_reading(tmp_path):
+    from weights import read_checkpoint
+
+    folder = run_folder(tmp_path, {})
+    _header_with(folder / "model.safetensors", "skim.huge", 20_000_000)  # 80 MB, a tiny model
+    with pytest.raises(CheckpointError, match="more than the model of its config.json can need"):
+        read_checkpoint(folder)
+
+
+def test_a_run_folder_s_weights_are_regular_files_never_a_pickle(tmp_path):
+    from weights import read_checkpoint
+
+    folder = run_folder(tmp_path, {})
+    (folder / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    (folder / "model.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors is a symbolic link"):
+        read_checkpoint(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"bert.pooler.dense.bias": torch.zeros(3)}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"run: no model.safetensors$"):
+        read_checkpoint(folder)
+
+
+class _Runs:
+    def __reduce__(self):
+        return (print, ("code from a pickle ran",))
+
+
+def test_a_pickle_of_code_is_one_line_without_torch_s_advice(tmp_path, capsys):
+    from weights import read_checkpoint
+
+    folder = save_as_folder(reference_tiny(), tmp_path / "bin", fmt="bin")
+    torch.save({"w": _Runs()}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(folder)
+    assert "never loaded" in str(e.value) and "\n" not in str(e.value)
+    assert "weights_only=False" not in str(e.value) and "ran" not in capsys.readouterr().out
+
+
+def test_a_tensor_name_with_a_newline_forges_no_line(tmp_path):
+    folder = save_as_folder(reference_tiny(), tmp_path / "m")
+    state = read_safetensors(folder / "model.safetensors")
+    write_safetensors({**state, "x\nfinal | ok": torch.zeros(2)}, folder / "model.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        from_pretrained(folder)
+    assert "'x\\nfinal | ok' is not part of BERT" in str(e.value) and "\n" not in str(e.value)
