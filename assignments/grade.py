@@ -273,7 +273,51 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
         spec = env.get("SKIMBERT_STRATEGY", "")
         if spec.startswith(str(directory) + os.sep):  # the submission's own file, now in graded
             env["SKIMBERT_STRATEGY"] = str(graded) + spec[len(str(directory)) :]
-        return _grade_in(key, graded, timeout_s, env, kit)
+        return {**_grade_in(key, graded, timeout_s, env, kit), "read": lines_to_read(directory)}
+
+
+# What a skim method has no need to do, and what reading the draw of keywords or changing what
+# measures it takes: assignment 6's report lists each such line of the student's own code, for
+# the instructor to read before trusting the grade (a flag, not a verdict: Python is no sandbox).
+READ_THESE = {
+    "the command line, which holds the draw of keywords": r"\bargv\b|/proc\b|cmdline",
+    "the draw or the keyword marks": r"word[_-]?roles|keyword_mask|keywords_kept",
+    "the environment": r"\benviron\b|\bgetenv\b",
+    "memory beyond its own objects": r"\bgc\b|\binspect\b|_getframe|\bf_(back|locals|globals)\b|"
+    r"\bctypes\b|\bsys\.modules\b",
+    "files": r"(?<![\w.])open\(|\.(write|read)_(text|bytes)\(|\bshutil\b|"
+    r"(results|config|eval)\.json|\bos\.(replace|rename|remove|unlink)\b",
+    "code that outlives a call": r"\batexit\b|\bthreading\b|\b_thread\b|\bmultiprocessing\b|"
+    r"\bsubprocess\b|\bos\.(system|fork|popen|exec\w*|spawn\w*)\b|\bsignal\b",
+    "code by name": r"\b__import__\b|\bimportlib\b|(?<![\w.])(exec|eval|compile)\(|\bbuiltins\b|"
+    r"__builtins__",
+}
+
+
+def lines_to_read(directory: Path, limit: int = 20) -> list[str]:
+    """Each line of the student's own code (the .py files at the top of their copy that the
+    repository does not have, and their assignment-6 bodies) that does one of READ_THESE:
+    'my_method.py:12: reads the command line, ...: import sys; roles = sys.argv[...]'."""
+    import re
+
+    sources = [(f.name, f.read_text(errors="replace").splitlines(), None)
+               for f in sorted(Path(directory).glob("*.py"))
+               if f.is_file() and not (HERE.parent / f.name).exists()]  # fmt: skip
+    for path, regions in make_student.plan(HERE.parent, only={6}).items():
+        if (Path(directory) / path).is_file():
+            text = (Path(directory) / path).read_text(errors="replace")
+            regions = make_student.find_regions(text, path)
+            spans = [(r.begin, r.end) for r in regions if r.number == 6]
+            sources.append((path, text.splitlines(), spans))
+    found = []
+    for name, lines, spans in sources:
+        for i, line in enumerate(lines):
+            if spans is not None and not any(b < i < e for b, e in spans):
+                continue
+            does = [what for what, pattern in READ_THESE.items() if re.search(pattern, line)]
+            if does:
+                found.append(_cut(f"{name}:{i + 1}: {'; '.join(does)}: {line.strip()}", 240))
+    return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
 
 
 def _training_copies(graded: Path) -> Path:
@@ -442,6 +486,8 @@ def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print
                 label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
                 line = f"{label:>6}. {r['title']:<50} {r['status']}  {points:<8}"
                 echo((line + (r["message"] or "")).rstrip())
+                for said in r.get("read", []):  # assignment 6: what to read before trusting it
+                    echo(f"        read: {said}")
                 results.append(r)
         changed = changes()
     if changed:  # the graded code wrote into the grader's files: its grade is void
@@ -549,6 +595,10 @@ def gradescope(report: dict) -> dict:
                     "visibility": "after_published" if c["hidden"] else "visible",
                 }
             )
+        if a.get("read"):  # for the instructor's eyes only: no points, never shown to students
+            tests.append({"name": f"{tag}. {a['title']}: lines of the student's code to read",
+                          "score": 0, "max_score": 0, "output": "\n".join(a["read"]),
+                          "visibility": "hidden"})  # fmt: skip
     return {
         "score": report["earned"],
         "output": f"{report['passed']} of {report['graded']} assignments pass",

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "assignments"))
 sys.path.insert(0, str(REPO / "assignments" / "instructor"))
 
 import checks  # noqa: E402
+import grade as grade_module  # noqa: E402
 import make_student  # noqa: E402
 import mutants  # noqa: E402
 
@@ -631,6 +632,31 @@ def test_a_copy_that_leaves_out_its_assignment_6_file_earns_nothing_on_it(tmp_pa
     r = results[6]
     assert status == 1 and r["earned"] == 0, r
     assert "Assignment 6: write" in json.dumps(r["checks"]), r["checks"]
+
+
+def test_the_lines_of_an_own_method_to_read_are_listed_under_its_grade(tmp_path):
+    """The training process knows the draw of keywords (its command line, its run folder, its
+    memory): what reads such places cannot be told from learning by numbers, so the report lists
+    those lines for the instructor. A method that does nothing of the kind gets no list."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(
+        "import sys\n\nROLES = sys.argv[sys.argv.index('--word-roles') + 1]\n\n\n"
+        "class MyMethod:  # not a SkimStrategy: the conformance suite stops it at once\n"
+        "    pass\n"
+    )
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    assert status == 1 and results[6]["read"] == [
+        "my_method.py:3: the command line, which holds the draw of keywords; the draw or the "
+        "keyword marks: ROLES = sys.argv[sys.argv.index('--word-roles') + 1]"
+    ]
+    scope = grade_module.gradescope({"assignments": [results[6]], "earned": 0, "passed": 0,
+                                     "graded": 1})["tests"][-1]  # fmt: skip
+    assert scope["visibility"] == "hidden" and scope["max_score"] == 0  # the instructor's eyes
+    assert scope["output"] == results[6]["read"][0]
+    for own in (RANDOM_OWN, WORD_TYPES_OWN):
+        (copy / "my_method.py").write_text(own)
+        assert grade_module.lines_to_read(copy) == []
+    assert grade_module.lines_to_read(REPO) == []  # the reference LTP's bodies
 
 
 def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
