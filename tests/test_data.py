@@ -659,6 +659,26 @@ def test_synthetic_task_runs_offline_with_its_own_vocabulary_and_marks_its_keywo
     assert "keyword_mask" not in data.collate(features[:5], "sequence", max_length=64)
 
 
+def test_a_draw_written_as_sentences_reads_back_without_its_keywords(tmp_path):
+    """How assignment 6's grader hands a training its draw of keywords: the sentences and labels
+    only, so nothing in the training process says which words decide."""
+    drawn = data.get_task("synthetic", 4242)
+    for split in ("train", "dev"):
+        data.write_synthetic_split(tmp_path, split, drawn)
+        read = data.load_examples("synthetic", split, tmp_path)
+        made = data.load_examples(drawn, split)
+        assert [(e.text_a, e.label) for e in read] == [(e.text_a, e.label) for e in made]
+        assert all(e.keywords is None for e in read) and made[0].keywords is not None
+    tokenizer = data.load_tokenizer(data.write_synthetic_vocab(tmp_path / "vocab"))
+    features = data.encode("synthetic", data.load_examples("synthetic", "dev", tmp_path), tokenizer)
+    assert all(f.keyword_mask is None for f in features)
+    with pytest.raises(ValueError, match="holds the sentences already: drop --word-roles"):
+        data.load_examples(drawn, "dev", tmp_path)
+    (tmp_path / "synthetic" / "dev.tsv").write_text("text\tlabel\nawful good\tmaybe\n")
+    with pytest.raises(ValueError, match="dev.tsv:2: label 'maybe' is not one of"):
+        data.load_examples("synthetic", "dev", tmp_path)
+
+
 def test_word_roles_deal_the_same_words_out_again_and_the_rule_follows_them(tmp_path):
     """--word-roles N: other words decide, drawn from the same vocabulary (so the same tokenizer
     reads them), as many of each kind, the same for the same N; 0 is the published roles."""

@@ -634,6 +634,54 @@ def test_a_copy_that_leaves_out_its_assignment_6_file_earns_nothing_on_it(tmp_pa
     assert "Assignment 6: write" in json.dumps(r["checks"]), r["checks"]
 
 
+ARGV_OWN = """
+import sys
+
+import torch
+
+import data
+import synthetic
+from skim import SkimStrategy
+
+
+def draw():  # the grader's draw of keywords, if train.py's command line carried it
+    argv = sys.argv
+    return int(argv[argv.index("--word-roles") + 1]) if "--word-roles" in argv else 0
+
+
+class MyMethod(SkimStrategy):
+    layers = (1,)
+
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        positive, negative, _ = synthetic.word_roles(draw())
+        vocab = list(data.SPECIAL_TOKENS) + list(synthetic.vocabulary("synthetic"))
+        table = torch.zeros(config.vocab_size, dtype=torch.bool)
+        table[[vocab.index(w) for w in positive + negative]] = True
+        self.register_buffer("table", table, persistent=False)
+
+    def decide(self, i, h, alive, ctx):
+        ids = ctx.batch["input_ids"]
+        if ctx.pruning:
+            ids = ids.gather(1, ctx.positions.clamp(min=0))
+        keep = self.table[ids] & (alive > 0)
+        keep[:, 0] = alive[:, 0] > 0  # [CLS]
+        return keep if ctx.pruning else keep.to(h.dtype)
+"""
+
+
+def test_an_own_method_that_reads_the_draw_from_its_command_line_finds_none(tmp_path):
+    """It earned 40 of 40 when train.py got --word-roles N: the training is now handed the
+    draw's sentences (--data-dir), never the draw, and the grader counts the keywords kept."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(ARGV_OWN)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL", r["message"]
+    assert "does not keep the words that decide the label" in r["message"], r["message"]
+    assert any("sys.argv" in line for line in r["read"])
+
+
 def test_the_lines_of_an_own_method_to_read_are_listed_under_its_grade(tmp_path):
     """The training process knows the draw of keywords (its command line, its run folder, its
     memory): what reads such places cannot be told from learning by numbers, so the report lists
