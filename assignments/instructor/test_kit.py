@@ -673,12 +673,7 @@ class MyMethod(SkimStrategy):
 def test_an_own_method_that_reads_the_draw_from_its_command_line_finds_none(tmp_path):
     """It earned 40 of 40 when train.py got --word-roles N: the training is now handed the
     draw's sentences (--data-dir), never the draw, and the grader counts the keywords kept."""
-    copy = solved_copy(tmp_path / "copy")
-    (copy / "my_method.py").write_text(ARGV_OWN)
-    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
-    r = results[6]
-    assert status == 1 and r["status"] == "FAIL", r["message"]
-    assert "does not keep the words that decide the label" in r["message"], r["message"]
+    r = fails_to_choose(tmp_path, ARGV_OWN)
     assert any("sys.argv" in line for line in r["read"])
 
 
@@ -705,6 +700,18 @@ def test_the_lines_of_an_own_method_to_read_are_listed_under_its_grade(tmp_path)
         (copy / "my_method.py").write_text(own)
         assert grade_module.lines_to_read(copy) == []
     assert grade_module.lines_to_read(REPO) == []  # the reference LTP's bodies
+
+
+def fails_to_choose(tmp_path, own: str) -> dict:
+    """Grade assignment 6 of a solved copy with `own` as its my_method.py: it must fail the
+    experiment's rule on the deciding words. Its report entry."""
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(own)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    r = results[6]
+    assert status == 1 and r["status"] == "FAIL", r["message"]
+    assert "does not keep the words that decide the label" in r["message"], r["message"]
+    return r
 
 
 def test_the_random_control_as_an_own_method_fails_assignment_6(tmp_path):
@@ -758,12 +765,7 @@ class MyMethod(SkimStrategy):
 
 
 def test_a_fixed_set_of_word_types_that_learned_nothing_fails_on_drawn_keywords(tmp_path):
-    copy = solved_copy(tmp_path / "copy")
-    (copy / "my_method.py").write_text(WORD_TYPES_OWN)
-    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
-    r = results[6]
-    assert status == 1 and r["status"] == "FAIL", r["message"]
-    assert "does not keep the words that decide the label" in r["message"], r["message"]
+    fails_to_choose(tmp_path, WORD_TYPES_OWN)
 
 
 FORGING_OWN = (
@@ -803,12 +805,7 @@ def test_an_own_method_that_rewrites_the_files_beside_it_changes_no_other_traini
     """Each training of the experiment runs in a copy of its own, the control's without a file of
     the student's: a method that rewrites evaluation.py on disk (for the control, which imports
     it afresh) measured a random skim as +0.36 keywords over its control, 40 of 40."""
-    copy = solved_copy(tmp_path / "copy")
-    (copy / "my_method.py").write_text(REWRITING_OWN)
-    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
-    r = results[6]
-    assert status == 1 and r["status"] == "FAIL", r["message"]
-    assert "does not keep the words that decide the label" in r["message"], r["message"]
+    fails_to_choose(tmp_path, REWRITING_OWN)
 
 
 def test_an_own_method_that_rebinds_the_measure_earns_nothing_by_it(tmp_path):
