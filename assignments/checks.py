@@ -1441,16 +1441,27 @@ def _roots(seed: int) -> tuple[Path, Path]:
     return Path(copies) / f"method-s{seed}", Path(copies) / f"control-s{seed}"
 
 
-def _draw(tmp: str, seed: int, roles: int) -> Path:
-    """The synthetic task's sentences under the draw `roles`, as tmp/draw-sN/synthetic/*.tsv for
-    train.py --data-dir: the training reads sentences and labels and is never told which words
-    decide (not in its command line, its run folder or its examples: data.load_examples). So
-    the keywords it kept are counted here, by _keywords_kept."""
+def _draw(folder: Path, roles: int) -> tuple[str, str]:
+    """The synthetic task's sentences under the draw `roles`, as folder/synthetic/*.tsv, and the
+    flags that make train.py read them: the training reads sentences and labels and is never
+    told which words decide (not in its command line, its run folder or its examples:
+    data.load_examples). So the keywords it kept are counted here, by _keywords_kept."""
     data = student("data")
     task = data.get_task("synthetic", roles)
     for split in task.splits:
-        data.write_synthetic_split(Path(tmp) / f"draw-s{seed}", split, task)
-    return Path(tmp) / f"draw-s{seed}"
+        data.write_synthetic_split(folder, split, task)
+    return "--data-dir", str(folder)
+
+
+def _digest(folder: Path) -> str:
+    """sha256 over the files under `folder`, names and bytes, in sorted order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for file in sorted(folder.rglob("*")):
+        h.update(str(file.relative_to(folder)).encode() + b"\0")
+        h.update(file.read_bytes() if file.is_file() and not file.is_symlink() else b"\1")
+    return h.hexdigest()
 
 
 def _keywords_kept(results: dict, roles: int) -> float:
@@ -1487,7 +1498,12 @@ def _experiment() -> list[dict]:
         spec = _spec()
         if spec.startswith(str(STUDENT_DIR) + os.sep):  # the method's file, in its own copy
             spec = str(ours_root) + spec[len(str(STUDENT_DIR)) :]
-        run, sentences = Path(tmp) / f"ours-s{seed}", ("--data-dir", str(_draw(tmp, seed, roles)))
+        run = Path(tmp) / f"ours-s{seed}"
+        # the control's copy of the sentences too is written before the method runs (and is
+        # not the method's, which its code could rewrite, for the control to train and be scored on)
+        sentences, twins = (_draw(Path(tmp) / f"{who}-sentences-s{seed}", roles)
+                            for who in ("ours", "control"))  # fmt: skip
+        written = _digest(Path(twins[1]))
         ours = _smoke(ours_root, spec, run, seed, *sentences)
         stages = ours.get("stages") or []
         epochs = sum(float(stage["epochs"]) for stage in stages)
@@ -1496,11 +1512,15 @@ def _experiment() -> list[dict]:
             f"its stages train {epochs:g} epochs in all; the grading budget is {MAX_EPOCHS:g} "
             "(the random control trains on the same schedule, so longer buys nothing)",
         )
+        expect(
+            _digest(Path(twins[1])) == written,
+            "the control's sentences changed while the method trained: its code wrote them",
+        )
         folder = Path(tmp) / f"control-code-s{seed}"
         folder.mkdir()
         twin = _smoke(control_root, _control(folder, stages), Path(tmp) / f"control-s{seed}", seed,
                       "--keep-shares-from", str(run), "--random-seed", str(seed),
-                      *sentences)  # fmt: skip
+                      *twins)  # fmt: skip
         return {
             "seed": seed,
             "roles": roles,

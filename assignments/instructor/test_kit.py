@@ -808,6 +808,30 @@ def test_an_own_method_that_rewrites_the_files_beside_it_changes_no_other_traini
     fails_to_choose(tmp_path, REWRITING_OWN)
 
 
+SPOILING_OWN = (
+    RANDOM_OWN
+    + """
+
+import sys
+from pathlib import Path
+
+# every label of the control's training sentences turned negative: a control that learns nothing
+out = Path(sys.argv[sys.argv.index("--out-dir") + 1])
+for file in out.parent.glob("control-sentences-*/synthetic/train.tsv"):
+    file.write_text(file.read_text().replace("\\tpositive", "\\tnegative"))
+"""
+)
+
+
+def test_an_own_method_that_rewrites_the_controls_sentences_fails(tmp_path):
+    copy = solved_copy(tmp_path / "copy")
+    (copy / "my_method.py").write_text(SPOILING_OWN)
+    status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
+    experiment = results[6]["checks"][-1]
+    assert status == 1 and not experiment["passed"], experiment
+    assert "the control's sentences changed while the method trained" in experiment["message"]
+
+
 def test_an_own_method_that_rebinds_the_measure_earns_nothing_by_it(tmp_path):
     """The method runs inside the grader's train.py: rebinding the function that counts the
     keywords it kept is refused there, and the experiment fails."""
