@@ -350,9 +350,7 @@ class SelfAttention(nn.Module):
         # ASSIGNMENT 1 END
 
 
-# How far (in nats, i.e. units of the score) masked_softmax lets exponents stray from 0. e^±40 is
-# far inside float32 (normal numbers span e^±87), so a weight, a sum and a ratio of the two
-# (the gradient w.r.t. m is up to e^80 ≈ 5.5e34 < 3.4e38) can neither overflow nor underflow.
+# A bound on exponents, in nats (units of the score), that masked_softmax's body explains.
 _EXP_LIMIT = 40.0
 
 
@@ -373,23 +371,27 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     less than 1 during training. We renormalise, so that training computes exactly what pruning
     (removing the skimmed tokens) computes at inference.
 
-    Numerics. Any per-row shift c gives the same formula:
-    m_j·exp(s_ij - c) / Σ_k m_k·exp(s_ik - c).
-    The usual c, the max over the row, keeps every weight ≤ 1; but when the kept keys all score far
-    below a masked one (by more than about 100 in float32), every kept weight underflows to 0 and
-    the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem: a masked
-    key far above it overflows to inf, and inf·0 = NaN. So:
-      * compute in float32 when the input is narrower (float64 stays float64, so a gradient
-        check in float64 sees the exact formula): float16 spans only e^±11 (e^-17 with
-        subnormals), too little room for either choice, and bfloat16 rounds a sum of many weights
-        to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
-      * shift by the max over all keys, but by no more than _EXP_LIMIT above the best kept key
-        (c = min(max_all, max_kept + L)): the best kept weight is then ≥ e^-L, so the sum is > 0;
-      * clip exponents at +L: a masked key more than 2L = 80 nats above the best kept key gets
-        weight e^L (times m = 0, so nothing changes forward). Only then is its gradient bounded:
-        the true value, above e^80, would leave float32's range.
     Up to a lead of 80 nats the gradient is the exact one. A row with no kept key gives zeros."""
     # ASSIGNMENT 1 BEGIN: attention with a key mask, renormalised (assignments/01_attention.md)
+    # Numerics. Any per-row shift c gives the same formula:
+    #   m_j·exp(s_ij - c) / Σ_k m_k·exp(s_ik - c).
+    # The usual c, the max over the row, keeps every weight ≤ 1; but when the kept keys all score
+    # far below a masked one (by more than about 100 in float32), every kept weight underflows to
+    # 0 and the row becomes 0/0 = NaN. The max over the kept keys only has the opposite problem:
+    # a masked key far above it overflows to inf, and inf·0 = NaN. So:
+    #   * compute in float32 when the input is narrower (float64 stays float64, so a gradient
+    #     check in float64 sees the exact formula): float16 spans only e^±11 (e^-17 with
+    #     subnormals), too little room for either choice, and bfloat16 rounds a sum of many
+    #     weights to 3 significant digits. The cost is a float32 (B, nh, T, T) tensor in training;
+    #   * shift by the max over all keys, but by no more than L = _EXP_LIMIT above the best kept
+    #     key (c = min(max_all, max_kept + L)): the best kept weight is then ≥ e^-L, so the sum
+    #     is > 0;
+    #   * clip exponents at +L: a masked key more than 2L = 80 nats above the best kept key gets
+    #     weight e^L (times m = 0, so nothing changes forward). Only then is its gradient
+    #     bounded: the true value, above e^80, would leave float32's range.
+    # e^±40 is far inside float32 (normal numbers span e^±87), so a weight, a sum and a ratio of
+    # the two (the gradient w.r.t. m is up to e^80 ≈ 5.5e34 < 3.4e38) neither overflows nor
+    # underflows.
     dtype = torch.promote_types(scores.dtype, torch.float32)  # float64 stays float64
     m = key_mask.to(dtype)[:, None, None, :]  # (B, 1, 1, T), 1 = kept
     s = scores.to(dtype)  # (B, nh, T, T); a no-op in float32 and float64
