@@ -1381,6 +1381,7 @@ SEEDS = (1, 2, 3)
 MIN_SPEEDUP, MIN_ACCURACY, MIN_SELECTIVITY = 1.2, 0.85, 0.2
 MAX_EPOCHS = 6.0  # all stages together: twice the preset's 3 epochs
 DEV_EXAMPLES = 500  # the synthetic task's whole dev set: scored, and its exits recorded
+TRAINING_TIMEOUT_S = 300  # one smoke training (some 20 to 60 s on two shared cores)
 
 
 def _word_roles() -> list[int]:
@@ -1400,17 +1401,40 @@ def _word_roles() -> list[int]:
 
 
 def _smoke(root: Path, method: str, out: Path, seed: int, *extra: str) -> dict:
-    """train.py of the folder `root` on the smoke preset at `seed`; its results.json."""
+    """train.py of the folder `root` on the smoke preset at `seed`; its results.json. It runs in
+    a process group of its own, without the grader's SKIMBERT_ variables (the draw to regrade
+    with, say), and whatever it leaves running is killed before its results are read."""
+    import contextlib
     import json
+    import os
+    import signal
     import subprocess
+    import tempfile
 
     command = [sys.executable, "train.py", "--method", method, "--preset", "smoke", "--seed",
                str(seed), "--eval-subset", str(DEV_EXAMPLES), "--case-study", str(DEV_EXAMPLES),
                "--out-dir", str(out), *extra]  # fmt: skip
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    said = (done.stderr or done.stdout).strip().splitlines()
-    expect(done.returncode == 0, f"`{' '.join(command[1:])}` failed: {said[-1] if said else ''}")
-    return json.loads((out / "results.json").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKIMBERT_")}
+    with tempfile.TemporaryFile() as said:
+        process = subprocess.Popen(command, cwd=root, stdout=said, stderr=subprocess.STDOUT,
+                                   env=env, start_new_session=True)  # fmt: skip
+        try:
+            process.wait(timeout=TRAINING_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # it, and what it left behind
+        process.wait()
+        said.seek(max(0, said.seek(0, os.SEEK_END) - 4096))
+        last = (said.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+    shown = " ".join(command[1:])
+    expect(process.returncode != -signal.SIGKILL,
+           f"`{shown}` did not finish within {TRAINING_TIMEOUT_S} s")  # fmt: skip
+    expect(process.returncode == 0, f"`{shown}` failed: {last[-300:]}")
+    path = out / "results.json"
+    expect(path.is_file() and path.stat().st_size < 1 << 24, f"{path}: missing or over 16 MiB")
+    return json.loads(path.read_text())
 
 
 def _control(folder: Path, stages: list[dict]) -> str:
@@ -1473,8 +1497,14 @@ def _keywords_kept(results: dict, roles: int) -> float:
         layers, rows = len(results["kept_per_layer"]), results["case_study"]
         exits = [e for r in rows for w, e in zip(r["tokens"], r["exit_layers"]) if w in keywords]
         share = sum(int(e) >= layers for e in exits) / len(exits)
+        kept = sum(sum(int(e) >= layers for e in r["exit_layers"]) / len(r["exit_layers"])
+                   for r in rows) / len(rows)  # fmt: skip
+        recorded = float(results["kept_per_layer"][-1])
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         expect(False, f"results.json holds no case study of the dev examples to count ({e!r})")
+    expect(abs(kept - recorded) < 1e-3, f"results.json's case study keeps {kept:.4f} of the "
+                                        f"tokens at the last layer, its kept_per_layer "
+                                        f"{recorded:.4f}: not one run's")  # fmt: skip
     expect(len(rows) == DEV_EXAMPLES, f"results.json's case study has {len(rows)} dev examples, "
                                       f"not all {DEV_EXAMPLES}")  # fmt: skip
     return share
@@ -1487,54 +1517,76 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def _experiment() -> list[dict]:
-    """The method and its control at each seed (two seeds at a time where there are two cores;
-    each training runs on one thread): accuracy, speedup, keywords kept at the last layer."""
+    """The method at each seed, then its control at each seed (two trainings at a time where
+    there are two cores; each on one thread), so that no process of the method's runs while a
+    control trains: accuracy, speedup, keywords kept at the last layer."""
     import os
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    def one_seed(seed: int, roles: int) -> dict:
-        ours_root, control_root = _roots(seed)
+    def ours(seed: int, roles: int) -> tuple[dict, tuple, str]:
+        root, _ = _roots(seed)
         spec = _spec()
         if spec.startswith(str(STUDENT_DIR) + os.sep):  # the method's file, in its own copy
-            spec = str(ours_root) + spec[len(str(STUDENT_DIR)) :]
-        run = Path(tmp) / f"ours-s{seed}"
+            spec = str(root) + spec[len(str(STUDENT_DIR)) :]
         # the control's copy of the sentences too is written before the method runs (and is
-        # not the method's, which its code could rewrite, for the control to train and be scored on)
+        # not the method's, which its code could rewrite, for the control to train on)
         sentences, twins = (_draw(Path(tmp) / f"{who}-sentences-s{seed}", roles)
                             for who in ("ours", "control"))  # fmt: skip
         written = _digest(Path(twins[1]))
-        ours = _smoke(ours_root, spec, run, seed, *sentences)
-        stages = ours.get("stages") or []
-        epochs = sum(float(stage["epochs"]) for stage in stages)
+        result = _smoke(root, spec, Path(tmp) / f"ours-s{seed}", seed, *sentences)
+        epochs = sum(float(stage["epochs"]) for stage in result.get("stages") or [])
         expect(
             epochs <= MAX_EPOCHS,
             f"its stages train {epochs:g} epochs in all; the grading budget is {MAX_EPOCHS:g} "
             "(the random control trains on the same schedule, so longer buys nothing)",
         )
-        expect(
-            _digest(Path(twins[1])) == written,
-            "the control's sentences changed while the method trained: its code wrote them",
-        )
+        return result, twins, written
+
+    def control(seed: int, roles: int, mine: tuple[dict, tuple, str]) -> dict:
+        result, twins, written = mine
+        _, root = _roots(seed)
+        _unchanged(seed, root, Path(twins[1]), written)
         folder = Path(tmp) / f"control-code-s{seed}"
         folder.mkdir()
-        twin = _smoke(control_root, _control(folder, stages), Path(tmp) / f"control-s{seed}", seed,
-                      "--keep-shares-from", str(run), "--random-seed", str(seed),
+        twin = _smoke(root, _control(folder, result.get("stages") or []),
+                      Path(tmp) / f"control-s{seed}", seed, "--keep-shares-from",
+                      str(Path(tmp) / f"ours-s{seed}"), "--random-seed", str(seed),
                       *twins)  # fmt: skip
         return {
             "seed": seed,
             "roles": roles,
-            "accuracy": ours["metrics"]["accuracy"],
-            "speedup": ours["flops"]["none"]["speedup"],
-            "keywords": _keywords_kept(ours, roles),
+            "accuracy": result["metrics"]["accuracy"],
+            "speedup": result["flops"]["none"]["speedup"],
+            "keywords": _keywords_kept(result, roles),
             "control_accuracy": twin["metrics"]["accuracy"],
             "control_keywords": _keywords_kept(twin, roles),
         }
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         workers = max(1, min(len(SEEDS), os.cpu_count() or 1))
+        draws = _word_roles()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one_seed, SEEDS, _word_roles()))
+            mine = list(pool.map(ours, SEEDS, draws))
+            return list(pool.map(control, SEEDS, draws, mine))
+
+
+def _unchanged(seed: int, root: Path, sentences: Path, written: str) -> None:
+    """The control's sentences and its copy of the repository are as the grader made them
+    (grade.py took the copy's digest before any of the student's code ran)."""
+    import json
+    import os
+
+    expect(
+        _digest(sentences) == written,
+        "the control's sentences changed while the method trained: its code wrote them",
+    )
+    made = json.loads(os.environ.get("SKIMBERT_CONTROL_DIGESTS", "{}")).get(str(seed))
+    expect(
+        made is None or _digest(root) == made,
+        "the control's copy of the repository changed while the method trained: its code "
+        "wrote there",
+    )
 
 
 @STRATEGY.check("at 3 seeds: skims, and keeps the deciding words as a random control cannot", 20)

@@ -254,7 +254,7 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
     assignment = checks.find(key)
     if assignment.number != 6:
         return _grade_in(key, directory, timeout_s, env_extra, kit)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         graded = Path(tmp) / "graded"
         try:
             assemble(directory, graded)
@@ -269,7 +269,9 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
             said = _cut(f"the copy could not be assembled for grading: {e}", 1200)
             records = _failed_all(assignment, said)
             return _entry(key, assignment, records, 0.0)
-        env = dict(env_extra or {}, SKIMBERT_TRAINING_COPIES=str(copies))
+        digests = {seed: checks._digest(copies / f"control-s{seed}") for seed in checks.SEEDS}
+        env = dict(env_extra or {}, SKIMBERT_TRAINING_COPIES=str(copies),
+                   SKIMBERT_CONTROL_DIGESTS=json.dumps(digests))  # fmt: skip
         spec = env.get("SKIMBERT_STRATEGY", "")
         if spec.startswith(str(directory) + os.sep):  # the submission's own file, now in graded
             env["SKIMBERT_STRATEGY"] = str(graded) + spec[len(str(directory)) :]
@@ -282,15 +284,16 @@ def grade_one(key, directory: Path, timeout_s: float | None, env_extra=None, kit
 READ_THESE = {
     "the command line, which holds the draw of keywords": r"\bargv\b|/proc\b|cmdline",
     "the draw or the keyword marks": r"word[_-]?roles|keyword_mask|keywords_kept",
-    "the environment": r"\benviron\b|\bgetenv\b",
+    "the task's own generator": r"\bsynthetic\b",
+    "the environment": r"\benvironb?\b|\bgetenv\b",
     "memory beyond its own objects": r"\bgc\b|\binspect\b|_getframe|\bf_(back|locals|globals)\b|"
     r"\bctypes\b|\bsys\.modules\b",
-    "files": r"(?<![\w.])open\(|\.(write|read)_(text|bytes)\(|\bshutil\b|"
-    r"(results|config|eval)\.json|\bos\.(replace|rename|remove|unlink)\b",
+    "files": r"(?<![\w.])open\(|\b(io|os)\.open\b|\.(write|read)_(text|bytes)\(|\bshutil\b|"
+    r"__file__|(results|config|eval)\.json|\bos\.(replace|rename|remove|unlink)\b",
     "code that outlives a call": r"\batexit\b|\bthreading\b|\b_thread\b|\bmultiprocessing\b|"
     r"\bsubprocess\b|\bos\.(system|fork|popen|exec\w*|spawn\w*)\b|\bsignal\b",
     "code by name": r"\b__import__\b|\bimportlib\b|(?<![\w.])(exec|eval|compile)\(|\bbuiltins\b|"
-    r"__builtins__",
+    r"__builtins__|\bgetattr\(",
 }
 
 
@@ -300,12 +303,12 @@ def lines_to_read(directory: Path, limit: int = 20) -> list[str]:
     'my_method.py:12: reads the command line, ...: import sys; roles = sys.argv[...]'."""
     import re
 
-    sources = [(f.name, f.read_text(errors="replace").splitlines(), None)
-               for f in sorted(Path(directory).glob("*.py"))
-               if f.is_file() and not (HERE.parent / f.name).exists()]  # fmt: skip
+    mine = [f for f in sorted(Path(directory).glob("*.py")) if f.is_file() and not f.is_symlink()]
+    sources = [(f.name, _text(f).splitlines(), None)
+               for f in mine if not (HERE.parent / f.name).exists()]  # fmt: skip
     for path, regions in make_student.plan(HERE.parent, only={6}).items():
-        if (Path(directory) / path).is_file():
-            text = (Path(directory) / path).read_text(errors="replace")
+        if (Path(directory) / path).is_file() and not (Path(directory) / path).is_symlink():
+            text = _text(Path(directory) / path)
             regions = make_student.find_regions(text, path)
             spans = [(r.begin, r.end) for r in regions if r.number == 6]
             sources.append((path, text.splitlines(), spans))
@@ -318,6 +321,15 @@ def lines_to_read(directory: Path, limit: int = 20) -> list[str]:
             if does:
                 found.append(_cut(f"{name}:{i + 1}: {'; '.join(does)}: {line.strip()}", 240))
     return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+def _text(file: Path, limit: int = 1 << 20) -> str:
+    """A student's file as text, for reading only: at most `limit` bytes, '' when unreadable."""
+    try:
+        with open(file, "rb") as f:
+            return f.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _training_copies(graded: Path) -> Path:
@@ -475,13 +487,25 @@ def _entry(key, assignment, records: list[dict], seconds: float) -> dict:
     }
 
 
+def _grade_safely(key, directory: Path, timeout_s, env, kit) -> dict:
+    """grade_one; should the grader's own steps fail on a submission (a file it cannot read, a
+    folder its code keeps writing to), that assignment fails with the reason, and the others
+    are still graded and reported."""
+    try:
+        return grade_one(key, directory, timeout_s, env, kit)
+    except Exception as e:  # noqa: BLE001 (any failure here is the submission's verdict)
+        assignment = checks.find(key)
+        said = _cut(f"grading failed: {type(e).__name__}: {e}", 1200)
+        return _entry(key, assignment, _failed_all(assignment, said), 0.0)
+
+
 def grade(directory: Path, keys: list, timeout_s=None, jobs: int = 1, echo=print, env=None) -> dict:
     """Grade `directory` on the given assignments (numbers) or variants (keys such as "4b");
     prints one line each (in order) and returns the report."""
     results = []
     with _private_kit() as (kit, changes):
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for r in pool.map(lambda k: grade_one(k, directory, timeout_s, env, kit), keys):
+            for r in pool.map(lambda k: _grade_safely(k, directory, timeout_s, env, kit), keys):
                 points = f"{r['earned']:>3}/{r['possible']}"
                 label = f"{r['number']}{'' if r['variant'] is None else ' (' + r['variant'] + ')'}"
                 line = f"{label:>6}. {r['title']:<50} {r['status']}  {points:<8}"
@@ -526,7 +550,7 @@ def _private_kit():
     finds this grader's own folder, it finds: grade.py then voids the grade (see `grade`)."""
     root = HERE.parent
     before = _kit_digest(root)
-    with tempfile.TemporaryDirectory(prefix="skimbert-kit-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="skimbert-kit-", ignore_cleanup_errors=True) as tmp:
         copy = Path(tmp) / "kit"
         for path in _kit_paths(root):
             (copy / path).parent.mkdir(parents=True, exist_ok=True)

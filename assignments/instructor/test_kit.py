@@ -635,6 +635,7 @@ def test_a_copy_that_leaves_out_its_assignment_6_file_earns_nothing_on_it(tmp_pa
 
 
 ARGV_OWN = """
+import os
 import sys
 
 import torch
@@ -644,9 +645,12 @@ import synthetic
 from skim import SkimStrategy
 
 
-def draw():  # the grader's draw of keywords, if train.py's command line carried it
+def draw():  # the grader's draw: in train.py's command line, or a regrade's in the environment
     argv = sys.argv
-    return int(argv[argv.index("--word-roles") + 1]) if "--word-roles" in argv else 0
+    if "--word-roles" in argv:
+        return int(argv[argv.index("--word-roles") + 1])
+    draws = os.environ.get("SKIMBERT_WORD_ROLES", "0,0,0").split(",")  # r1,r2,r3: one a seed
+    return int(draws[int(argv[argv.index("--seed") + 1]) - 1]) if "--seed" in argv else 0
 
 
 class MyMethod(SkimStrategy):
@@ -671,8 +675,10 @@ class MyMethod(SkimStrategy):
 
 
 def test_an_own_method_that_reads_the_draw_from_its_command_line_finds_none(tmp_path):
-    """It earned 40 of 40 when train.py got --word-roles N: the training is now handed the
-    draw's sentences (--data-dir), never the draw, and the grader counts the keywords kept."""
+    """It earned 40 of 40 when train.py got --word-roles N, and again from the environment of a
+    regrade (these tests grade with SKIMBERT_WORD_ROLES set): a training is now handed the
+    draw's sentences (--data-dir), never the draw nor the grader's variables, and the grader
+    counts the keywords kept."""
     r = fails_to_choose(tmp_path, ARGV_OWN)
     assert any("sys.argv" in line for line in r["read"])
 
@@ -801,11 +807,14 @@ if "--keep-shares-from" not in sys.argv and OLD in Path("evaluation.py").read_te
 )
 
 
-def test_an_own_method_that_rewrites_the_files_beside_it_changes_no_other_training(tmp_path):
-    """Each training of the experiment runs in a copy of its own, the control's without a file of
-    the student's: a method that rewrites evaluation.py on disk (for the control, which imports
-    it afresh) measured a random skim as +0.36 keywords over its control, 40 of 40."""
-    fails_to_choose(tmp_path, REWRITING_OWN)
+REWRITES_THE_CONTROLS_COPY = """
+from pathlib import Path
+
+for copy in Path(__file__).resolve().parent.parent.glob("control-s*"):  # every token left at 0
+    text = (copy / "report.py").read_text()
+    text = text.replace('"exit_layers": exits}', '"exit_layers": [0] * len(exits)}')
+    (copy / "report.py").write_text(text)
+"""
 
 
 SPOILING_OWN = (
@@ -823,13 +832,45 @@ for file in out.parent.glob("control-sentences-*/synthetic/train.tsv"):
 )
 
 
-def test_an_own_method_that_rewrites_the_controls_sentences_fails(tmp_path):
+@pytest.mark.parametrize(
+    "own,said",
+    [(SPOILING_OWN, "the control's sentences changed while the method trained"),
+     (RANDOM_OWN + REWRITES_THE_CONTROLS_COPY, "the control's copy of the repository changed")],
+    ids=["its sentences", "its copy of the repository"],
+)  # fmt: skip
+def test_an_own_method_that_rewrites_what_its_control_reads_fails(tmp_path, own, said):
     copy = solved_copy(tmp_path / "copy")
-    (copy / "my_method.py").write_text(SPOILING_OWN)
+    (copy / "my_method.py").write_text(own)
     status, results = grade(copy, tmp_path / "grade.json", "--only", "6")
     experiment = results[6]["checks"][-1]
     assert status == 1 and not experiment["passed"], experiment
-    assert "the control's sentences changed while the method trained" in experiment["message"]
+    assert said in experiment["message"], experiment["message"]
+
+
+LEAVES_A_PROCESS = """
+import json, os, sys, time
+from pathlib import Path
+
+if "--out-dir" in sys.argv:  # a child that waits for train.py to end, then keeps every token
+    out = Path(sys.argv[sys.argv.index("--out-dir") + 1]) / "results.json"
+    parent = os.getpid()
+    if os.fork() == 0:
+        while os.getppid() == parent:
+            time.sleep(0.05)
+        results = json.loads(out.read_text())
+        for row in results["case_study"]:
+            row["exit_layers"] = [len(results["kept_per_layer"])] * len(row["exit_layers"])
+        out.write_text(json.dumps(results))
+        os._exit(0)
+"""
+
+
+def test_an_own_method_that_rewrites_what_measures_it_changes_nothing(tmp_path):
+    """Two ways a random skim scored 40 of 40, at once: it rewrote evaluation.py on disk for
+    the control that imports it next (each training now runs in a copy of its own), and left a
+    child behind train.py that rewrote its results (killed now with train.py's process group).
+    Either way open, it would pass."""
+    fails_to_choose(tmp_path, REWRITING_OWN + LEAVES_A_PROCESS)
 
 
 def test_an_own_method_that_rebinds_the_measure_earns_nothing_by_it(tmp_path):
