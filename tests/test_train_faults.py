@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -538,6 +539,18 @@ class Unwritten(Halves):  # what a student copy's stubs raise
         raise NotImplementedError("Assignment 6: write decide, see assignments/06_strategy.md")
 
 
+class ForksAChild(Halves):  # a process that would outlive train.py and write after it
+    def __init__(self, config, options=None, task=None):
+        super().__init__(config, options, task)
+        import os, sys, time  # noqa: E401
+
+        out = sys.argv[sys.argv.index("--out-dir") + 1]
+        if os.fork() == 0:
+            time.sleep(3)
+            open(out + "/forged", "w").close()
+            os._exit(0)
+
+
 class RewritesAtExit(Halves):  # the results rewritten after train.py wrote them
     def __init__(self, config, options=None, task=None):
         super().__init__(config, options, task)
@@ -628,3 +641,16 @@ def test_a_methods_exit_hook_cannot_rewrite_the_results(tmp_path, student):
     assert done.stdout.strip().splitlines()[-1].startswith("final | accuracy")  # flushed
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert record["keywords_kept_per_layer"] != [1.0, 1.0]
+
+
+def test_a_train_py_started_as_a_session_ends_what_its_method_forked(tmp_path, student):
+    """As assignment 6's grader starts it: a child of the method's, left running, would write
+    after train.py has ended (its results.json, say); train.py ends its process group first."""
+    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, "--method", student("ForksAChild"),
+           "--out-dir", str(tmp_path / "run")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          start_new_session=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    time.sleep(4)
+    assert (tmp_path / "run" / "results.json").is_file()
+    assert not (tmp_path / "run" / "forged").exists()
