@@ -255,6 +255,11 @@ def load_examples(
     if split not in task.splits:
         raise ValueError(f"{task.name} has splits {task.splits}, not {split!r}")
     written = Path(data_dir) / task.name / f"{split}.tsv" if data_dir else None
+    # one split read and another built would not be one task's: all from the folder, or none
+    if task.reader == "synthetic" and written and written.parent.is_dir() and not written.is_file():
+        raise ValueError(f"{written.parent} holds no {split}.tsv: write every split there "
+                         "(data.write_synthetic_split), or remove the folder to build the task "
+                         "in code")  # fmt: skip
     if task.reader == "synthetic" and not (written and written.is_file()):
         make, sizes = synthetic.SYNTHETIC[task.name]
         roles = {"roles": task.word_roles} if task.word_roles else {}

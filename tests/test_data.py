@@ -674,6 +674,9 @@ def test_a_draw_written_as_sentences_reads_back_without_its_keywords(tmp_path):
     assert all(f.keyword_mask is None for f in features)
     with pytest.raises(ValueError, match="holds the sentences already: drop --word-roles"):
         data.load_examples(drawn, "dev", tmp_path)
+    (tmp_path / "synthetic" / "train.tsv").unlink()  # one split read and one built: refused
+    with pytest.raises(ValueError, match="holds no train.tsv: write every split there"):
+        data.load_examples("synthetic", "train", tmp_path)
     (tmp_path / "synthetic" / "dev.tsv").write_text("text\tlabel\nawful good\tmaybe\n")
     with pytest.raises(ValueError, match="dev.tsv:2: label 'maybe' is not one of"):
         data.load_examples("synthetic", "dev", tmp_path)
